@@ -9,6 +9,8 @@ import sys
 _COMMAND_MODULES = (
     "seg4reg_tf.data.cli",
     "seg4reg_tf.training.cli",
+    "seg4reg_tf.evaluation.cli",
+    "seg4reg_tf.export.cli",
     "seg4reg_tf.serving.cli",
     "seg4reg_tf.tuning.cli",
 )

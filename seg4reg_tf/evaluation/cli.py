@@ -1,0 +1,99 @@
+"""`seg4reg evaluate`: evaluate a run directory or an exported SavedModel on a labelled split."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a run (--run) or a SavedModel / TF Serving base path (--model) on a labelled split",
+        description="Writes OUT/report.json, OUT/cases.csv, OUT/pred_vs_true.png and OUT/bland_altman.png.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", metavar="RUN_DIR", help="run directory written by `seg4reg train`")
+    src.add_argument("--model", metavar="PATH", help="SavedModel directory or TF Serving base path (newest version)")
+    p.add_argument("--data", required=True, metavar="ROOT", help="dataset root in the AASCE layout")
+    p.add_argument("--split", required=True, metavar="NAME", help="split name, e.g. training or test")
+    p.add_argument("--val", action="store_true",
+                   help="only the fixed validation subset of the split (index %% 5 == 4, aasce.train_val_split)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N images")
+    p.add_argument("--max-missing", type=int, default=3,
+                   help="vertebrae interpolated before seg-derived angles count as failed (default 3)")
+    p.add_argument("--seg-fit", choices=("quad", "rect"), default="quad",
+                   help="vertebra corner fit for the seg-derived angles (default quad)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=run_evaluate)
+
+
+def _fail(msg: str) -> int:
+    print(f"seg4reg evaluate: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _check_paths(args) -> str | None:
+    if args.run is not None:
+        if not os.path.isdir(args.run):
+            return f"--run: run directory not found: {args.run}"
+        for name in ("config.yaml", "model.keras"):
+            if not os.path.isfile(os.path.join(args.run, name)):
+                return f"--run: {os.path.join(args.run, name)} not found (expected a run directory of `seg4reg train`)"
+    if args.model is not None and not os.path.isdir(args.model):
+        return f"--model: SavedModel path not found: {args.model}"
+    if not os.path.isdir(args.data):
+        return f"--data: dataset root not found: {args.data}"
+    if args.batch_size < 1:
+        return f"--batch-size: expected a positive int, got {args.batch_size}"
+    if args.limit is not None and args.limit < 1:
+        return f"--limit: expected a positive int, got {args.limit}"
+    if args.max_missing < 0:
+        return f"--max-missing: expected an int >= 0, got {args.max_missing}"
+    return None
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    problem = _check_paths(args)
+    if problem:
+        return _fail(problem)
+    try:
+        from seg4reg_tf.data import aasce
+        from seg4reg_tf.evaluation.evaluate import evaluate_run, evaluate_saved_model, resolve_saved_model_dir
+
+        if args.model is not None:
+            resolve_saved_model_dir(args.model)  # fail before reading the data
+        records = aasce.load_split(args.data, args.split)
+        if args.val:
+            records = aasce.train_val_split(records)[1]
+        if args.limit:
+            records = records[: args.limit]
+        if not records:
+            return _fail(f"--split {args.split}: no images{' in the validation subset' if args.val else ''}")
+        extra = {"data": os.path.abspath(args.data), "split": args.split + (" (val)" if args.val else "")}
+        kw = dict(batch_size=args.batch_size, max_missing=args.max_missing, seg_fit=args.seg_fit,
+                  make_plots=not args.no_plots, extra=extra)
+        if args.run is not None:
+            report = evaluate_run(args.run, records, args.out, **kw)
+        else:
+            report = evaluate_saved_model(args.model, records, args.out, **kw)
+    except (FileNotFoundError, ValueError, OSError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        return _fail(str(msg))
+    except ImportError as err:
+        return _fail(f"{err} (is the package that provides it installed/complete?)")
+
+    def fmt(v, unit=""):
+        return "n/a" if v is None else f"{v:.3f}{unit}"
+
+    print(f"evaluated {report['n_images']} images, head {report['head']!r}")
+    print(f"SMAPE {fmt(report['smape'], '%')}  MAE PT/MT/TL {fmt(report['mae_pt'])}/{fmt(report['mae_mt'])}/"
+          f"{fmt(report['mae_tl'])} deg  Dice {fmt(report['dice_mean'])}")
+    seg = report["heads"].get("seg_angles")
+    if seg is not None:
+        print(f"seg-derived angles: SMAPE {fmt(seg['smape'], '%')} on {seg['n']} images "
+              f"(failed {100 * report['seg_angles_failed_fraction']:.1f}%)")
+    print(f"report: {os.path.join(args.out, 'report.json')}")
+    return 0

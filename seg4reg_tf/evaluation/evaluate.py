@@ -1,0 +1,337 @@
+"""Evaluate a trained model on labelled records: report.json, cases.csv and plots.
+
+Two front ends feed the same `evaluate`:
+- `evaluate_run(run_dir, ...)`: the Keras model and config of a run directory (`training.run.load_run`),
+  fed preprocessed images (`data.preprocess`, exactly as in training);
+- `evaluate_saved_model(path, ...)`: a SavedModel directory or a TF Serving base path (the newest
+  numeric version), called through `serving_default` with the raw image bytes, i.e. exactly what a
+  TF Serving client sees.
+
+The headline head is the one the config names (`model.head`, output `cobb_angles`), never chosen
+after looking at the numbers; every other head is reported beside it.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from seg4reg_tf.evaluation import plots as plots_lib
+from seg4reg_tf.evaluation.report import dice_mean, head_metrics, per_image_smape, write_cases_csv, write_report
+from seg4reg_tf.evaluation.seg_angles import DEFAULT_MAX_MISSING, original_to_model, segmentation_angles_details
+from seg4reg_tf.geometry import ANGLE_NAMES, landmarks_to_label_map
+
+# Report head name -> model output key (docs/architecture.md). "seg_angles" is computed here.
+HEAD_OUTPUTS = {
+    "headline": "cobb_angles",
+    "image": "cobb_angles_image",
+    "segmentation": "cobb_angles_segmentation",
+}
+SEG_ANGLES = "seg_angles"
+INPUT_KINDS = ("image", "bytes")
+
+PredictFn = Callable[[Any], Mapping[str, Any]]
+
+
+def _read_bytes(path: str) -> bytes:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path}")
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def default_preprocess_fn(data_cfg) -> Callable[[bytes], tuple[np.ndarray, np.ndarray]]:
+    """bytes -> (float32 [H, W, 1] image, transform (5,)) through `seg4reg_tf.data.preprocess`."""
+    from seg4reg_tf.data import preprocess as pp
+
+    def fn(raw: bytes):
+        image, transform = pp.preprocess(pp.decode_image(raw), data_cfg)
+        return np.asarray(image, dtype=np.float32), np.asarray(transform, dtype=np.float64)
+
+    return fn
+
+
+def _labels_from_outputs(out: Mapping[str, Any]) -> np.ndarray | None:
+    if "vertebra_labels" in out:
+        return np.asarray(out["vertebra_labels"]).astype(np.uint8)
+    if "segmentation" in out:
+        seg = np.asarray(out["segmentation"])
+        if seg.ndim != 4:
+            raise ValueError(f"output 'segmentation': expected [B, H, W, 18] probabilities, got shape {seg.shape}")
+        return np.argmax(seg, axis=-1).astype(np.uint8)
+    return None
+
+
+def _transforms_from_outputs(out: Mapping[str, Any], n: int) -> np.ndarray:
+    missing = [k for k in ("scale", "padding", "original_size") if k not in out]
+    if missing:
+        raise ValueError(f"bytes predict_fn outputs: missing {missing} (needed to undo the letterbox)")
+    scale = np.asarray(out["scale"], dtype=np.float64).reshape(n)
+    pad = np.asarray(out["padding"], dtype=np.float64).reshape(n, 2)
+    size = np.asarray(out["original_size"], dtype=np.float64).reshape(n, 2)
+    return np.stack([scale, pad[:, 0], pad[:, 1], size[:, 0], size[:, 1]], axis=1)
+
+
+def _angles(out: Mapping[str, Any], key: str, n: int) -> np.ndarray | None:
+    if key not in out:
+        return None
+    a = np.asarray(out[key], dtype=np.float64)
+    if a.shape != (n, 3):
+        raise ValueError(f"output {key!r}: expected shape [{n}, 3] degrees, got {a.shape}")
+    return a
+
+
+def evaluate(
+    predict_fn: PredictFn,
+    records: Sequence,
+    data_cfg,
+    out_dir: str,
+    *,
+    head_name: str,
+    batch_size: int = 8,
+    inputs: str = "image",
+    preprocess_fn: Callable[[bytes], tuple[np.ndarray, np.ndarray]] | None = None,
+    max_missing: int = DEFAULT_MAX_MISSING,
+    seg_fit: str = "quad",
+    make_plots: bool = True,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run `predict_fn` over `records` and write DIR/report.json, DIR/cases.csv and the PNG plots.
+
+    Args:
+        predict_fn: inputs="image": float32 [B, H, W, 1] preprocessed images -> output dict;
+            inputs="bytes": list of B encoded images -> output dict (with `scale`, `padding`,
+            `original_size`, as `serving_default`). Outputs per docs/architecture.md, numpy-convertible.
+        records: `data.aasce.AasceRecord`s (image_path, height, landmarks (68, 2) or None, angles (3,)).
+        data_cfg: `data.config.DataConfig` for preprocessing (inputs="image" only).
+        out_dir: output directory (created).
+        head_name: the config's `model.head`, recorded as the headline head (output `cobb_angles`).
+        batch_size: images per predict_fn call.
+        preprocess_fn: override bytes -> (image, transform (5,)); default `data.preprocess`.
+        max_missing: vertebrae that may be interpolated before seg-derived angles become NaN.
+        seg_fit: vertebra corner fit for the seg-derived angles, "quad" or "rect" (`seg_angles`).
+        make_plots: write pred_vs_true.png and bland_altman.png for the headline head.
+        extra: more keys for report.json (e.g. the source path and split).
+
+    Returns:
+        The report dict (also written as report.json, NaN as null).
+    """
+    records = list(records)
+    if not records:
+        raise ValueError("records: expected at least one labelled record, got none")
+    if inputs not in INPUT_KINDS:
+        raise ValueError(f"inputs: expected one of {INPUT_KINDS}, got {inputs!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if seg_fit not in ("quad", "rect"):
+        raise ValueError(f"seg_fit: expected 'quad' or 'rect', got {seg_fit!r}")
+    if inputs == "image" and preprocess_fn is None:
+        preprocess_fn = default_preprocess_fn(data_cfg)
+    os.makedirs(out_dir, exist_ok=True)
+
+    n = len(records)
+    true = np.full((n, 3), np.nan)
+    heads: dict[str, np.ndarray] = {}
+    seg_pred = np.full((n, 3), np.nan)
+    consistency = np.full(n, np.nan)
+    dice = np.full(n, np.nan)
+    seg_found = np.full(n, -1)
+    seg_reason = [""] * n
+    seg_interp = [""] * n
+    has_seg = False
+    model_size = None
+
+    with tqdm(total=n, desc="evaluate", unit="img") as bar:
+        for start in range(0, n, batch_size):
+            batch = records[start : start + batch_size]
+            b = len(batch)
+            raws = [_read_bytes(r.image_path) for r in batch]
+            if inputs == "image":
+                pre = [preprocess_fn(raw) for raw in raws]
+                images = np.stack([p[0] for p in pre]).astype(np.float32)
+                transforms = np.stack([np.asarray(p[1], dtype=np.float64).reshape(-1)[:5] for p in pre])
+                out = predict_fn(images)
+            else:
+                out = predict_fn(raws)
+                transforms = _transforms_from_outputs(out, b)
+            out = {k: np.asarray(v) for k, v in out.items()}
+            for name, key in HEAD_OUTPUTS.items():
+                a = _angles(out, key, b)
+                if a is not None:
+                    heads.setdefault(name, np.full((n, 3), np.nan))[start : start + b] = a
+            if "consistency" in out:
+                consistency[start : start + b] = np.asarray(out["consistency"], dtype=np.float64).reshape(b)
+            labels = _labels_from_outputs(out)
+            for i, rec in enumerate(batch):
+                k = start + i
+                t_ang = np.asarray(rec.angles, dtype=np.float64).reshape(-1)
+                if t_ang.shape != (3,) or not np.all(np.isfinite(t_ang)):
+                    raise ValueError(f"{rec.filename}: expected 3 finite true angles, got {rec.angles!r}")
+                true[k] = t_ang
+                if labels is None:
+                    continue
+                has_seg = True
+                lab = labels[i]
+                model_size = tuple(int(s) for s in lab.shape)
+                orig_h = float(transforms[i, 3]) if transforms.shape[1] > 3 else float(rec.height)
+                r = segmentation_angles_details(lab, transforms[i], orig_h, max_missing=max_missing, fit=seg_fit)
+                seg_pred[k], seg_found[k], seg_reason[k] = r.angles, r.n_found, r.reason
+                seg_interp[k] = " ".join(r.interpolated)
+                lm = getattr(rec, "landmarks", None)
+                if lm is not None and np.all(np.isfinite(np.asarray(lm, dtype=np.float64))):
+                    true_lab = landmarks_to_label_map(original_to_model(lm, transforms[i]), *lab.shape)
+                    dice[k] = dice_mean(lab, true_lab)
+            bar.update(b)
+
+    if "headline" not in heads:
+        raise ValueError(
+            f"model outputs: expected 'cobb_angles' (the head named by model.head={head_name!r}); "
+            f"none of {sorted(HEAD_OUTPUTS.values())} came back complete")
+    if "image" in heads and "segmentation" in heads:
+        consistency = np.where(np.isfinite(consistency), consistency,
+                               np.mean(np.abs(heads["image"] - heads["segmentation"]), axis=1))
+    if has_seg:
+        heads[SEG_ANGLES] = seg_pred
+
+    headline = head_metrics(heads["headline"], true)
+    report: dict[str, Any] = {
+        "n_images": n,
+        "head": head_name,
+        "smape": headline["smape"],
+        "mae_pt": headline["mae_pt"],
+        "mae_mt": headline["mae_mt"],
+        "mae_tl": headline["mae_tl"],
+        "dice_mean": float(np.nanmean(dice)) if np.isfinite(dice).any() else None,
+        "heads": {name: head_metrics(pred, true) for name, pred in heads.items()},
+        "seg_angles_failed_fraction": float(np.mean(~np.all(np.isfinite(seg_pred), axis=1))) if has_seg else None,
+        "seg_angles_max_missing": max_missing,
+        "seg_angles_fit": seg_fit,
+        "disagreement_mean": float(np.nanmean(consistency)) if np.isfinite(consistency).any() else None,
+        "model_size": list(model_size) if model_size else None,
+        "inputs": inputs,
+    }
+    if extra:
+        report.update(dict(extra))
+
+    smapes = {name: per_image_smape(pred, true) for name, pred in heads.items()}
+    rows = []
+    for k, rec in enumerate(records):
+        row: dict[str, Any] = {"file": rec.filename}
+        for j, a in enumerate(ANGLE_NAMES):
+            row[f"true_{a.lower()}"] = true[k, j]
+        for name, pred in heads.items():
+            for j, a in enumerate(ANGLE_NAMES):
+                row[f"{name}_{a.lower()}"] = pred[k, j]
+        row["disagreement"] = consistency[k]
+        for name in heads:
+            row[f"smape_{name}"] = smapes[name][k]
+        if has_seg:
+            row["dice"] = dice[k]
+            row["seg_found"] = int(seg_found[k])
+            row["seg_interpolated"] = seg_interp[k]
+            row["seg_failure"] = seg_reason[k]
+        rows.append(row)
+    write_cases_csv(rows, os.path.join(out_dir, "cases.csv"))
+
+    if make_plots:
+        title = f"head {head_name}: SMAPE {headline['smape']:.2f}%, n={headline['n']}" if headline["n"] else head_name
+        plots_lib.plot_pred_vs_true(heads["headline"], true, os.path.join(out_dir, "pred_vs_true.png"), title)
+        plots_lib.plot_bland_altman(heads["headline"], true, os.path.join(out_dir, "bland_altman.png"), title)
+        report["plots"] = ["pred_vs_true.png", "bland_altman.png"]
+    write_report(report, os.path.join(out_dir, "report.json"))
+    return report
+
+
+# --------------------------------------------------------------------------------------------------
+# front ends
+# --------------------------------------------------------------------------------------------------
+def keras_predict_fn(model) -> PredictFn:
+    """float32 [B, H, W, 1] -> dict of numpy outputs of a Keras model called on {"image": ...}."""
+
+    def fn(images):
+        out = model.predict_on_batch({"image": np.asarray(images, dtype=np.float32)})
+        if not isinstance(out, Mapping):
+            raise ValueError(f"model output: expected a dict of named outputs, got {type(out).__name__}")
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    return fn
+
+
+def model_head_name(model_cfg) -> str:
+    """The headline head a ModelConfig names ("auto" resolved when the config can resolve it)."""
+    head = getattr(model_cfg, "resolved_head", None)
+    if callable(head):
+        head = head()
+    return str(head or model_cfg.head)
+
+
+def evaluate_run(run_dir: str, records: Sequence, out_dir: str, *, batch_size: int = 8, **kwargs) -> dict[str, Any]:
+    """Evaluate the model of a run directory (`training.run.load_run`); head from its config."""
+    if not os.path.isdir(run_dir):
+        raise FileNotFoundError(f"run directory not found: {run_dir}")
+    from seg4reg_tf.training.run import load_run
+
+    cfg, model = load_run(run_dir)
+    extra = {"source": os.path.abspath(run_dir), **dict(kwargs.pop("extra", None) or {})}
+    head = model_head_name(cfg.model)
+    return evaluate(keras_predict_fn(model), records, cfg.data, out_dir, head_name=head,
+                    batch_size=batch_size, inputs="image", extra=extra, **kwargs)
+
+
+def resolve_saved_model_dir(path: str) -> str:
+    """A SavedModel directory itself, or the newest numeric version `BASE/N/` of a TF Serving base path."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"SavedModel path not found: {path}")
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = [d for d in os.listdir(path) if d.isdigit() and os.path.isfile(os.path.join(path, d, "saved_model.pb"))]
+    if not versions:
+        raise FileNotFoundError(
+            f"{path}: no saved_model.pb, and no numeric version directory (BASE/N/saved_model.pb) inside")
+    return os.path.join(path, max(versions, key=int))
+
+
+def _exported_head(version_dir: str) -> str:
+    """model.head from a config exported beside the SavedModel, else "cobb_angles (exported)"."""
+    for rel in ("assets.extra/config.yaml", "assets/config.yaml"):
+        p = os.path.join(version_dir, rel)
+        if os.path.isfile(p):
+            try:
+                import yaml
+
+                with open(p, encoding="utf-8") as f:
+                    head = (yaml.safe_load(f) or {}).get("model", {}).get("head")
+                if head:
+                    return str(head)
+            except Exception:  # an unreadable config must not stop the evaluation
+                pass
+    return "cobb_angles (exported)"
+
+
+def saved_model_predict_fn(path: str) -> tuple[PredictFn, str]:
+    """(list of image bytes -> dict of numpy outputs via `serving_default`, the version dir used)."""
+    import tensorflow as tf
+
+    version_dir = resolve_saved_model_dir(path)
+    loaded = tf.saved_model.load(version_dir)
+    if "serving_default" not in loaded.signatures:
+        raise ValueError(f"{version_dir}: no 'serving_default' signature (has {sorted(loaded.signatures)})")
+    sig = loaded.signatures["serving_default"]
+
+    def fn(raws):
+        out = sig(image_bytes=tf.constant(list(raws), dtype=tf.string))
+        return {k: v.numpy() for k, v in out.items()}
+
+    fn.loaded = loaded  # keep the trackable alive
+    return fn, version_dir
+
+
+def evaluate_saved_model(path: str, records: Sequence, out_dir: str, *, batch_size: int = 8,
+                         head_name: str | None = None, **kwargs) -> dict[str, Any]:
+    """Evaluate a SavedModel / TF Serving base path through `serving_default` with image bytes."""
+    fn, version_dir = saved_model_predict_fn(path)
+    extra = {"source": os.path.abspath(version_dir), **dict(kwargs.pop("extra", None) or {})}
+    return evaluate(fn, records, None, out_dir, head_name=head_name or _exported_head(version_dir),
+                    batch_size=batch_size, inputs="bytes", extra=extra, **kwargs)

@@ -1,0 +1,110 @@
+"""Evaluation numbers and the files they go into: per-head metrics, Dice, report.json, cases.csv."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from seg4reg_tf.geometry import N_CLASSES, angle_mae, smape, smape_per_image
+
+
+def head_metrics(pred, true) -> dict[str, Any]:
+    """Metrics of one head: {"n", "smape" (%), "mae_pt", "mae_mt", "mae_tl" (degrees)}.
+
+    Rows of `pred` (N, 3) with any NaN (a failed measurement) are left out; `n` counts the rest.
+    With no valid row the numbers are None.
+    """
+    p = np.asarray(pred, dtype=np.float64).reshape(-1, 3)
+    t = np.asarray(true, dtype=np.float64).reshape(-1, 3)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and true: expected equal shapes (N, 3), got {p.shape} and {t.shape}")
+    ok = np.all(np.isfinite(p), axis=1)
+    if not ok.any():
+        return {"n": 0, "smape": None, "mae_pt": None, "mae_mt": None, "mae_tl": None}
+    mae = angle_mae(p[ok], t[ok])
+    return {
+        "n": int(ok.sum()),
+        "smape": float(smape(p[ok], t[ok])),
+        "mae_pt": float(mae[0]),
+        "mae_mt": float(mae[1]),
+        "mae_tl": float(mae[2]),
+    }
+
+
+def per_image_smape(pred, true) -> np.ndarray:
+    """(N,) SMAPE percent per image; NaN where the prediction has a NaN."""
+    p = np.asarray(pred, dtype=np.float64).reshape(-1, 3)
+    t = np.asarray(true, dtype=np.float64).reshape(-1, 3)
+    out = np.full(len(p), np.nan)
+    ok = np.all(np.isfinite(p), axis=1)
+    if ok.any():
+        out[ok] = smape_per_image(p[ok], t[ok])
+    return out
+
+
+def dice_mean(pred_labels, true_labels, n_classes: int = N_CLASSES) -> float:
+    """Mean Dice over the vertebra classes 1..n_classes-1 of one [H, W] label-map pair.
+
+    Classes absent from both maps are skipped; NaN when no vertebra is in either map.
+    """
+    p = np.asarray(pred_labels)
+    t = np.asarray(true_labels)
+    if p.shape != t.shape:
+        raise ValueError(f"label maps: expected equal shapes, got predicted {p.shape} and true {t.shape}")
+    p = p.reshape(-1).astype(np.int64)
+    t = t.reshape(-1).astype(np.int64)
+    pc = np.bincount(p, minlength=n_classes)[:n_classes]
+    tc = np.bincount(t, minlength=n_classes)[:n_classes]
+    inter = np.bincount(p[p == t], minlength=n_classes)[:n_classes]
+    den = (pc + tc)[1:]
+    present = den > 0
+    if not present.any():
+        return float("nan")
+    return float(np.mean(2.0 * inter[1:][present] / den[present]))
+
+
+def _clean(value):
+    """JSON-safe: NaN/inf -> None, numpy scalars/arrays -> Python."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _clean(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
+
+
+def write_report(report: Mapping[str, Any], path: str) -> str:
+    """Write `report` as indented JSON (NaN -> null); returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(_clean(report), f, indent=2, allow_nan=False)
+        f.write("\n")
+    return path
+
+
+def write_cases_csv(rows: Iterable[Mapping[str, Any]], path: str) -> str:
+    """Write one CSV row per image (columns from the first row; NaN/None -> empty); returns the path."""
+    rows = list(rows)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        if not rows:
+            return path
+        writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        writer.writeheader()
+        for row in rows:
+            out = {}
+            for k, v in row.items():
+                v = _clean(v)
+                out[k] = "" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
+            writer.writerow(out)
+    return path

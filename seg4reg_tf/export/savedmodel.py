@@ -1,0 +1,261 @@
+"""Export a trained model as a TF Serving SavedModel (`BASE/N/`) with in-graph preprocessing.
+
+Signatures (method `tensorflow/serving/predict`), as docs/architecture.md fixes them:
+- `serving_default`: `image_bytes` tf.string [B] (JPEG/PNG, 8/16-bit) -> model outputs + mapping
+  outputs `original_size` int32 [B, 2] (h, w), `scale` float32 [B], `padding` float32 [B, 2] (top, left).
+- `predict_image`: `image` float32 [B, H, W, 1] (preprocessed) -> model outputs.
+- `predict_example`: `examples` tf.string [B] (serialized tf.Example) -> as `serving_default`.
+Model outputs: `cobb_angles`, `cobb_angles_image`, `cobb_angles_segmentation` float32 [B, 3] deg,
+`consistency` float32 [B] deg, `vertebra_labels` uint8 [B, H, W] (argmax of `segmentation`),
+`attention_map` float32 [B, h, w]; heads the model lacks are absent.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+MIN_SIDE = 64
+MAX_SIDE = 16384
+MAX_PIXELS = 50_000_000
+ANGLE_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
+MAPPING_OUTPUTS = ("original_size", "scale", "padding")
+SIGNATURES = ("serving_default", "predict_image", "predict_example")
+WARMUP_RELPATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
+DEFAULT_EXAMPLE_IMAGE_KEY = "image/encoded"
+
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI = b"\xff\xd8\xff"
+
+
+def image_size_of(data_cfg) -> tuple[int, int]:
+    """(H, W) model input size from a DataConfig-like object (`image_size` = (H, W))."""
+    size = getattr(data_cfg, "image_size", None)
+    if size is None or len(tuple(size)) != 2 or any(int(s) <= 0 for s in size):
+        raise ValueError(f"data.image_size: expected (height, width) positive ints, got {size!r}")
+    return int(size[0]), int(size[1])
+
+
+def header_shape(data: tf.Tensor) -> tf.Tensor:
+    """int32 [2] (height, width) of a scalar JPEG/PNG byte string, read from the header only.
+
+    Raises InvalidArgumentError (at run time) for bytes that are neither PNG nor JPEG.
+    """
+    n = tf.strings.length(data)
+    is_png = tf.logical_and(n >= 24, tf.equal(tf.strings.substr(data, 0, 8), _PNG_SIG))
+    is_jpeg = tf.logical_and(n >= 4, tf.equal(tf.strings.substr(data, 0, 3), _JPEG_SOI))
+    check = tf.debugging.Assert(
+        tf.logical_or(is_png, is_jpeg),
+        ["image_bytes: not a JPEG or PNG image (unrecognised header); got", n, "bytes"],
+    )
+    with tf.control_dependencies([check]):
+
+        def png_shape():
+            # IHDR: width, height as big-endian uint32 at bytes 16..23.
+            wh = tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.int32, little_endian=False)
+            return tf.reshape(tf.stack([wh[1], wh[0]]), [2])
+
+        def jpeg_shape():
+            return tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int32)
+
+        return tf.cond(is_png, png_shape, jpeg_shape)
+
+
+def check_image_size(hw: tf.Tensor) -> tf.Operation:
+    """Assert op: both sides in [MIN_SIDE, MAX_SIDE] px and at most MAX_PIXELS pixels."""
+    h, w = hw[0], hw[1]
+    ok = tf.reduce_all(
+        tf.stack(
+            [
+                h >= MIN_SIDE,
+                w >= MIN_SIDE,
+                h <= MAX_SIDE,
+                w <= MAX_SIDE,
+                tf.cast(h, tf.int64) * tf.cast(w, tf.int64) <= MAX_PIXELS,
+            ]
+        )
+    )
+    return tf.debugging.Assert(
+        ok,
+        [
+            f"image_bytes: image size out of range: each side must be in {MIN_SIDE}..{MAX_SIDE} px "
+            f"and at most {MAX_PIXELS} pixels in all; got height, width =",
+            h,
+            w,
+        ],
+    )
+
+
+def _default_decode() -> Callable:
+    from seg4reg_tf.data import preprocess as _pp
+
+    return _pp.decode_image
+
+
+def _default_preprocess() -> Callable:
+    from seg4reg_tf.data import preprocess as _pp
+
+    return _pp.preprocess
+
+
+def _example_image_key() -> str:
+    """The image-bytes feature of `data.tfrecords` Examples (only it is parsed: labels are optional)."""
+    try:
+        from seg4reg_tf.data import tfrecords as _tfr
+    except ImportError:
+        return DEFAULT_EXAMPLE_IMAGE_KEY
+    features = getattr(_tfr, "FEATURES", {})
+    if DEFAULT_EXAMPLE_IMAGE_KEY not in features:
+        raise ValueError(f"data.tfrecords.FEATURES: expected an {DEFAULT_EXAMPLE_IMAGE_KEY!r} feature, got {sorted(features)}")
+    return DEFAULT_EXAMPLE_IMAGE_KEY
+
+
+class _Graph:
+    """The in-graph functions shared by the three signatures."""
+
+    def __init__(self, model, data_cfg, decode_fn, preprocess_fn):
+        self.model = model
+        self.data_cfg = data_cfg
+        self.size = image_size_of(data_cfg)
+        self.decode_fn = decode_fn
+        self.preprocess_fn = preprocess_fn
+
+    def model_outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        raw = self.model({"image": images}, training=False)
+        if not isinstance(raw, dict):
+            raise TypeError(f"model: expected a dict of outputs, got {type(raw).__name__}")
+        out = {}
+        for key in ANGLE_OUTPUTS:
+            if key in raw:
+                out[key] = tf.identity(tf.cast(raw[key], tf.float32), name=key)
+        if "consistency" in raw:
+            out["consistency"] = tf.reshape(tf.cast(raw["consistency"], tf.float32), [-1])
+        if "segmentation" in raw:
+            out["vertebra_labels"] = tf.cast(tf.argmax(raw["segmentation"], axis=-1), tf.uint8)
+        if "attention_map" in raw:
+            att = tf.cast(raw["attention_map"], tf.float32)
+            if att.shape.rank == 4:
+                att = att[..., 0]
+            out["attention_map"] = att
+        if not out:
+            raise ValueError(f"model: none of the expected outputs found; got keys {sorted(raw)}")
+        return out
+
+    def one_image(self, data: tf.Tensor):
+        hw = header_shape(data)
+        with tf.control_dependencies([check_image_size(hw)]):
+            image = self.decode_fn(data)
+        image = tf.ensure_shape(tf.cast(image, tf.float32), [None, None, 1])
+        image, transform = self.preprocess_fn(image, self.data_cfg)
+        h, w = self.size
+        return tf.ensure_shape(image, [h, w, 1]), tf.ensure_shape(tf.cast(transform, tf.float32), [5])
+
+    def from_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        h, w = self.size
+        images, transforms = tf.map_fn(
+            self.one_image,
+            image_bytes,
+            fn_output_signature=(tf.TensorSpec([h, w, 1], tf.float32), tf.TensorSpec([5], tf.float32)),
+        )
+        out = self.model_outputs(images)
+        out["original_size"] = tf.cast(tf.round(transforms[:, 3:5]), tf.int32)
+        out["scale"] = transforms[:, 0]
+        out["padding"] = transforms[:, 1:3]
+        return out
+
+
+def export_model(
+    model,
+    data_cfg,
+    base_path,
+    version: int,
+    *,
+    warmup_images: Sequence[bytes] | None = None,
+    decode_fn: Callable | None = None,
+    preprocess_fn: Callable | None = None,
+) -> str:
+    """Write `base_path/version/` (saved_model.pb, variables/, assets.extra/) and return its path.
+
+    Args:
+        model: keras.Model called on {"image": float32 [B, H, W, 1]} returning the output dict.
+        data_cfg: DataConfig (`image_size` = (H, W), preprocessing switches) given to `preprocess_fn`.
+        base_path: the TF Serving model base path; created if missing.
+        version: positive int; an existing `base_path/version` is never overwritten (FileExistsError).
+        warmup_images: JPEG/PNG byte strings for the warmup requests (default: synthetic images).
+        decode_fn, preprocess_fn: default `data.preprocess.decode_image` / `preprocess`, the training ones.
+    """
+    import keras
+
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"version: expected a positive int, got {version!r}")
+    h, w = image_size_of(data_cfg)
+    base = Path(base_path)
+    base.mkdir(parents=True, exist_ok=True)
+    final = base / str(version)
+    if final.exists():
+        raise FileExistsError(f"{final}: version {version} already exists; refusing to overwrite")
+
+    graph = _Graph(model, data_cfg, decode_fn or _default_decode(), preprocess_fn or _default_preprocess())
+    example_key = _example_image_key()
+
+    def serving_default(image_bytes):
+        return graph.from_bytes(image_bytes)
+
+    def predict_image(image):
+        return graph.model_outputs(image)
+
+    def predict_example(examples):
+        parsed = tf.io.parse_example(examples, {example_key: tf.io.FixedLenFeature([], tf.string)})
+        return graph.from_bytes(parsed[example_key])
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+    )
+    archive.add_endpoint(
+        "predict_image", predict_image, input_signature=[tf.TensorSpec([None, h, w, 1], tf.float32, name="image")]
+    )
+    archive.add_endpoint(
+        "predict_example", predict_example, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+    )
+
+    tmp_root = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    try:
+        staged = tmp_root / str(version)
+        archive.write_out(str(staged), verbose=False)
+        from seg4reg_tf.export.warmup import synthetic_images, write_warmup_requests
+
+        images = list(warmup_images) if warmup_images is not None else synthetic_images()
+        write_warmup_requests(staged / WARMUP_RELPATH, images)
+        if final.exists():
+            raise FileExistsError(f"{final}: version {version} appeared while exporting; refusing to overwrite")
+        os.rename(staged, final)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return str(final)
+
+
+def export_run(run_dir, base_path, version: int) -> str:
+    """Load a run directory (`training.run.load_run`) and export its model; returns the version dir."""
+    from seg4reg_tf.training.run import load_run
+
+    cfg, model = load_run(run_dir)
+    return export_model(model, cfg.data, base_path, version)
+
+
+def latest_version_dir(path) -> Path:
+    """A SavedModel dir itself, or the newest numeric version under a TF Serving base path."""
+    p = Path(path)
+    if (p / "saved_model.pb").is_file():
+        return p
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p}: no such model directory")
+    versions = [d for d in p.iterdir() if d.name.isdigit() and (d / "saved_model.pb").is_file()]
+    if not versions:
+        raise FileNotFoundError(f"{p}: no SavedModel (saved_model.pb) and no numeric version directories")
+    return max(versions, key=lambda d: int(d.name))

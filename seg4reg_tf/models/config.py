@@ -1,0 +1,193 @@
+"""`ModelConfig`: every switch of the Seg4Reg+ reconstruction (design notes, section 1)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+VARIANTS = ("reg_only", "seg4reg", "seg4reg_plus")
+ENCODERS = ("light", "densenet121", "densenet169")
+HEADS = ("auto", "image", "segmentation", "mean")
+CAMS = ("cam", "gradcam")
+NORMS = ("batch", "group")
+
+# Which heads each variant can produce, and what `head="auto"` resolves to.
+_VARIANT_HEADS = {
+    "reg_only": ("image",),
+    "seg4reg": ("segmentation",),
+    "seg4reg_plus": ("image", "segmentation", "mean"),
+}
+_AUTO_HEAD = {"reg_only": "image", "seg4reg": "segmentation", "seg4reg_plus": "mean"}
+
+
+def _err(key: str, expected: str, got) -> ValueError:
+    return ValueError(f"model.{key}: expected {expected}, got {got!r}")
+
+
+@dataclass
+class ModelConfig:
+    """Configuration of the joint model (validated on construction).
+
+    Variants (`variant`):
+      - "reg_only": R on the image only (Seg4Reg's regression stage).
+      - "seg4reg": the two-stage predecessor: S trained by its segmentation loss alone, R trained on
+        ground-truth masks m; inference R(s_hat) with s_hat = 1 - p(background). No gradient between
+        S and R; no attention, gate or triangle terms.
+      - "seg4reg_plus": everything; `attention_reg`, `roi_gate`, `triangle` switch the three Seg4Reg+
+        modules off for the ablation (they only apply to this variant and are ignored otherwise).
+
+    Angle output: `sigmoid(logits) * angle_scale` degrees. The default scale is 180, not the
+    predecessor's 90: real AASCE angles reach 156 degrees, which a sigmoid on angles/90 cannot reach.
+    `angle_prior` (degrees, [PT, MT, TL]) initialises the output bias so that an untrained R predicts
+    these angles (defaults: means of the 481 AASCE training labels), i.e. training starts at the
+    mean predictor; None gives a zero bias (90 degrees at scale 180).
+
+    CPU-sized defaults (measured on the shared 2-core box, batch 8, default config, ~1.7M params:
+    R 1.18M, S 0.49M): about 15 img/s training at 256 x 128 and 4 img/s at 512 x 256; seg_width 16
+    (S 1.97M) roughly halves that. R is called three times per step (x, m, s_hat) with one set of
+    weights; with BatchNorm in R (reg_norm="batch" or a DenseNet encoder) each call updates the moving
+    statistics with a different input distribution, which is why the light encoder defaults to
+    GroupNorm.
+
+    `head`: which regression output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean"
+    their average, or "auto" (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
+
+    Loss (seg4reg_plus): w_seg_ce * CE + w_seg_dice * Dice + w_reg_image * L1(R(x)) + w_reg_mask *
+    L1(R(m)) + joint * (w_reg_seg * L1(R(s_hat)) + lambda_att * L_att + lambda_tri * L_tri), where the
+    L1 terms are on angles / angle_scale and `joint` is 0 during the first `warmup_epochs` epochs
+    (set by the `JointWarmup` callback) and 1 afterwards.
+    """
+
+    variant: str = "seg4reg_plus"
+    encoder: str = "light"
+    encoder_weights: str | None = None
+    reg_width: int = 16
+    reg_depth: int = 5
+    reg_norm: str = "group"
+    seg_width: int = 8
+    seg_depth: int = 4
+    seg_norm: str = "batch"
+    angle_scale: float = 180.0
+    angle_prior: tuple | None = (38.7, 19.7, 18.5)
+    head: str = "auto"
+    cam: str = "cam"
+    roi_gate: bool = True
+    gate_stop_gradient: bool = True
+    attention_reg: bool = True
+    triangle: bool = True
+    warmup_epochs: int = 2
+    w_seg_ce: float = 1.0
+    w_seg_dice: float = 1.0
+    w_reg_image: float = 1.0
+    w_reg_mask: float = 1.0
+    w_reg_seg: float = 1.0
+    lambda_att: float = 0.1
+    lambda_tri: float = 0.5
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        def choice(key, options):
+            v = getattr(self, key)
+            if v not in options:
+                raise _err(key, "one of " + ", ".join(repr(o) for o in options), v)
+
+        def pos_int(key, lo=1, hi=None):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+                rng = f"an int >= {lo}" + (f" and <= {hi}" if hi is not None else "")
+                raise _err(key, rng, v)
+
+        def boolean(key):
+            if not isinstance(getattr(self, key), bool):
+                raise _err(key, "true or false", getattr(self, key))
+
+        def nonneg(key):
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise _err(key, "a finite number >= 0", v)
+            setattr(self, key, float(v))
+
+        choice("variant", VARIANTS)
+        choice("encoder", ENCODERS)
+        if self.encoder_weights is not None and (not isinstance(self.encoder_weights, str) or not self.encoder_weights):
+            raise _err("encoder_weights", "null or a path to a local .weights.h5 file", self.encoder_weights)
+        pos_int("reg_width")
+        pos_int("reg_depth", 1, 7)
+        choice("reg_norm", NORMS)
+        pos_int("seg_width")
+        pos_int("seg_depth", 1, 7)
+        choice("seg_norm", NORMS)
+        if self.reg_norm == "group" and self.reg_width % 4:
+            raise _err("reg_width", "a multiple of 4 with reg_norm='group' (4 groups)", self.reg_width)
+        if self.seg_norm == "group" and self.seg_width % 4:
+            raise _err("seg_width", "a multiple of 4 with seg_norm='group' (4 groups)", self.seg_width)
+        nonneg("angle_scale")
+        if self.angle_scale <= 0:
+            raise _err("angle_scale", "a number > 0 (degrees)", self.angle_scale)
+        if self.angle_prior is not None:
+            p = self.angle_prior
+            ok = isinstance(p, (list, tuple)) and len(p) == 3 and all(
+                isinstance(a, (int, float)) and not isinstance(a, bool) and 0 < a < self.angle_scale for a in p)
+            if not ok:
+                raise _err("angle_prior", f"null or 3 angles in (0, angle_scale={self.angle_scale}) degrees", p)
+            self.angle_prior = tuple(float(a) for a in p)
+        choice("head", HEADS)
+        if self.head != "auto" and self.head not in _VARIANT_HEADS[self.variant]:
+            raise _err("head", f"one of {_VARIANT_HEADS[self.variant]} (or 'auto') for variant {self.variant!r}",
+                       self.head)
+        choice("cam", CAMS)
+        for key in ("roi_gate", "gate_stop_gradient", "attention_reg", "triangle"):
+            boolean(key)
+        pos_int("warmup_epochs", 0)
+        for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri"):
+            nonneg(key)
+        nonneg("dropout")
+        if self.dropout >= 1:
+            raise _err("dropout", "a rate in [0, 1)", self.dropout)
+        if self.variant == "reg_only" and self.w_reg_image == 0:
+            raise _err("w_reg_image", "> 0 for variant 'reg_only' (it is the only loss)", self.w_reg_image)
+        if self.variant == "seg4reg" and self.w_reg_mask == 0:
+            raise _err("w_reg_mask", "> 0 for variant 'seg4reg' (R learns from masks only)", self.w_reg_mask)
+
+    # Derived switches -------------------------------------------------------------------------
+    @property
+    def resolved_head(self) -> str:
+        return _AUTO_HEAD[self.variant] if self.head == "auto" else self.head
+
+    @property
+    def has_segmentation(self) -> bool:
+        return self.variant != "reg_only"
+
+    @property
+    def has_image_regression(self) -> bool:
+        return self.variant != "seg4reg"
+
+    @property
+    def joint(self) -> bool:
+        return self.variant == "seg4reg_plus"
+
+    @property
+    def use_gate(self) -> bool:
+        return self.joint and self.roi_gate
+
+    @property
+    def use_attention_reg(self) -> bool:
+        return self.joint and self.attention_reg
+
+    @property
+    def use_triangle(self) -> bool:
+        return self.joint and self.triangle
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if d["angle_prior"] is not None:
+            d["angle_prior"] = list(d["angle_prior"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"model.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
+        return cls(**d)

@@ -1,0 +1,215 @@
+"""The joint Seg4Reg+ model: S, R, CAM, ROI gate and the joint losses (all variants, one code path)."""
+from __future__ import annotations
+
+import keras
+from keras import ops
+from keras.src.losses.loss import scale_loss_for_distribution  # Keras' own convention, no public alias
+
+from seg4reg_tf.evaluation.metrics import SMAPE
+from seg4reg_tf.models import losses as L
+from seg4reg_tf.models.blocks import encoder_stride
+from seg4reg_tf.models.cam import cam_attention, gradcam_attention
+from seg4reg_tf.models.config import ModelConfig
+from seg4reg_tf.models.dice import MeanDice
+from seg4reg_tf.models.regression import RegressionNet
+from seg4reg_tf.models.segmentation import SegmentationNet
+
+LOSS_NAMES = ("seg_loss", "seg_ce_loss", "seg_dice_loss", "reg_image_loss", "reg_mask_loss", "reg_seg_loss",
+              "att_loss", "tri_loss")
+
+
+def validate_image_size(cfg: ModelConfig, image_size) -> tuple[int, int]:
+    """(H, W) ints divisible by every network's output stride, else ValueError naming image_size."""
+    try:
+        h, w = (int(s) for s in image_size)
+    except (TypeError, ValueError):
+        raise ValueError(f"image_size: expected (height, width) ints, got {image_size!r}") from None
+    stride = encoder_stride(cfg.encoder, cfg.reg_depth)
+    if cfg.has_segmentation:
+        stride = max(stride, 2 ** cfg.seg_depth)
+    if h <= 0 or w <= 0 or h % stride or w % stride:
+        raise ValueError(f"image_size: expected positive (height, width) divisible by {stride} (encoder "
+                         f"{cfg.encoder!r}, reg_depth {cfg.reg_depth}, seg_depth {cfg.seg_depth}), got {(h, w)}")
+    return h, w
+
+
+@keras.saving.register_keras_serializable(package="seg4reg_tf")
+class Seg4RegPlus(keras.Model):
+    """Joint segmentation S + Cobb angle regression R (Seg4Reg+ reconstruction, design notes 1).
+
+    Called on {"image": float32 [B, H, W, 1] in [0, 1]} it returns a dict (keys by variant):
+    `cobb_angles` [B, 3] degrees (the configured head), `cobb_angles_image` = R(x),
+    `cobb_angles_segmentation` = R(s_hat) with s_hat = 1 - p(background), `segmentation`
+    [B, H, W, 18] softmax, `attention_map` [B, h, w] CAM A(x) in [0, 1], `consistency` [B] =
+    mean_j |R(x) - R(s_hat)| degrees. reg_only: no segmentation keys; seg4reg: no image keys.
+
+    Training: `compile(optimizer=...)` then `fit` on (features, {"angles" [B, 3] degrees,
+    "labels" int [B, H, W]}). `compute_loss` builds the joint loss (see `ModelConfig`), computing
+    R(m) on the ground-truth foreground m = labels > 0, and logs every component, `smape` (of
+    `cobb_angles`) and `dice` (mean foreground Dice). The non-trainable `joint_weight` (0 during
+    warm-up, 1 after; set by `JointWarmup`) scales the joint terms and the gate's attention input.
+    Sample weights are ignored.
+
+    Args:
+        model_config: a `ModelConfig` or its dict.
+        image_size: (H, W) of the (letterboxed) input.
+        load_encoder_weights: load `encoder_weights` now (False when rebuilding from a saved model).
+
+    Reference: Lin et al., "Seg4Reg+: Consistency Learning between Spine Segmentation and Cobb
+    Angle Regression", MICCAI 2021 (arXiv 2208.12462). The equations are our reconstruction.
+    """
+
+    def __init__(self, model_config, image_size=(512, 256), load_encoder_weights=True, **kwargs):
+        kwargs.setdefault("name", "seg4reg_plus")
+        super().__init__(**kwargs)
+        cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(dict(model_config))
+        self.cfg = cfg
+        self.image_size = validate_image_size(cfg, image_size)
+        shape = (*self.image_size, 1)
+        self.regressor = RegressionNet(
+            shape, encoder=cfg.encoder, width=cfg.reg_width, depth=cfg.reg_depth, norm=cfg.reg_norm,
+            angle_scale=cfg.angle_scale, angle_prior=cfg.angle_prior, dropout=cfg.dropout,
+            encoder_weights=cfg.encoder_weights if load_encoder_weights else None, name="regressor")
+        self.segmenter = None
+        if cfg.has_segmentation:
+            self.segmenter = SegmentationNet(shape, width=cfg.seg_width, depth=cfg.seg_depth, norm=cfg.seg_norm,
+                                             gate=cfg.use_gate, gate_stop_gradient=cfg.gate_stop_gradient,
+                                             name="segmenter")
+        self.joint_weight = self.add_weight(name="joint_weight", shape=(), initializer="ones", trainable=False)
+        self.loss_names = self._loss_names()
+        self.loss_trackers = [keras.metrics.Mean(name=n) for n in self.loss_names]
+        self.smape_metric = SMAPE(name="smape")
+        self.dice_metric = MeanDice(name="dice") if cfg.has_segmentation else None
+        self.built = True
+
+    # ------------------------------------------------------------------------------------------
+    def _loss_names(self):
+        cfg, names = self.cfg, []
+        if cfg.has_segmentation:
+            names += ["seg_loss", "seg_ce_loss", "seg_dice_loss"]
+        if cfg.has_image_regression:
+            names.append("reg_image_loss")
+        if cfg.has_segmentation:
+            names.append("reg_mask_loss")
+        if cfg.joint:
+            names.append("reg_seg_loss")
+        if cfg.use_attention_reg:
+            names.append("att_loss")
+        if cfg.use_triangle:
+            names.append("tri_loss")
+        return names
+
+    def attention(self, features):
+        """CAM attention [B, h, w] in [0, 1] from R's feature map (Grad-CAM when cfg.cam='gradcam')."""
+        if self.cfg.cam == "gradcam":
+            return gradcam_attention(features, lambda f: self.regressor.logits(f, training=False))
+        return cam_attention(features, self.regressor.kernel)
+
+    def _image(self, inputs):
+        x = inputs["image"] if isinstance(inputs, dict) else inputs
+        if len(x.shape) != 4 or x.shape[-1] != 1 or tuple(x.shape[1:3]) != self.image_size:
+            raise ValueError(f'features["image"]: expected float32 [B, {self.image_size[0]}, '
+                             f'{self.image_size[1]}, 1] in [0, 1], got shape {tuple(x.shape)}')
+        return ops.cast(x, "float32")
+
+    def call(self, inputs, training=None):
+        cfg = self.cfg
+        x = self._image(inputs)
+        out = {}
+        jw = ops.cast(self.joint_weight, "float32")
+        if cfg.has_image_regression:
+            f_x = self.regressor.features(x, training=training)
+            ang_x = self.regressor.to_angles(self.regressor.logits(f_x, training=training))
+            out["cobb_angles_image"] = ang_x
+            out["attention_map"] = self.attention(f_x)
+        if cfg.has_segmentation:
+            gate_input = out["attention_map"] * jw if cfg.use_gate else None
+            probs = self.segmenter(x, attention=gate_input, training=training)
+            s_hat = 1.0 - probs[..., :1]
+            if not cfg.joint:  # seg4reg: two independent stages
+                s_hat = ops.stop_gradient(s_hat)
+            out["segmentation"] = probs
+            out["cobb_angles_segmentation"] = self.regressor(s_hat, training=training)["angles"]
+        if cfg.has_image_regression and cfg.has_segmentation:
+            out["consistency"] = ops.mean(ops.abs(out["cobb_angles_image"] - out["cobb_angles_segmentation"]),
+                                          axis=-1)
+        head = cfg.resolved_head
+        if head == "image":
+            out["cobb_angles"] = out["cobb_angles_image"]
+        elif head == "segmentation":
+            out["cobb_angles"] = out["cobb_angles_segmentation"]
+        else:
+            out["cobb_angles"] = 0.5 * (out["cobb_angles_image"] + out["cobb_angles_segmentation"])
+        return out
+
+    # ------------------------------------------------------------------------------------------
+    def loss_terms(self, y, y_pred, training=False):
+        """Unweighted loss components (dict of scalars) and the weighted total."""
+        cfg = self.cfg
+        if not isinstance(y, dict) or "angles" not in y or (cfg.has_segmentation and "labels" not in y):
+            need = '"angles" [B, 3]' + (' and "labels" [B, H, W]' if cfg.has_segmentation else "")
+            raise ValueError(f"targets: expected a dict with {need}, got {type(y).__name__}"
+                             f"{' with keys ' + str(sorted(y)) if isinstance(y, dict) else ''}")
+        angles = ops.cast(y["angles"], "float32")
+        if len(angles.shape) != 2 or angles.shape[-1] != 3:
+            raise ValueError(f'targets["angles"]: expected float32 [B, 3] degrees, got shape {tuple(angles.shape)}')
+        s = cfg.angle_scale
+        t, total = {}, 0.0
+        jw = ops.cast(self.joint_weight, "float32")
+        if cfg.has_segmentation:
+            labels = ops.cast(y["labels"], "int32")
+            if len(labels.shape) != 3 or tuple(labels.shape[1:]) != self.image_size:
+                raise ValueError(f'targets["labels"]: expected int32 [B, {self.image_size[0]}, '
+                                 f'{self.image_size[1]}] with 0..17, got shape {tuple(labels.shape)}')
+            probs = y_pred["segmentation"]
+            t["seg_ce_loss"] = L.segmentation_cross_entropy(labels, probs)
+            t["seg_dice_loss"] = L.soft_dice_loss(labels, probs)
+            t["seg_loss"] = cfg.w_seg_ce * t["seg_ce_loss"] + cfg.w_seg_dice * t["seg_dice_loss"]
+            total = total + t["seg_loss"]
+            m = ops.expand_dims(ops.cast(labels > 0, "float32"), -1)
+            out_m = self.regressor(m, training=training)
+            t["reg_mask_loss"] = L.angle_l1_loss(angles, out_m["angles"], s)
+            total = total + cfg.w_reg_mask * t["reg_mask_loss"]
+        if cfg.has_image_regression:
+            t["reg_image_loss"] = L.angle_l1_loss(angles, y_pred["cobb_angles_image"], s)
+            total = total + cfg.w_reg_image * t["reg_image_loss"]
+        if cfg.joint:
+            t["reg_seg_loss"] = L.angle_l1_loss(angles, y_pred["cobb_angles_segmentation"], s)
+            joint = cfg.w_reg_seg * t["reg_seg_loss"]
+            if cfg.use_attention_reg:
+                t["att_loss"] = L.attention_loss(y_pred["attention_map"], self.attention(out_m["features"]))
+                joint = joint + cfg.lambda_att * t["att_loss"]
+            if cfg.use_triangle:
+                t["tri_loss"] = L.triangle_loss(y_pred["cobb_angles_image"], y_pred["cobb_angles_segmentation"], s)
+                joint = joint + cfg.lambda_tri * t["tri_loss"]
+            total = total + jw * joint
+        return t, total
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        terms, total = self.loss_terms(y, y_pred, training=training)
+        for tracker in self.loss_trackers:
+            tracker.update_state(terms[tracker.name])
+        if self.losses:
+            total = total + ops.sum([ops.cast(v, "float32") for v in self.losses])
+        # fit() under tf.distribute sums per-replica gradients and unscales the logged loss itself:
+        # like Keras' built-in losses, return the per-replica share.
+        return scale_loss_for_distribution(total)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        self.smape_metric.update_state(y["angles"], y_pred["cobb_angles"])
+        if self.dice_metric is not None:
+            self.dice_metric.update_state(y["labels"], y_pred["segmentation"])
+        return self.get_metrics_result()
+
+    # ------------------------------------------------------------------------------------------
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, "model_config": self.cfg.to_dict(),
+                "image_size": list(self.image_size)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config.setdefault("load_encoder_weights", False)
+        return cls(**config)

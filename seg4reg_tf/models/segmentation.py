@@ -1,0 +1,74 @@
+"""S: U-Net style vertebra segmentation network with an optional ROI gate before its head."""
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from seg4reg_tf.geometry import N_CLASSES
+from seg4reg_tf.models.blocks import conv_norm_relu
+from seg4reg_tf.models.gate import RoiGate
+
+
+def build_unet_body(image_shape, width: int, depth: int, norm: str, name: str = "unet_body"):
+    """Encoder-decoder: `depth` max-pool levels with filters width * 2**level, nearest upsampling,
+    skip concatenation. [B, H, W, 1] -> decoder features G [B, H, W, width] (one level before the head)."""
+    inp = keras.Input(shape=tuple(image_shape), name=f"{name}_input")
+    x = conv_norm_relu(inp, width, norm, f"{name}_e0a")
+    x = conv_norm_relu(x, width, norm, f"{name}_e0b")
+    skips = [x]
+    for level in range(1, depth + 1):
+        x = layers.MaxPooling2D(2, name=f"{name}_pool{level}")(x)
+        f = width * 2 ** level
+        x = conv_norm_relu(x, f, norm, f"{name}_e{level}a")
+        x = conv_norm_relu(x, f, norm, f"{name}_e{level}b")
+        skips.append(x)
+    for level in range(depth - 1, -1, -1):
+        f = width * 2 ** level
+        x = layers.UpSampling2D(2, name=f"{name}_up{level}")(x)
+        x = layers.Concatenate(name=f"{name}_cat{level}")([x, skips[level]])
+        x = conv_norm_relu(x, f, norm, f"{name}_d{level}a")
+        x = conv_norm_relu(x, f, norm, f"{name}_d{level}b")
+    return keras.Model(inp, x, name=name)
+
+
+@keras.saving.register_keras_serializable(package="seg4reg_tf")
+class SegmentationNet(keras.layers.Layer):
+    """Vertebra segmentation S: [B, H, W, 1] -> softmax [B, H, W, n_classes] (0 background, 1..17 T1..L5).
+
+    With `gate=True`, `call(x, attention)` multiplies the last decoder feature map G by
+    (1 + up(attention)) (see `RoiGate`) before the 1x1 classification head.
+
+    Args:
+        image_shape: (H, W, 1); H and W divisible by 2**depth.
+        width, depth, norm: base filters, pooling levels, "batch" | "group".
+        n_classes: output classes (18).
+        gate, gate_stop_gradient: ROI gate switch and its stop-gradient.
+    """
+
+    def __init__(self, image_shape, width=16, depth=4, norm="batch", n_classes=N_CLASSES, gate=False,
+                 gate_stop_gradient=True, **kwargs):
+        super().__init__(**kwargs)
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.width, self.depth, self.norm = int(width), int(depth), norm
+        self.n_classes = int(n_classes)
+        self.gate_enabled, self.gate_stop_gradient = bool(gate), bool(gate_stop_gradient)
+        self.body = build_unet_body(self.image_shape, self.width, self.depth, norm, name=f"{self.name}_unet")
+        self.gate = RoiGate(stop_gradient=self.gate_stop_gradient, name="roi_gate") if self.gate_enabled else None
+        self.head = layers.Conv2D(self.n_classes, 1, name="seg_logits")
+        self.head.build((None, *self.image_shape[:2], self.width))
+        self.built = True
+
+    def call(self, x, attention=None, training=None):
+        if len(x.shape) != 4 or x.shape[-1] != 1:
+            raise ValueError(f"SegmentationNet: expected input [B, H, W, 1], got shape {x.shape}")
+        g = self.body(x, training=training)
+        if self.gate is not None:
+            if attention is None:
+                raise ValueError("SegmentationNet: gate=True needs an attention map [B, h, w]")
+            g = self.gate(g, attention)
+        return ops.softmax(self.head(g), axis=-1)
+
+    def get_config(self):
+        return {**super().get_config(), "image_shape": list(self.image_shape), "width": self.width,
+                "depth": self.depth, "norm": self.norm, "n_classes": self.n_classes, "gate": self.gate_enabled,
+                "gate_stop_gradient": self.gate_stop_gradient}

@@ -1,0 +1,342 @@
+"""`seg4reg predict`: JSON + overlay PNG per image (JPEG, PNG 8/16-bit, DICOM) from a SavedModel or a server."""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, cobb_angles_details, label_map_to_landmarks
+from seg4reg_tf.serving.dicom import is_dicom, read_dicom
+from seg4reg_tf.serving.overlay import Curve, render_overlay
+
+HEADS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
+DEFAULT_THRESHOLD = 5.0
+SUMMARY_FIELDS = ["file", "status", "PT", "MT", "TL", "consistency", "heads_disagree",
+                  "seg_PT", "seg_MT", "seg_TL", "error"]
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+_JPEG_SOI = b"\xff\xd8\xff"
+
+
+class BadInputError(ValueError):
+    """An input file that is not a readable JPEG, PNG or DICOM image."""
+
+
+@dataclasses.dataclass
+class InputImage:
+    """One input: the bytes sent to the model and what the outputs need.
+
+    Attributes:
+        name: file name as given (for messages, CSV); stem: output file stem.
+        model_bytes: JPEG/PNG bytes for `image_bytes` (DICOM converted to a 16-bit PNG).
+        display: [h, w] original grey pixels for the overlay.
+        pixel_spacing_mm: (row, column) mm or None.
+        kind: "jpeg", "png" or "dicom".
+    """
+
+    name: str
+    stem: str
+    model_bytes: bytes
+    display: np.ndarray
+    pixel_spacing_mm: tuple[float, float] | None
+    kind: str
+
+
+def load_input(path) -> InputImage:
+    """Read a JPEG, PNG (8/16-bit) or DICOM file; BadInputError naming the file otherwise."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as err:
+        raise BadInputError(f"{p.name}: cannot read ({err.strerror or type(err).__name__})") from None
+    spacing = None
+    if is_dicom(data) or p.suffix.lower() in (".dcm", ".dicom"):
+        try:
+            dcm = read_dicom(data, name=p.name)
+        except ValueError as err:
+            raise BadInputError(str(err)) from None
+        data, spacing, kind = dcm.png_bytes, dcm.pixel_spacing_mm, "dicom"
+    elif data.startswith(_PNG_SIG):
+        kind = "png"
+    elif data.startswith(_JPEG_SOI):
+        kind = "jpeg"
+    else:
+        raise BadInputError(f"{p.name}: not a JPEG, PNG or DICOM image (unrecognised header)")
+    display = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if display is None:
+        raise BadInputError(f"{p.name}: {kind.upper()} data could not be decoded (corrupt or truncated)")
+    if display.ndim == 3:
+        display = cv2.cvtColor(display[..., :3], cv2.COLOR_BGR2GRAY)
+    return InputImage(p.name, p.stem, data, display, spacing, kind)
+
+
+class LocalPredictor:
+    """`serving_default` of a local SavedModel (a version dir, or the newest version of a base path)."""
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        from seg4reg_tf.export.savedmodel import latest_version_dir
+
+        self.version_dir = latest_version_dir(path)
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(self.version_dir))
+        self._fn = self._loaded.signatures["serving_default"]
+
+    def predict(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        out = self._fn(image_bytes=self._tf.constant(list(images), dtype=self._tf.string))
+        return {k: v.numpy() for k, v in out.items()}
+
+
+class ServerPredictor:
+    """A TF Serving (or the project's local) server through `serving.client.PredictClient`."""
+
+    def __init__(self, target: str, *, rest: bool = False, model_name: str = "seg4reg"):
+        from seg4reg_tf.serving.client import PredictClient
+
+        self.client = PredictClient(target, rest=rest, model_name=model_name)
+
+    def predict(self, images: Sequence[bytes]) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in self.client.predict({"image_bytes": list(images)}).items()}
+
+
+def _inverse_letterbox_matrix(scale: float, pad_top: float, pad_left: float) -> np.ndarray:
+    """2x3 matrix mapping original pixel indices to model-frame pixel indices (pixel centres at i + 0.5)."""
+    off = 0.5 * scale - 0.5
+    return np.array([[scale, 0.0, pad_left + off], [0.0, scale, pad_top + off]], np.float64)
+
+
+def labels_to_original(labels: np.ndarray, scale, pad_top, pad_left, orig_h: int, orig_w: int) -> np.ndarray:
+    """uint8 [H, W] model-frame labels -> uint8 [orig_h, orig_w] (nearest neighbour)."""
+    m = _inverse_letterbox_matrix(float(scale), float(pad_top), float(pad_left))
+    return cv2.warpAffine(np.ascontiguousarray(labels, np.uint8), m, (int(orig_w), int(orig_h)),
+                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
+
+
+def attention_to_original(attention: np.ndarray, model_hw, scale, pad_top, pad_left, orig_h, orig_w) -> np.ndarray:
+    """float [h, w] attention over the model frame [H, W] -> float32 [orig_h, orig_w] (bilinear)."""
+    up = cv2.resize(np.asarray(attention, np.float32), (int(model_hw[1]), int(model_hw[0])), interpolation=cv2.INTER_LINEAR)
+    m = _inverse_letterbox_matrix(float(scale), float(pad_top), float(pad_left))
+    return cv2.warpAffine(up, m, (int(orig_w), int(orig_h)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
+
+
+def landmarks_to_original(landmarks: np.ndarray, scale, pad_top, pad_left) -> np.ndarray:
+    """(68, 2) model-frame (x, y) -> original pixels: inverse of (x * scale + pad_left, y * scale + pad_top)."""
+    lm = np.asarray(landmarks, np.float64)
+    return np.stack([(lm[:, 0] - float(pad_left)) / float(scale), (lm[:, 1] - float(pad_top)) / float(scale)], axis=1)
+
+
+def _angles_dict(values) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(ANGLE_NAMES, np.asarray(values, np.float64).reshape(-1))}
+
+
+def segmentation_geometry(labels_model: np.ndarray, scale, pad_top, pad_left, orig_h: int):
+    """Cobb geometry of the predicted labels in original pixels.
+
+    Uses `evaluation.seg_angles.segmentation_angles_details` (largest components, a few missing
+    vertebrae filled) when that module exists, else `geometry.label_map_to_landmarks` directly.
+    Returns (info dict for the JSON, landmarks (68, 2) original pixels, list[Curve]).
+    """
+    filled: list[str] = []
+    try:
+        from seg4reg_tf.evaluation.seg_angles import segmentation_angles_details
+    except ImportError:
+        segmentation_angles_details = None
+    if segmentation_angles_details is not None:
+        seg = segmentation_angles_details(labels_model, (scale, pad_top, pad_left), float(orig_h))
+        lm, filled = seg.landmarks, list(seg.interpolated)
+    else:
+        lm = landmarks_to_original(label_map_to_landmarks(labels_model), scale, pad_top, pad_left)
+    missing = [VERTEBRA_NAMES[v] for v in range(len(VERTEBRA_NAMES)) if not np.all(np.isfinite(lm[4 * v : 4 * v + 4]))]
+    info = {"angles": None, "unit": "deg", "branch": None, "curves": None,
+            "missing_vertebrae": missing, "interpolated_vertebrae": filled}
+    if missing:
+        return info, lm, []
+    details = cobb_angles_details(lm, float(orig_h))
+    if not np.all(np.isfinite(details.angles)):
+        return info, lm, []
+    curves, info_curves = [], {}
+    for name, angle, (u, l) in zip(ANGLE_NAMES, details.angles, details.end_vertebrae):
+        curves.append(Curve(name, float(angle), int(u), int(l)))
+        info_curves[name] = {"angle": float(angle), "upper": VERTEBRA_NAMES[u], "lower": VERTEBRA_NAMES[l],
+                             "end_vertebrae": f"{VERTEBRA_NAMES[u]}-{VERTEBRA_NAMES[l]}"}
+    info.update(angles=_angles_dict(details.angles), branch=details.branch, curves=info_curves)
+    return info, lm, curves
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _finite(x):
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: float):
+    """(JSON dict, overlay BGR image) for one image from the batch-of-one model outputs."""
+    first = {k: np.asarray(v)[0] for k, v in outputs.items()}
+    orig_h, orig_w = (int(x) for x in first.get("original_size", item.display.shape[:2]))
+    scale = float(first.get("scale", 1.0))
+    pad_top, pad_left = (float(x) for x in first.get("padding", (0.0, 0.0)))
+    heads = {k: {**_angles_dict(first[k]), "unit": "deg"} for k in HEADS if k in first}
+    consistency = _finite(first["consistency"]) if "consistency" in first else None
+    if consistency is None and "cobb_angles_image" in first and "cobb_angles_segmentation" in first:
+        consistency = float(np.mean(np.abs(first["cobb_angles_image"] - first["cobb_angles_segmentation"])))
+
+    labels_orig = attention_orig = None
+    geometry, landmarks, curves = None, None, []
+    if "vertebra_labels" in first:
+        labels_model = first["vertebra_labels"]
+        labels_orig = labels_to_original(labels_model, scale, pad_top, pad_left, orig_h, orig_w)
+        geometry, landmarks, curves = segmentation_geometry(labels_model, scale, pad_top, pad_left, orig_h)
+    if "attention_map" in first:
+        model_hw = first["vertebra_labels"].shape if "vertebra_labels" in first else (
+            round(orig_h * scale + 2 * pad_top), round(orig_w * scale + 2 * pad_left))
+        attention_orig = attention_to_original(first["attention_map"], model_hw, scale, pad_top, pad_left, orig_h, orig_w)
+
+    chosen = heads.get("cobb_angles") or (geometry or {}).get("angles")
+    result = {
+        "file": item.name,
+        "input_type": item.kind,
+        "unit": "deg",
+        "angles": {k: v for k, v in chosen.items() if k in ANGLE_NAMES} if chosen else None,
+        "heads": heads,
+        "segmentation_geometry": geometry,
+        "consistency": consistency,
+        "threshold": float(threshold),
+        "heads_disagree": None if consistency is None else bool(consistency > threshold),
+        "original_size": [orig_h, orig_w],
+        "pixel_spacing_mm": list(item.pixel_spacing_mm) if item.pixel_spacing_mm else None,
+    }
+
+    title = []
+    if result["angles"]:
+        title.append("Cobb " + "  ".join(f"{k} {v:.1f}" for k, v in result["angles"].items()) + " deg")
+    if geometry and geometry["curves"]:
+        title.append("seg: " + "  ".join(f"{k} {c['angle']:.1f} ({c['end_vertebrae']})" for k, c in geometry["curves"].items()))
+    if consistency is not None:
+        title.append(f"consistency {consistency:.1f} deg" + ("  HEADS DISAGREE" if result["heads_disagree"] else ""))
+    if item.display.shape[:2] != (orig_h, orig_w):
+        raise ValueError(f"{item.name}: model reports original_size {(orig_h, orig_w)}, decoded image is "
+                         f"{item.display.shape[:2]}")
+    overlay = render_overlay(item.display, labels_orig, attention_orig, landmarks, curves, title)
+    return result, overlay
+
+
+def _unique_stem(stem: str, used: set[str], suffix: str) -> str:
+    out = stem
+    if out in used:
+        out = f"{stem}_{suffix.lstrip('.')}" if suffix else f"{stem}_2"
+        k = 2
+        while out in used:
+            out = f"{stem}_{k}"
+            k += 1
+    used.add(out)
+    return out
+
+
+def expand_inputs(paths: Iterable) -> tuple[list[Path], bool]:
+    """Files to process (folders expanded to their non-hidden files, sorted) and whether a folder was given."""
+    files, folder = [], False
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            folder = True
+            files += sorted(c for c in p.iterdir() if c.is_file() and not c.name.startswith("."))
+        else:
+            files.append(p)
+    return files, folder
+
+
+def _summary_row(name: str, result: dict | None, error: str | None) -> dict:
+    row = {k: "" for k in SUMMARY_FIELDS}
+    row["file"] = name
+    row["status"] = "ok" if result is not None else "error"
+    row["error"] = error or ""
+    if result is not None:
+        for k, v in (result["angles"] or {}).items():
+            row[k] = f"{v:.4f}"
+        geo = result["segmentation_geometry"] or {}
+        for k, v in (geo.get("angles") or {}).items():
+            row[f"seg_{k}"] = f"{v:.4f}"
+        row["consistency"] = "" if result["consistency"] is None else f"{result['consistency']:.4f}"
+        row["heads_disagree"] = "" if result["heads_disagree"] is None else str(result["heads_disagree"]).lower()
+    return row
+
+
+def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFAULT_THRESHOLD,
+                summary: bool | None = None, progress: bool = True) -> int:
+    """Predict every input; write OUT/<stem>.json, OUT/<stem>_overlay.png (+ OUT/summary.csv).
+
+    Bad files are reported on stderr by name and skipped. Returns 0 if all succeeded, else 1.
+    """
+    from tqdm import tqdm
+
+    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
+        raise ValueError(f"threshold: expected a non-negative number of degrees, got {threshold!r}")
+    files, folder = expand_inputs(inputs)
+    if not files:
+        print("predict: no input files", file=sys.stderr)
+        return 1
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, failed, used = [], [], set()
+    for path in tqdm(files, desc="predict", unit="img", disable=not progress or len(files) < 2):
+        try:
+            item = load_input(path)
+            outputs = predictor.predict([item.model_bytes])
+            result, overlay = build_result(item, outputs, threshold)
+            ok, png = cv2.imencode(".png", overlay)
+            if not ok:
+                raise ValueError(f"{path.name}: the overlay could not be encoded as PNG")
+        except Exception as err:  # report by name, keep going
+            msg = _error_message(err)
+            print(f"predict: skipped {path.name}: {msg}", file=sys.stderr)
+            failed.append(path.name)
+            rows.append(_summary_row(path.name, None, msg))
+            continue
+        stem = _unique_stem(item.stem, used, path.suffix)
+        _write_atomic(out / f"{stem}_overlay.png", png.tobytes())
+        _write_atomic(out / f"{stem}.json", (json.dumps(result, indent=2) + "\n").encode())
+        rows.append(_summary_row(path.name, result, None))
+    if summary if summary is not None else (folder or len(files) > 1):
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_atomic(out / "summary.csv", buf.getvalue().encode())
+    if failed:
+        print(f"predict: {len(failed)} of {len(files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _error_message(err: Exception) -> str:
+    if isinstance(err, BadInputError):
+        msg = str(err).split(": ", 1)[-1]
+    else:
+        msg = getattr(err, "message", None) or str(err)
+        # TF errors: keep the assertion text, drop the graph trace.
+        for line in msg.splitlines():
+            if "assertion failed" in line or "Invalid" in line:
+                msg = line.strip()
+                break
+        msg = f"{type(err).__name__}: {msg.splitlines()[0] if msg else ''}"
+    return msg[:500]

@@ -1,0 +1,93 @@
+"""Training callbacks: throughput logging, resume-aware best checkpoint, and the standard set."""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+
+import keras
+
+
+class Throughput(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (training part of the epoch, s) and `images_per_s` to the epoch logs.
+
+    Put it first in the callback list so that CSVLogger and TensorBoard see the two values.
+    Args: global_batch: images per step (all replicas).
+    """
+
+    def __init__(self, global_batch: int):
+        super().__init__()
+        self.global_batch = int(global_batch)
+        self.total_images = 0
+        self.total_seconds = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._stop, self._steps = time.perf_counter(), None, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_start", None) is not None and self._stop is None:
+            self._stop = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        stop = self._stop if self._stop is not None else time.perf_counter()
+        seconds = max(stop - self._start, 1e-9)
+        images = self._steps * self.global_batch
+        self.total_images += images
+        self.total_seconds += seconds
+        if logs is not None:
+            logs["epoch_seconds"] = seconds
+            logs["images_per_s"] = images / seconds
+
+
+def read_history(path: str) -> list[dict]:
+    """Rows of a CSVLogger file as dicts of floats (the `epoch` column as int); [] if absent."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, newline="") as f:
+        rows = []
+        for row in csv.DictReader(f):
+            out = {}
+            for k, v in row.items():
+                try:
+                    out[k] = int(v) if k == "epoch" else float(v)
+                except (TypeError, ValueError):
+                    out[k] = v
+            rows.append(out)
+    return rows
+
+
+def best_of_history(rows: list[dict], monitor: str) -> tuple[float, int | None]:
+    """(min value, its epoch) of `monitor` over history rows; (inf, None) when absent."""
+    best, epoch = math.inf, None
+    for row in rows:
+        v = row.get(monitor)
+        if isinstance(v, float) and math.isfinite(v) and v < best:
+            best, epoch = v, row.get("epoch")
+    return best, epoch
+
+
+def make_callbacks(run_dir: str, *, monitor: str, joint_warmup_epochs: int, global_batch: int,
+                   resumed_best: float = math.inf) -> list[keras.callbacks.Callback]:
+    """The standard set, in order: Throughput, JointWarmup, best ModelCheckpoint(RUN/model.keras,
+    `monitor`, min; its `best` seeded with `resumed_best` so a resumed run keeps the better earlier
+    model), ModelCheckpoint(RUN/last.keras), CSVLogger(RUN/history.csv, append),
+    TensorBoard(RUN/tensorboard), BackupAndRestore(RUN/backup) last."""
+    from seg4reg_tf.models.warmup import JointWarmup
+
+    best = keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode="min",
+                                           save_best_only=True, verbose=1)
+    best.best = resumed_best
+    return [
+        Throughput(global_batch),
+        JointWarmup(joint_warmup_epochs),
+        best,
+        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "last.keras")),
+        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False, profile_batch=0),
+        # last: an epoch counts as done (and is skipped on resume) only after everything above wrote it
+        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+    ]

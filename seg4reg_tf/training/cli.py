@@ -1,0 +1,62 @@
+"""`seg4reg train`: train an experiment config into a run directory."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from seg4reg_tf.training.strategies import STRATEGY_NAMES
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train an experiment (YAML config) into a run directory",
+        description="Train with model.fit (custom loop for multiworker). Re-running the same command after "
+                    "an interruption resumes from RUN/backup. --data is an AASCE-format root (data/training, "
+                    "labels/training); without it, the config must have a `synthetic:` section, and a "
+                    "synthetic dataset is generated into RUN/synthetic_data.")
+    p.add_argument("--config", required=True, help="experiment YAML (may extend another with `base:`)")
+    p.add_argument("--data", default=None, help="AASCE-format data root")
+    p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (YAML syntax), e.g. --set train.epochs=1; repeatable")
+    p.add_argument("--strategy", choices=STRATEGY_NAMES, default=None, help="overrides train.strategy")
+    p.set_defaults(func=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from seg4reg_tf.training.config import load_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ValueError as err:
+        print(f"seg4reg train: config error: {err}", file=sys.stderr)
+        return 2
+    run_dir = args.out or os.path.join("runs", cfg.name)
+    data_root = args.data
+    if data_root is None:
+        if cfg.synthetic is None:
+            print("seg4reg train: --data ROOT is required (an AASCE-format root such as "
+                  "../shared/aasce/boostnet_labeldata), unless the config has a `synthetic:` section",
+                  file=sys.stderr)
+            return 2
+        from seg4reg_tf.data.synth import write_synthetic_dataset
+
+        data_root = os.path.join(run_dir, "synthetic_data")
+        if not os.path.isfile(os.path.join(data_root, "labels", "training", "angles.csv")):
+            s = cfg.synthetic
+            print(f"generating a synthetic dataset ({s.n_train} train, {s.n_test} test, seed {s.seed}) "
+                  f"in {data_root}", file=sys.stderr)
+            write_synthetic_dataset(data_root, s.n_train, s.n_test, s.seed)
+    elif not os.path.isdir(data_root):
+        print(f"seg4reg train: --data {data_root}: not a directory", file=sys.stderr)
+        return 2
+
+    from seg4reg_tf.training.train import train
+
+    summary = train(cfg, data_root, run_dir, strategy_name=args.strategy)
+    monitor = cfg.train.checkpoint_monitor
+    print(f"run directory: {os.path.abspath(run_dir)}")
+    print(f"best {monitor}: {summary.get('best_' + monitor)} (epoch {summary.get('best_epoch')}), "
+          f"{summary['images_per_s']} img/s, {summary['wall_time_s']} s")
+    return 0

@@ -1,0 +1,149 @@
+"""`train(cfg, data_root, run_dir)`: build data, model and optimizer, fit, and write the run directory.
+
+Run directory: config.yaml (resolved), model.keras (best by `train.checkpoint_monitor`), last.keras,
+history.csv, tensorboard/, backup/ (BackupAndRestore; deleted when the run finishes),
+train_summary.json. Restarting the same command after a crash resumes after the last finished epoch.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+
+import keras
+import tensorflow as tf
+
+from seg4reg_tf.training.callbacks import best_of_history, make_callbacks, read_history
+from seg4reg_tf.training.config import ExperimentConfig, TrainConfig, save_config
+from seg4reg_tf.training.schedules import EpochSchedule
+from seg4reg_tf.training.strategies import STRATEGY_NAMES, is_chief, make_strategy
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.yaml", "model.keras", "last.keras", "history.csv", "tensorboard", "train_summary.json")
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """The optimizer of `cfg` with its `EpochSchedule` (steps_per_epoch: optimizer steps per epoch)."""
+    schedule = EpochSchedule(cfg.learning_rate, cfg.schedule, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs,
+                             step_epochs=cfg.step_epochs, step_factor=cfg.step_factor,
+                             warmup_epochs=cfg.warmup_epochs)
+    common = {"learning_rate": schedule, "clipnorm": cfg.clipnorm}
+    wd = cfg.weight_decay or None
+    if cfg.optimizer == "sgd":
+        return keras.optimizers.SGD(momentum=cfg.momentum, weight_decay=wd, **common)
+    if cfg.optimizer == "adam":
+        return keras.optimizers.Adam(weight_decay=wd, **common)
+    if cfg.optimizer == "adamw":
+        return keras.optimizers.AdamW(weight_decay=cfg.weight_decay, **common)
+    raise ValueError(f"train.optimizer: expected 'sgd', 'adam' or 'adamw', got {cfg.optimizer!r}")
+
+
+def _load_records(data_root: str):
+    from seg4reg_tf.data import aasce
+
+    if not os.path.isdir(data_root):
+        raise FileNotFoundError(f"data root: {data_root!r} is not a directory (expected an AASCE-format root "
+                                "with data/training and labels/training)")
+    records = aasce.load_split(data_root, "training")
+    train_recs, val_recs = aasce.train_val_split(records)
+    if not train_recs or not val_recs:
+        raise ValueError(f"data root {data_root!r}: split 'training' has {len(records)} images; need at least 5 "
+                         "for the fixed train/validation split (index % 5 == 4 validates)")
+    return train_recs, val_recs
+
+
+def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name: str | None = None,
+          extra_callbacks: list | None = None, verbose: int | str = "auto") -> dict:
+    """Train `cfg` on the AASCE-format `data_root` (split "training", fixed train/val split) into `run_dir`.
+
+    Args:
+        cfg: the experiment. strategy_name: overrides `cfg.train.strategy` ("default" | "mirrored" |
+            "multiworker"). extra_callbacks: appended after the standard ones (fit path only).
+        verbose: Keras progress-bar setting.
+    Returns:
+        The summary also written to RUN/train_summary.json: epochs, initial_epoch, wall_time_s,
+        best_<monitor>, best_epoch, images_per_s, global_batch, replicas, strategy, n_train, n_val.
+    """
+    name = strategy_name or cfg.train.strategy
+    if name not in STRATEGY_NAMES:
+        raise ValueError(f"strategy: expected one of {', '.join(STRATEGY_NAMES)}, got {name!r}")
+    strategy = make_strategy(name)  # first: MultiWorkerMirroredStrategy must precede other TF work
+    chief = is_chief(strategy)
+    run_dir = os.path.abspath(run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    tc = cfg.train
+    monitor = tc.checkpoint_monitor
+    history_path = os.path.join(run_dir, "history.csv")
+    backup_dir = os.path.join(run_dir, "backup")
+    resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))
+    if chief:
+        if not resuming and os.path.exists(history_path):
+            os.remove(history_path)  # a fresh run in an old directory: start its history afresh
+        save_config(cfg, os.path.join(run_dir, "config.yaml"))
+
+    keras.utils.set_random_seed(tc.seed)
+    train_recs, val_recs = _load_records(data_root)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.data.batch_size * replicas
+    full_steps = math.ceil(len(train_recs) / global_batch)
+    steps_per_epoch = tc.steps_per_epoch or full_steps
+
+    from seg4reg_tf.data.pipeline import build_dataset
+    from seg4reg_tf.models import build_model
+
+    multiworker = name == "multiworker"
+    train_ds = build_dataset(data_root, cfg.data, training=True, records=train_recs, batch_size=global_batch,
+                             repeat=tc.steps_per_epoch is not None or multiworker, seed=tc.seed)
+    val_ds = build_dataset(data_root, cfg.data, training=False, records=val_recs, batch_size=global_batch,
+                           repeat=multiworker)
+    if tc.val_steps is not None and not multiworker:
+        val_ds = val_ds.take(tc.val_steps)
+
+    with strategy.scope():
+        model = build_model(cfg.model, cfg.data.image_size)
+        model.compile(optimizer=make_optimizer(tc, steps_per_epoch))
+
+    t0 = time.perf_counter()
+    if multiworker:
+        from seg4reg_tf.training.multiworker import fit_custom_loop
+
+        val_steps = tc.val_steps or math.ceil(len(val_recs) / global_batch)
+        result = fit_custom_loop(strategy, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
+                                 steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
+                                 monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs)
+        initial_epoch, epochs_run, images = result["initial_epoch"], result["epochs_run"], result["images"]
+    else:
+        resumed_best = best_of_history(read_history(history_path), monitor)[0] if resuming else math.inf
+        callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs,
+                                   global_batch=global_batch, resumed_best=resumed_best)
+        history = model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
+                            validation_data=val_ds, callbacks=callbacks + list(extra_callbacks or ()),
+                            verbose=verbose, shuffle=False)
+        initial_epoch = history.epoch[0] if history.epoch else tc.epochs
+        epochs_run = len(history.epoch)
+        images = callbacks[0].total_images
+        train_seconds = callbacks[0].total_seconds
+    wall = time.perf_counter() - t0
+    if multiworker:
+        train_seconds = result["train_seconds"]
+
+    summary = {"name": cfg.name, "strategy": name, "replicas": int(replicas), "global_batch": int(global_batch),
+               "n_train": len(train_recs), "n_val": len(val_recs), "steps_per_epoch": int(steps_per_epoch),
+               "epochs": tc.epochs, "initial_epoch": int(initial_epoch), "epochs_run": int(epochs_run),
+               "wall_time_s": round(wall, 3), "images_per_s": round(images / max(train_seconds, 1e-9), 3)}
+    if chief:
+        rows = read_history(history_path)
+        best, best_epoch = best_of_history(rows, monitor)
+        model_path = os.path.join(run_dir, "model.keras")
+        if not os.path.exists(model_path) and os.path.exists(os.path.join(run_dir, "last.keras")):
+            log.warning("%s was never logged; model.keras is the last model", monitor)
+            shutil.copyfile(os.path.join(run_dir, "last.keras"), model_path)
+        summary.update({f"best_{monitor}": best if math.isfinite(best) else None, "best_epoch": best_epoch,
+                        "epochs_in_history": len(rows), "final": rows[-1] if rows else {}})
+        with open(os.path.join(run_dir, "train_summary.json"), "w") as f:
+            json.dump(summary, f, indent=2, default=float)
+    return summary

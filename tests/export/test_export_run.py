@@ -1,0 +1,83 @@
+"""The project's real model, DataConfig and run directory through export_run / `seg4reg export`."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.export import helpers_export as he
+
+models = pytest.importorskip("seg4reg_tf.models")
+training_config = pytest.importorskip("seg4reg_tf.training.config")
+pytest.importorskip("seg4reg_tf.training.run")
+
+SIZE = (64, 32)
+
+
+def _tiny_model_cfg(**kw):
+    base = dict(reg_width=4, reg_depth=2, seg_width=4, seg_depth=2)
+    base.update(kw)
+    return models.ModelConfig(**base)
+
+
+def _run_dir(tmp_path, **model_kw):
+    from seg4reg_tf.data.config import DataConfig
+
+    cfg = training_config.ExperimentConfig(
+        name="tiny", data=DataConfig(image_size=SIZE, clahe=True, clahe_tiles=(4, 4)), model=_tiny_model_cfg(**model_kw))
+    model = models.build_model(cfg.model, SIZE)
+    model({"image": np.zeros((1, *SIZE, 1), np.float32)})
+    run = tmp_path / "run"
+    run.mkdir()
+    training_config.save_config(cfg, run / "config.yaml")
+    model.save(run / "model.keras")
+    return run, cfg, model
+
+
+def _images():
+    _, lab_a = he.synthetic_spine(200, 90)
+    _, lab_b = he.synthetic_spine(150, 120, phase=0.5)
+    return [he.encode_labels_jpeg(lab_a), he.encode_labels_png16(lab_b)]
+
+
+def test_cli_export_real_model_matches_keras(tmp_path):
+    from seg4reg_tf.cli import main
+    from seg4reg_tf.data.preprocess import decode_image, preprocess
+
+    run, cfg, model = _run_dir(tmp_path)
+    base = tmp_path / "serving" / "seg4reg"
+    assert main(["export", str(run), "--out", str(base), "--version", "7"]) == 0
+    assert (base / "7" / "saved_model.pb").is_file()
+    assert main(["export", str(run), "--out", str(base), "--version", "7"]) == 1  # never overwritten
+
+    fn = tf.saved_model.load(str(base / "7")).signatures["serving_default"]
+    images = _images()
+    got = {k: v.numpy() for k, v in fn(image_bytes=tf.constant(images)).items()}
+    batch = tf.stack([preprocess(decode_image(tf.constant(d)), cfg.data)[0] for d in images])
+    ref = {k: np.asarray(v) for k, v in model({"image": batch}, training=False).items()}
+    for key in ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation", "consistency", "attention_map"):
+        assert key in got, key
+        np.testing.assert_allclose(got[key], np.asarray(ref[key]).reshape(got[key].shape), atol=1e-4, err_msg=key)
+    assert got["vertebra_labels"].shape == (2, *SIZE)
+    assert np.mean(got["vertebra_labels"] != np.argmax(ref["segmentation"], axis=-1)) < 1e-3
+    np.testing.assert_array_equal(got["original_size"], [[200, 90], [150, 120]])
+
+
+def test_reg_only_variant_lacks_segmentation_outputs(tmp_path):
+    from seg4reg_tf.data.config import DataConfig
+    from seg4reg_tf.export.savedmodel import export_model
+
+    model = models.build_model(_tiny_model_cfg(variant="reg_only"), SIZE)
+    model({"image": np.zeros((1, *SIZE, 1), np.float32)})
+    path = export_model(model, DataConfig(image_size=SIZE, clahe=False), tmp_path / "m", 1)
+    sig = tf.saved_model.load(path).signatures["serving_default"]
+    outputs = set(sig.structured_outputs)
+    assert "cobb_angles" in outputs and {"original_size", "scale", "padding"} <= outputs
+    assert "vertebra_labels" not in outputs and "cobb_angles_segmentation" not in outputs
+
+
+def test_cli_export_missing_run(tmp_path, capsys):
+    from seg4reg_tf.cli import main
+
+    assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "b"), "--version", "1"]) == 1
+    assert "nope" in capsys.readouterr().err

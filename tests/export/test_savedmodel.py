@@ -1,0 +1,212 @@
+"""export_model: TF Serving layout, signatures, fresh-process equivalence, rejection of bad images."""
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.export import helpers_export as he  # noqa: E402
+
+from seg4reg_tf.export.savedmodel import export_model, latest_version_dir  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL_OUTPUTS = {
+    "cobb_angles": (tf.float32, [None, 3]),
+    "cobb_angles_image": (tf.float32, [None, 3]),
+    "cobb_angles_segmentation": (tf.float32, [None, 3]),
+    "consistency": (tf.float32, [None]),
+    "vertebra_labels": (tf.uint8, [None, he.H, he.W]),
+    "attention_map": (tf.float32, [None, he.H // 2, he.W // 2]),
+}
+MAPPING_OUTPUTS = {
+    "original_size": (tf.int32, [None, 2]),
+    "scale": (tf.float32, [None]),
+    "padding": (tf.float32, [None, 2]),
+}
+
+
+def _png_header_only(height: int, width: int) -> bytes:
+    """A PNG whose IHDR claims height x width but carries no pixel data (a decompression-bomb stand-in)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    iend = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + chunk + iend
+
+
+def _jpeg_with_claimed_size(height: int, width: int) -> bytes:
+    """A small real JPEG whose SOF0 header is patched to claim height x width."""
+    data = bytearray(cv2.imencode(".jpg", np.full((80, 80), 128, np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def _test_images() -> list[bytes]:
+    _, lab_a = he.synthetic_spine(300, 150)
+    _, lab_b = he.synthetic_spine(200, 180, phase=1.0)
+    rgb = cv2.cvtColor((lab_a * 15).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    rgb[..., 2] = 255 - rgb[..., 2]
+    return [he.encode_labels_jpeg(lab_a), he.encode_labels_png16(lab_b),
+            cv2.imencode(".png", rgb)[1].tobytes()]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    base = tmp_path_factory.mktemp("models") / "seg4reg"
+    model = he.oracle_model(oracle=False)  # smooth in its input: numeric comparisons are meaningful
+    cfg = he.data_config(clahe=True)  # the full training preprocessing, CLAHE included
+    path = he.export_standin(base, 1, model=model, data_cfg=cfg)
+    return base, Path(path), model, cfg
+
+
+@pytest.fixture(scope="module")
+def serving_fn(exported):
+    return tf.saved_model.load(str(exported[1])).signatures["serving_default"]
+
+
+def test_layout_and_no_overwrite(exported):
+    base, path, model, cfg = exported
+    assert path == base / "1"
+    assert (path / "saved_model.pb").is_file()
+    assert (path / "variables" / "variables.index").is_file()
+    assert (path / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    with pytest.raises(FileExistsError, match="1"):
+        he.export_standin(base, 1, model=model, data_cfg=cfg)
+    assert sorted(p.name for p in base.iterdir()) == ["1"]  # no temp dir left, nothing partial
+    assert latest_version_dir(base) == path
+    with pytest.raises(ValueError, match="version"):
+        he.export_standin(base, 0, model=model, data_cfg=cfg)
+
+
+def test_signature_defs(exported):
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    _, path, _, _ = exported
+    sm = saved_model_pb2.SavedModel()
+    sm.ParseFromString((path / "saved_model.pb").read_bytes())
+    sigs = sm.meta_graphs[0].signature_def
+    assert {"serving_default", "predict_image", "predict_example"} <= set(sigs)
+    expected_inputs = {
+        "serving_default": ("image_bytes", tf.string, [-1]),
+        "predict_image": ("image", tf.float32, [-1, he.H, he.W, 1]),
+        "predict_example": ("examples", tf.string, [-1]),
+    }
+    for name, (key, dtype, shape) in expected_inputs.items():
+        sig = sigs[name]
+        assert sig.method_name == "tensorflow/serving/predict"
+        assert list(sig.inputs) == [key]
+        assert sig.inputs[key].dtype == dtype.as_datatype_enum
+        assert [d.size for d in sig.inputs[key].tensor_shape.dim] == shape
+        assert key in sig.inputs[key].name
+        outputs = dict(MODEL_OUTPUTS)
+        if name != "predict_image":
+            outputs.update(MAPPING_OUTPUTS)
+        assert set(sig.outputs) == set(outputs), name
+        for out_key, (out_dtype, out_shape) in outputs.items():
+            info = sig.outputs[out_key]
+            assert info.dtype == out_dtype.as_datatype_enum, (name, out_key)
+            assert [d.size if d.size >= 0 else None for d in info.tensor_shape.dim] == out_shape, (name, out_key)
+
+
+def test_fresh_process_matches_python_pipeline(exported, tmp_path):
+    _, path, model, cfg = exported
+    images = _test_images()
+    for k, data in enumerate(images):
+        (tmp_path / f"in{k}.bin").write_bytes(data)
+    script = textwrap.dedent(
+        f"""
+        import numpy as np, tensorflow as tf
+        fn = tf.saved_model.load({str(path)!r}).signatures["serving_default"]
+        data = [open({str(tmp_path)!r} + f"/in{{k}}.bin", "rb").read() for k in range({len(images)})]
+        out = fn(image_bytes=tf.constant(data))
+        np.savez({str(tmp_path / "out.npz")!r}, **{{k: v.numpy() for k, v in out.items()}})
+        """
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = dict(np.load(tmp_path / "out.npz"))
+
+    decode_fn, preprocess_fn = he.pipeline_fns()
+    prepped = [preprocess_fn(decode_fn(tf.constant(d)), cfg) for d in images]
+    batch = tf.stack([p[0] for p in prepped])
+    transforms = np.stack([p[1].numpy() for p in prepped])
+    ref = {k: np.asarray(v) for k, v in model({"image": batch}, training=False).items()}
+
+    for key in ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation", "consistency", "attention_map"):
+        np.testing.assert_allclose(got[key], ref[key], atol=1e-4, err_msg=key)
+    labels_ref = np.argmax(ref["segmentation"], axis=-1)
+    assert got["vertebra_labels"].dtype == np.uint8
+    assert np.mean(got["vertebra_labels"] != labels_ref) < 1e-3
+    sizes = np.array([[300, 150], [200, 180], [300, 150]])
+    np.testing.assert_array_equal(got["original_size"], sizes)
+    scale = np.minimum(he.H / sizes[:, 0], he.W / sizes[:, 1])  # letterbox scale by hand
+    np.testing.assert_allclose(got["scale"], scale, rtol=1e-6)
+    np.testing.assert_allclose(got["scale"], transforms[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(got["padding"], transforms[:, 1:3], atol=1e-4)
+    pad = np.stack([(he.H - sizes[:, 0] * scale) / 2, (he.W - sizes[:, 1] * scale) / 2], axis=1)
+    np.testing.assert_allclose(got["padding"], pad, atol=0.51)  # centre padding, up to rounding
+
+
+def test_predict_image_and_example_agree_with_bytes(exported):
+    _, path, model, cfg = exported
+    loaded = tf.saved_model.load(str(path))
+    images = _test_images()[:2]
+    by_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant(images))
+    examples = [
+        tf.train.Example(features=tf.train.Features(feature={
+            "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[d]))})).SerializeToString()
+        for d in images
+    ]
+    by_example = loaded.signatures["predict_example"](examples=tf.constant(examples))
+    assert set(by_example) == set(by_bytes)
+    for key in by_bytes:
+        np.testing.assert_allclose(by_example[key].numpy(), by_bytes[key].numpy(), atol=1e-6, err_msg=key)
+    decode_fn, preprocess_fn = he.pipeline_fns()
+    batch = tf.stack([preprocess_fn(decode_fn(tf.constant(d)), cfg)[0] for d in images])
+    by_image = loaded.signatures["predict_image"](image=batch)
+    assert set(by_image) == set(MODEL_OUTPUTS)
+    np.testing.assert_allclose(by_image["cobb_angles"].numpy(), by_bytes["cobb_angles"].numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make, pattern",
+    [
+        (lambda: he.encode_labels_png16(np.zeros((40, 200), np.uint8)), "size out of range.*40.*200"),
+        (lambda: _png_header_only(50000, 50000), "size out of range.*50000"),
+        (lambda: _png_header_only(8000, 7000), "at most 50000000 pixels.*8000.*7000"),
+        (lambda: _jpeg_with_claimed_size(50000, 50000), "size out of range.*50000"),
+        (lambda: b"this is not an image at all", "not a JPEG or PNG"),
+        (lambda: b"", "not a JPEG or PNG"),
+    ],
+    ids=["tiny", "png-bomb", "too-many-pixels", "jpeg-bomb", "garbage", "empty"],
+)
+def test_rejects_bad_images(serving_fn, make, pattern):
+    fn = serving_fn
+    with pytest.raises(tf.errors.InvalidArgumentError, match=pattern):
+        fn(image_bytes=tf.constant([make()]))
+
+
+def test_rejects_truncated_image(serving_fn):
+    fn = serving_fn
+    data = _test_images()[0]
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        fn(image_bytes=tf.constant([data[: len(data) // 3]]))
+
+
+def test_bad_config_and_model(tmp_path):
+    class NoSize:
+        image_size = (0, 64)
+
+    with pytest.raises(ValueError, match="image_size"):
+        export_model(he.oracle_model(), NoSize(), tmp_path / "m", 1)
+    assert not (tmp_path / "m" / "1").exists()

@@ -1,0 +1,124 @@
+"""End-to-end `train` on a tiny synthetic set: run files, BackupAndRestore resume, load_run, the CLI."""
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from seg4reg_tf.training.callbacks import read_history
+from seg4reg_tf.training.run import load_run
+from seg4reg_tf.training.train import train
+
+
+class _Crash(keras.callbacks.Callback):
+    """Raises at the end of epoch `after` (after the standard callbacks wrote it)."""
+
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.after:
+            raise RuntimeError("simulated crash")
+
+
+class _Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def test_train_writes_run_and_resumes_after_crash(tmp_path, tiny_data, tiny_cfg):
+    cfg = tiny_cfg(["model.variant=reg_only"])
+    run = str(tmp_path / "run")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tiny_data, run, extra_callbacks=[_Crash(0)], verbose=0)
+    assert [r["epoch"] for r in read_history(os.path.join(run, "history.csv"))] == [0]
+    assert os.listdir(os.path.join(run, "backup")), "BackupAndRestore wrote nothing for the finished epoch"
+
+    seen = _Epochs()
+    summary = train(cfg, tiny_data, run, extra_callbacks=[seen], verbose=0)
+    assert seen.seen == [1], "the restarted run must continue at epoch 2 (index 1) only"
+    rows = read_history(os.path.join(run, "history.csv"))
+    assert [r["epoch"] for r in rows] == [0, 1]
+    for name in ("config.yaml", "model.keras", "last.keras", "history.csv", "tensorboard", "train_summary.json"):
+        assert os.path.exists(os.path.join(run, name)), name
+    assert not os.path.exists(os.path.join(run, "backup")), "backup is removed when the run completes"
+    assert "val_smape" in rows[0] and "images_per_s" in rows[0]
+
+    on_disk = json.load(open(os.path.join(run, "train_summary.json")))
+    assert on_disk["initial_epoch"] == 1 and on_disk["epochs_run"] == 1 and on_disk["epochs_in_history"] == 2
+    assert on_disk["best_val_smape"] == pytest.approx(min(r["val_smape"] for r in rows))
+    assert on_disk["best_epoch"] == min(rows, key=lambda r: r["val_smape"])["epoch"]
+    assert on_disk["global_batch"] == 4 and on_disk["n_train"] == 8 and on_disk["n_val"] == 2
+    assert on_disk["images_per_s"] > 0 and on_disk == {**summary, **on_disk}
+
+    loaded_cfg, model = load_run(run)
+    assert loaded_cfg == cfg
+    out = model({"image": np.zeros((1, 64, 32, 1), "float32")})
+    assert tuple(out["cobb_angles"].shape) == (1, 3)
+
+    # a fresh run in the same directory (no backup) starts its history afresh
+    summary2 = train(cfg, tiny_data, run, verbose=0)
+    assert [r["epoch"] for r in read_history(os.path.join(run, "history.csv"))] == [0, 1]
+    assert summary2["initial_epoch"] == 0
+
+
+def test_load_run_names_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run directory not found"):
+        load_run(str(tmp_path / "nope"))
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    with pytest.raises(FileNotFoundError, match="model.keras: missing"):
+        load_run(str(tmp_path))
+    os.remove(tmp_path / "config.yaml")
+    with pytest.raises(FileNotFoundError, match="config.yaml: missing"):
+        load_run(str(tmp_path))
+
+
+def test_optimizer_and_schedule_follow_config(tiny_cfg):
+    from seg4reg_tf.training.schedules import EpochSchedule
+    from seg4reg_tf.training.train import make_optimizer
+
+    cfg = tiny_cfg(["train.optimizer=sgd", "train.learning_rate=0.01", "train.momentum=0.9",
+                    "train.weight_decay=1e-4", "train.schedule=step", "train.step_epochs=30",
+                    "train.step_factor=0.1", "train.epochs=90", "train.clipnorm=1"]).train
+    opt = make_optimizer(cfg, steps_per_epoch=10)
+    assert isinstance(opt, keras.optimizers.SGD)
+    assert (opt.momentum, opt.weight_decay, opt.clipnorm) == pytest.approx((0.9, 1e-4, 1.0))
+    lr = opt._learning_rate
+    # hand values: epoch 0 -> 0.01, epoch 29.9 -> 0.01, epoch 30 -> 0.001, epoch 65 -> 0.0001
+    got = [float(lr(s)) for s in (0, 299, 300, 650)]
+    assert got == pytest.approx([0.01, 0.01, 0.001, 0.0001], rel=1e-5)
+    cos = EpochSchedule(1.0, "cosine", steps_per_epoch=2, epochs=5, warmup_epochs=1)
+    # warmup: (step+1)/(1*2); then 0.5 * (1 + cos(pi * (e - 1) / 4))
+    assert [float(cos(s)) for s in (0, 1, 2, 6, 10)] == pytest.approx(
+        [0.5, 1.0, 1.0, 0.5 * (1 + np.cos(np.pi * 2 / 4)), 0.0], abs=1e-6)
+    assert isinstance(make_optimizer(tiny_cfg(["train.optimizer=adamw", "train.weight_decay=0.01"]).train, 3),
+                      keras.optimizers.AdamW)
+    restored = EpochSchedule.from_config(cos.get_config())
+    assert float(restored(6)) == pytest.approx(float(cos(6)))
+
+
+def _cli(argv):
+    from seg4reg_tf.cli import main
+    return main(argv)
+
+
+def test_cli_errors_exit_2_naming_the_key(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: c\ntrain:\n  epochs: 2\n")
+    assert _cli(["train", "--config", str(cfg), "--data", str(tmp_path), "--set", "train.epoch=1"]) == 2
+    err = capsys.readouterr().err
+    assert "train.epoch: unknown key" in err and "Traceback" not in err
+    assert _cli(["train", "--config", str(cfg), "--set", "train.optimizer=rmsprop"]) == 2
+    assert "train.optimizer: expected one of 'sgd', 'adam', 'adamw'" in capsys.readouterr().err
+    assert _cli(["train", "--config", str(cfg)]) == 2
+    assert "--data ROOT is required" in capsys.readouterr().err
+    assert _cli(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "not found" in capsys.readouterr().err
