@@ -12,5 +12,11 @@ from seg4reg_tf.geometry.cobb import (
     cobb_angles_details,
     pairwise_angles,
 )
-from seg4reg_tf.geometry.masks import N_CLASSES, foreground, label_map_to_landmarks, landmarks_to_label_map
+from seg4reg_tf.geometry.masks import (
+    N_CLASSES,
+    foreground,
+    implausible_vertebrae,
+    label_map_to_landmarks,
+    landmarks_to_label_map,
+)
 from seg4reg_tf.geometry.smape import angle_mae, smape, smape_per_image

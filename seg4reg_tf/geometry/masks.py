@@ -16,21 +16,37 @@ def vertebra_polygon(corners: np.ndarray) -> np.ndarray:
     return corners[order]
 
 
-def landmarks_to_label_map(landmarks, height: int, width: int) -> np.ndarray:
+def implausible_vertebrae(landmarks, max_ratio: float = 4.0) -> np.ndarray:
+    """(17,) bool: vertebrae whose centre lies more than `max_ratio` median spacings from every neighbour.
+
+    19 of the 481 real training labels place L5 near the top of the image (L5 cut off by the image
+    border, the corners put anywhere); such a vertebra is not where the image shows it.
+    """
+    c = np.asarray(landmarks, dtype=np.float64).reshape(N_VERTEBRAE, 4, 2).mean(axis=1)
+    gaps = np.linalg.norm(np.diff(c, axis=0), axis=1)  # (16,) between v and v + 1
+    far = gaps > max_ratio * max(float(np.median(gaps)), 1e-9)
+    above = np.concatenate([[True], far])  # gap to the previous vertebra (none for T1)
+    below = np.concatenate([far, [True]])
+    return above & below
+
+
+def landmarks_to_label_map(landmarks, height: int, width: int, *, drop_implausible: bool = True) -> np.ndarray:
     """uint8 [height, width]: 0 background, v + 1 inside vertebra v's quadrilateral (v = 0 is T1).
 
     Corners are re-sorted before filling, so the swapped corners of the real labels still give a
-    filled quadrilateral. Later vertebrae overwrite earlier ones where they overlap.
+    filled quadrilateral. Later vertebrae overwrite earlier ones where they overlap. Vertebrae that
+    `implausible_vertebrae` flags are left out (background) unless `drop_implausible` is False.
     """
     p = np.asarray(landmarks, dtype=np.float64)
     if p.shape != (N_LANDMARKS, 2):
         raise ValueError(f"landmarks: expected shape (68, 2), got {p.shape}")
     out = np.zeros((int(height), int(width)), dtype=np.uint8)
+    skip = implausible_vertebrae(p) if drop_implausible else np.zeros(N_VERTEBRAE, bool)
     shift = 4  # sub-pixel precision for fillPoly
-    for v in range(N_VERTEBRAE):
+    for v in np.flatnonzero(~skip):
         poly = vertebra_polygon(p[4 * v : 4 * v + 4])
         pts = np.round((poly - 0.5) * (1 << shift)).astype(np.int32)  # pixel centres at integer + 0.5
-        cv2.fillPoly(out, [pts], color=v + 1, lineType=cv2.LINE_8, shift=shift)
+        cv2.fillPoly(out, [pts], color=int(v) + 1, lineType=cv2.LINE_8, shift=shift)
     return out
 
 

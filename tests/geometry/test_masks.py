@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from seg4reg_tf.geometry import cobb_angles, label_map_to_landmarks, landmarks_to_label_map
+from seg4reg_tf.geometry import cobb_angles, implausible_vertebrae, label_map_to_landmarks, landmarks_to_label_map
 from tests.geometry.spines import S_X, Y, interp_tilts, make_spine
 
 
@@ -44,3 +44,20 @@ def test_missing_vertebra_gives_nan_rows():
     lab[lab == 5] = 0
     back = label_map_to_landmarks(lab)
     assert np.isnan(back[16:20]).all() and not np.isnan(back[:16]).any()
+
+
+def test_l5_labelled_at_the_top_is_left_out_of_the_mask():
+    # The real-data quirk: L5's corners put near the top of the image when L5 is cut off.
+    p = make_spine(np.zeros(17), np.full(17, 100.0), Y)
+    assert not implausible_vertebrae(p).any()
+    p[64:68] = make_spine(np.zeros(17), np.full(17, 100.0), Y)[0:4] + [30, -40]
+    flags = implausible_vertebrae(p)
+    assert flags.tolist() == [False] * 16 + [True]
+    lab = landmarks_to_label_map(p, 1000, 200)
+    assert not (lab == 17).any() and (lab == 16).any() and (lab == 1).any()
+    assert (landmarks_to_label_map(p, 1000, 200, drop_implausible=False) == 17).any()
+
+
+def test_scoliotic_spacing_is_not_implausible():
+    tilts = interp_tilts([0, 4, 12, 16], [3, 14, -18, -4])
+    assert not implausible_vertebrae(make_spine(tilts, S_X, Y)).any()

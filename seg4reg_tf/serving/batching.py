@@ -1,0 +1,205 @@
+"""Server-side request batching, like TF Serving's `--enable_batching`.
+
+Concurrent requests for the same model version and signature are merged along axis 0 (the batch
+dimension) up to `max_batch_size` items, waiting at most `batch_timeout_ms` after the first queued
+request, run once, and the outputs are split back. If a merged run fails, every request in it is
+retried alone, so one bad request cannot fail its neighbours.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from concurrent.futures import Future
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger("seg4reg_tf.serving")
+
+Tensors = dict[str, np.ndarray]
+RunFn = Callable[[Tensors], Tensors]
+
+
+@dataclasses.dataclass
+class BatchingConfig:
+    """`max_batch_size` items per run; `batch_timeout_ms` longest wait (ms) for a batch to fill."""
+
+    enabled: bool = True
+    max_batch_size: int = 8
+    batch_timeout_ms: float = 5.0
+    max_enqueued: int = 1024  # queued requests per scheduler before RESOURCE_EXHAUSTED
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.enabled, bool):
+            raise ValueError(f"batching.enabled: expected a bool, got {self.enabled!r}")
+        if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int) \
+                or self.max_batch_size < 1:
+            raise ValueError(f"batching.max_batch_size: expected a positive int, got {self.max_batch_size!r}")
+        if isinstance(self.batch_timeout_ms, bool) or not isinstance(self.batch_timeout_ms, (int, float)) \
+                or not 0 <= self.batch_timeout_ms <= 60_000:
+            raise ValueError(
+                f"batching.batch_timeout_ms: expected a number in [0, 60000], got {self.batch_timeout_ms!r}")
+        if isinstance(self.max_enqueued, bool) or not isinstance(self.max_enqueued, int) or self.max_enqueued < 1:
+            raise ValueError(f"batching.max_enqueued: expected a positive int, got {self.max_enqueued!r}")
+
+
+class QueueFullError(RuntimeError):
+    """The scheduler's queue holds `max_enqueued` requests already."""
+
+
+@dataclasses.dataclass(eq=False)  # identity equality: `deque.remove` must not compare arrays
+class _Task:
+    inputs: Tensors
+    size: int
+    key: tuple
+    enqueued: float
+    future: Future = dataclasses.field(default_factory=Future)
+
+
+def _merge_key(inputs: Tensors) -> tuple:
+    """Requests merge only when names, dtypes and non-batch dims agree."""
+    return tuple(sorted((k, str(v.dtype), v.shape[1:]) for k, v in inputs.items()))
+
+
+def batch_size_of(inputs: Tensors) -> int | None:
+    """Common leading dimension of all inputs, or None when they disagree or a scalar is present."""
+    sizes = {v.shape[0] if v.ndim else None for v in inputs.values()}
+    if len(sizes) != 1 or None in sizes:
+        return None
+    return int(sizes.pop())
+
+
+class BatchScheduler:
+    """Merges concurrent `submit(inputs)` calls into runs of `run_fn` (one worker thread).
+
+    `run_fn(inputs) -> outputs` maps `{name: array [B, ...]}` to `{name: array [B, ...]}`; it may raise.
+    `submit` blocks and returns the caller's slice of the outputs or re-raises the caller's error.
+    Counters: `runs` (calls of run_fn), `requests`, `merged_runs` (runs serving > 1 request), `max_items`.
+    """
+
+    def __init__(self, run_fn: RunFn, config: BatchingConfig, name: str = "") -> None:
+        self._run_fn = run_fn
+        self.config = config
+        self.name = name
+        self._queue: collections.deque[_Task] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self.runs = 0
+        self.requests = 0
+        self.merged_runs = 0
+        self.max_items = 0
+        self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
+        self._thread.start()
+
+    def submit(self, inputs: Tensors, timeout: float | None = None) -> Tensors:
+        """Queue one request `{name: array [b, ...]}` and wait for its outputs."""
+        size = batch_size_of(inputs)
+        if size is None:
+            raise ValueError("batching: all inputs need the same leading (batch) dimension, got shapes "
+                             + str({k: tuple(v.shape) for k, v in inputs.items()}))
+        task = _Task(inputs, size, _merge_key(inputs), time.monotonic())
+        with self._cond:
+            if self._closed:
+                raise RuntimeError(f"batcher {self.name} is closed (model version unloaded)")
+            if len(self._queue) >= self.config.max_enqueued:
+                raise QueueFullError(f"batcher {self.name}: queue full ({self.config.max_enqueued} requests)")
+            self._queue.append(task)
+            self.requests += 1
+            self._cond.notify_all()
+        return task.future.result(timeout=timeout)
+
+    def close(self) -> None:
+        """Finish queued requests, then stop the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=30)
+
+    # -- worker ---------------------------------------------------------------------------------
+    def _compatible(self, first: _Task) -> list[_Task]:
+        """Queued tasks that can join `first`'s batch, in order, within max_batch_size."""
+        chosen, total = [first], first.size
+        for task in self._queue:
+            if task is first or task.key != first.key:
+                continue
+            if total + task.size > self.config.max_batch_size:
+                continue
+            chosen.append(task)
+            total += task.size
+        return chosen
+
+    def _next_batch(self) -> list[_Task] | None:
+        timeout_s = self.config.batch_timeout_ms / 1000.0
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            first = self._queue[0]
+            deadline = first.enqueued + timeout_s
+            while True:
+                batch = self._compatible(first)
+                remaining = deadline - time.monotonic()
+                if self._closed or remaining <= 0 or sum(t.size for t in batch) >= self.config.max_batch_size:
+                    break
+                self._cond.wait(remaining)
+            for task in batch:
+                self._queue.remove(task)
+            return batch
+
+    def _loop(self) -> None:
+        while True:
+            try:
+                batch = self._next_batch()
+            except BaseException as err:  # a bug here must not strand waiting callers
+                log.exception("batcher %s: scheduling failed", self.name)
+                with self._cond:
+                    stranded, self._queue = list(self._queue), collections.deque()
+                for task in stranded:
+                    task.future.set_exception(err)
+                continue
+            if batch is None:
+                return
+            try:
+                self._run_batch(batch)
+            except BaseException as err:  # never let the worker die with futures pending
+                for task in batch:
+                    if not task.future.done():
+                        task.future.set_exception(err)
+
+    def _call(self, inputs: Tensors) -> Tensors:
+        self.runs += 1
+        self.max_items = max(self.max_items, batch_size_of(inputs) or 0)
+        return self._run_fn(inputs)
+
+    def _run_alone(self, task: _Task) -> None:
+        try:
+            task.future.set_result(self._call(task.inputs))
+        except Exception as err:  # noqa: BLE001 - delivered to the caller
+            task.future.set_exception(err)
+
+    def _run_batch(self, batch: list[_Task]) -> None:
+        if len(batch) == 1:
+            self._run_alone(batch[0])
+            return
+        merged = {k: np.concatenate([t.inputs[k] for t in batch], axis=0) for k in batch[0].inputs}
+        total = sum(t.size for t in batch)
+        try:
+            outputs = self._call(merged)
+            if any(np.ndim(v) == 0 or np.shape(v)[0] != total for v in outputs.values()):
+                raise ValueError("outputs without the batch dimension cannot be split")
+        except Exception as err:  # noqa: BLE001 - retry alone: only the bad request should fail
+            log.debug("batcher %s: merged run of %d requests failed (%s); retrying one by one",
+                      self.name, len(batch), err)
+            for task in batch:
+                self._run_alone(task)
+            return
+        self.merged_runs += 1
+        start = 0
+        for task in batch:
+            task.future.set_result({k: v[start:start + task.size] for k, v in outputs.items()})
+            start += task.size
