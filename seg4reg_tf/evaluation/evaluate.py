@@ -282,15 +282,9 @@ def evaluate_run(run_dir: str, records: Sequence, out_dir: str, *, batch_size: i
 
 def resolve_saved_model_dir(path: str) -> str:
     """A SavedModel directory itself, or the newest numeric version `BASE/N/` of a TF Serving base path."""
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"SavedModel path not found: {path}")
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = [d for d in os.listdir(path) if d.isdigit() and os.path.isfile(os.path.join(path, d, "saved_model.pb"))]
-    if not versions:
-        raise FileNotFoundError(
-            f"{path}: no saved_model.pb, and no numeric version directory (BASE/N/saved_model.pb) inside")
-    return os.path.join(path, max(versions, key=int))
+    from seg4reg_tf.export.savedmodel import latest_version_dir
+
+    return str(latest_version_dir(path))
 
 
 def _exported_head(version_dir: str) -> str:

@@ -15,7 +15,8 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, cobb_angles_details, label_map_to_landmarks
+from seg4reg_tf.evaluation.seg_angles import segmentation_angles_details
+from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, cobb_angles_details
 from seg4reg_tf.serving.dicom import is_dicom, read_dicom
 from seg4reg_tf.serving.overlay import Curve, render_overlay
 
@@ -129,12 +130,6 @@ def attention_to_original(attention: np.ndarray, model_hw, scale, pad_top, pad_l
     return cv2.warpAffine(up, m, (int(orig_w), int(orig_h)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
 
 
-def landmarks_to_original(landmarks: np.ndarray, scale, pad_top, pad_left) -> np.ndarray:
-    """(68, 2) model-frame (x, y) -> original pixels: inverse of (x * scale + pad_left, y * scale + pad_top)."""
-    lm = np.asarray(landmarks, np.float64)
-    return np.stack([(lm[:, 0] - float(pad_left)) / float(scale), (lm[:, 1] - float(pad_top)) / float(scale)], axis=1)
-
-
 def _angles_dict(values) -> dict[str, float]:
     return {n: float(v) for n, v in zip(ANGLE_NAMES, np.asarray(values, np.float64).reshape(-1))}
 
@@ -143,19 +138,10 @@ def segmentation_geometry(labels_model: np.ndarray, scale, pad_top, pad_left, or
     """Cobb geometry of the predicted labels in original pixels.
 
     Uses `evaluation.seg_angles.segmentation_angles_details` (largest components, a few missing
-    vertebrae filled) when that module exists, else `geometry.label_map_to_landmarks` directly.
-    Returns (info dict for the JSON, landmarks (68, 2) original pixels, list[Curve]).
+    vertebrae filled). Returns (info dict for the JSON, landmarks (68, 2) original pixels, list[Curve]).
     """
-    filled: list[str] = []
-    try:
-        from seg4reg_tf.evaluation.seg_angles import segmentation_angles_details
-    except ImportError:
-        segmentation_angles_details = None
-    if segmentation_angles_details is not None:
-        seg = segmentation_angles_details(labels_model, (scale, pad_top, pad_left), float(orig_h))
-        lm, filled = seg.landmarks, list(seg.interpolated)
-    else:
-        lm = landmarks_to_original(label_map_to_landmarks(labels_model), scale, pad_top, pad_left)
+    seg = segmentation_angles_details(labels_model, (scale, pad_top, pad_left), float(orig_h))
+    lm, filled = seg.landmarks, list(seg.interpolated)
     missing = [VERTEBRA_NAMES[v] for v in range(len(VERTEBRA_NAMES)) if not np.all(np.isfinite(lm[4 * v : 4 * v + 4]))]
     info = {"angles": None, "unit": "deg", "branch": None, "curves": None,
             "missing_vertebrae": missing, "interpolated_vertebrae": filled}

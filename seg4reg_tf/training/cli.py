@@ -18,8 +18,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", required=True, help="experiment YAML (may extend another with `base:`)")
     p.add_argument("--data", default=None, help="AASCE-format data root")
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (YAML syntax), e.g. --set train.epochs=1; repeatable")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value (YAML syntax), e.g. --set train.epochs=1 data.clahe=false; repeatable")
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default=None, help="overrides train.strategy")
     p.set_defaults(func=_train)
 

@@ -6,6 +6,7 @@ and applies `section.key=value` overrides; `save_config(cfg, path)` writes the r
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -323,8 +324,8 @@ def read_config_dict(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> di
 
 
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...] | None) -> dict:
-    """Apply `section.key=value` strings (value parsed with `yaml.safe_load`) to a config mapping."""
-    data = _deep_merge({}, data)
+    """Apply `section.key=value` strings (value parsed with `yaml.safe_load`) to a copy of a config mapping."""
+    data = copy.deepcopy(data)
     for item in overrides or ():
         if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"override {item!r}: expected 'section.key=value'")

@@ -42,6 +42,37 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     raise ValueError(f"train.optimizer: expected 'sgd', 'adam' or 'adamw', got {cfg.optimizer!r}")
 
 
+def load_records(data_root: str):
+    """(train, val) `AasceRecord` lists of split "training" of `data_root` (fixed split: index % 5 == 4 validates)."""
+    return _load_records(data_root)
+
+
+def build_datasets(cfg: ExperimentConfig, data_root: str, train_recs, val_recs, global_batch: int, *,
+                   multiworker: bool = False):
+    """(train_ds, val_ds) for `cfg` (as `train` builds them): batches of `global_batch`; the training set
+    repeats when `train.steps_per_epoch` is set (or multiworker); validation takes `train.val_steps`."""
+    from seg4reg_tf.data.pipeline import build_dataset
+
+    tc = cfg.train
+    train_ds = build_dataset(data_root, cfg.data, training=True, records=train_recs, batch_size=global_batch,
+                             repeat=tc.steps_per_epoch is not None or multiworker, seed=tc.seed)
+    val_ds = build_dataset(data_root, cfg.data, training=False, records=val_recs, batch_size=global_batch,
+                           repeat=multiworker)
+    if tc.val_steps is not None and not multiworker:
+        val_ds = val_ds.take(tc.val_steps)
+    return train_ds, val_ds
+
+
+def compile_model(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.Model:
+    """`build_model(cfg.model, cfg.data.image_size)` compiled with `make_optimizer(cfg.train, steps_per_epoch)`
+    (call inside the strategy scope). Add `JointWarmup(cfg.model.warmup_epochs)` to its fit callbacks."""
+    from seg4reg_tf.models import build_model
+
+    model = build_model(cfg.model, cfg.data.image_size)
+    model.compile(optimizer=make_optimizer(cfg.train, steps_per_epoch))
+    return model
+
+
 def _load_records(data_root: str):
     from seg4reg_tf.data import aasce
 
@@ -92,20 +123,11 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
     full_steps = math.ceil(len(train_recs) / global_batch)
     steps_per_epoch = tc.steps_per_epoch or full_steps
 
-    from seg4reg_tf.data.pipeline import build_dataset
-    from seg4reg_tf.models import build_model
-
     multiworker = name == "multiworker"
-    train_ds = build_dataset(data_root, cfg.data, training=True, records=train_recs, batch_size=global_batch,
-                             repeat=tc.steps_per_epoch is not None or multiworker, seed=tc.seed)
-    val_ds = build_dataset(data_root, cfg.data, training=False, records=val_recs, batch_size=global_batch,
-                           repeat=multiworker)
-    if tc.val_steps is not None and not multiworker:
-        val_ds = val_ds.take(tc.val_steps)
+    train_ds, val_ds = build_datasets(cfg, data_root, train_recs, val_recs, global_batch, multiworker=multiworker)
 
     with strategy.scope():
-        model = build_model(cfg.model, cfg.data.image_size)
-        model.compile(optimizer=make_optimizer(tc, steps_per_epoch))
+        model = compile_model(cfg, steps_per_epoch)
 
     t0 = time.perf_counter()
     if multiworker:

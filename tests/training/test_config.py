@@ -167,3 +167,12 @@ def test_paper_and_ablation_settings():
     assert (c("seg4reg_plus_no_att.yaml").attention_reg, c("seg4reg_plus_no_att.yaml").roi_gate) == (False, True)
     assert (c("seg4reg_plus_no_gate.yaml").roi_gate, c("seg4reg_plus_no_gate.yaml").triangle) == (False, True)
     assert (c("seg4reg_plus_no_tri.yaml").triangle, c("seg4reg_plus_no_tri.yaml").attention_reg) == (False, True)
+
+
+def test_overrides_do_not_mutate_the_callers_mapping():
+    from seg4reg_tf.training.config import apply_overrides
+
+    data = {"train": {"epochs": 5}, "data": {"augment": {"enabled": True}}}
+    out = apply_overrides(data, ["train.epochs=1", "data.augment.enabled=false"])
+    assert out["train"]["epochs"] == 1 and out["data"]["augment"]["enabled"] is False
+    assert data == {"train": {"epochs": 5}, "data": {"augment": {"enabled": True}}}

@@ -1,0 +1,163 @@
+"""`seg4reg tune`: search space -> config overrides, a 2-trial search with resume, bad config keys, the GP."""
+from __future__ import annotations
+
+import copy
+import csv
+import os
+
+import keras_tuner
+import numpy as np
+import pytest
+import yaml
+
+from seg4reg_tf.cli import main
+from seg4reg_tf.training.config import config_from_dict, load_config
+from seg4reg_tf.tuning.gp import BayesianOracle, NumpyGP
+from seg4reg_tf.tuning.hypermodel import Seg4RegHyperModel, SearchSpace
+from tests.tuning.conftest import TINY
+
+
+def _hm(tiny_data, overrides=(), **space):
+    # deepcopy: training.config.apply_overrides writes into nested dicts of its input
+    return Seg4RegHyperModel(config_from_dict(copy.deepcopy(TINY), list(overrides)), tiny_data, SearchSpace(**space))
+
+
+def test_values_become_config_overrides(tiny_data):
+    hm = _hm(tiny_data, image_sizes=((64, 32), (96, 48)), reg_widths=(4, 8), seg_widths=(4, 8))
+    values = {"learning_rate": np.float64(3e-5), "schedule": "cosine", "lambda_att": 0.25, "lambda_tri": 1.5,
+              "joint_warmup_epochs": 2, "reg_width": 8, "seg_width": 4, "image_size": "96x48",
+              "augment_strength": 1.5, "tuner/epochs": 3}
+    cfg = hm.config_for(values)
+    assert cfg.train.learning_rate == 3e-5 and cfg.train.schedule == "cosine"
+    assert cfg.model.lambda_att == 0.25 and cfg.model.lambda_tri == 1.5 and cfg.model.warmup_epochs == 2
+    assert cfg.model.reg_width == 8 and cfg.model.seg_width == 4
+    assert cfg.data.image_size == (96, 48)
+    a = cfg.data.augment  # base: rotation 4, translate 0.05, scale (0.9, 1.2); x 1.5
+    assert a.rotation_deg == pytest.approx(6.0) and a.translate_frac == pytest.approx(0.075)
+    assert a.scale_range == pytest.approx((0.85, 1.3))
+    # untouched settings stay those of the base config
+    assert cfg.data.batch_size == 4 and cfg.model.variant == "seg4reg_plus" and cfg.train.epochs == 1
+    with pytest.raises(ValueError, match="'bogus'"):
+        hm.config_for({"bogus": 1})
+
+
+def test_declared_space_follows_variant(tiny_data):
+    full = _hm(tiny_data, ["train.epochs=4"], image_sizes=((64, 32), (96, 48)), reg_widths=(4, 8),
+               seg_widths=(4, 8))
+    names = set(full.declare(keras_tuner.HyperParameters()))
+    assert names == {"learning_rate", "schedule", "lambda_att", "lambda_tri", "joint_warmup_epochs", "reg_width",
+                     "seg_width", "image_size", "augment_strength"}
+    hp = keras_tuner.HyperParameters()
+    full.declare(hp)
+    assert hp.get("joint_warmup_epochs") <= 3  # capped at train.epochs - 1
+    reg = _hm(tiny_data, ["model.variant=reg_only", "data.augment.enabled=false"],
+              image_sizes=((64, 32), (96, 48)), reg_widths=(4,), seg_widths=(4, 8))
+    assert set(reg.declare(keras_tuner.HyperParameters())) == {"learning_rate", "schedule", "image_size"}
+
+
+def test_space_errors_name_the_setting(tiny_data):
+    with pytest.raises(ValueError, match=r"space.image_sizes: 68x32"):
+        _hm(tiny_data, image_sizes=((68, 32),))  # 68 is not divisible by 2**3
+    with pytest.raises(ValueError, match=r"space.reg_widths: 6"):
+        _hm(tiny_data, reg_widths=(6,))  # group norm needs multiples of 4
+    with pytest.raises(ValueError, match=r"space.learning_rate"):
+        SearchSpace(learning_rate=(0.0, 1e-3))
+    with pytest.raises(ValueError, match=r"space.bogus: unknown key"):
+        SearchSpace.from_dict({"bogus": 1})
+
+
+def _tune_args(tmp_path, tiny_data, out, *extra):
+    cfg_path = tmp_path / "base.yaml"
+    cfg = copy.deepcopy(TINY)
+    cfg["model"]["variant"] = "reg_only"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump({"image_sizes": [[64, 32], [96, 48]], "reg_widths": [4, 8]}))
+    return ["tune", "--config", str(cfg_path), "--data", tiny_data, "--trials", "2", "--out", str(out),
+            "--space", str(space), "--verbose", "0", *extra]
+
+
+def _rows(out):
+    with open(os.path.join(out, "results.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_tune_two_trials_best_config_and_resume(tmp_path, tiny_data, capsys):
+    out = tmp_path / "search"
+    assert main(_tune_args(tmp_path, tiny_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("[tune] trial") == 4, printed  # start + end line per trial
+
+    rows = _rows(out)
+    assert len(rows) == 2 and all(r["status"] == "COMPLETED" for r in rows)
+    best = min(rows, key=lambda r: float(r["val_smape"]))
+    cfg = load_config(out / "best_config.yaml")
+    assert cfg.train.learning_rate == pytest.approx(float(best["learning_rate"]))
+    assert cfg.train.schedule == best["schedule"]
+    assert cfg.model.reg_width == int(best["reg_width"])
+    assert "x".join(map(str, cfg.data.image_size)) == best["image_size"]
+    assert cfg.data.augment.rotation_deg == pytest.approx(4.0 * float(best["augment_strength"]))
+    assert cfg.model.variant == "reg_only" and cfg.train.epochs == 1 and cfg.name == "tiny_tuned"
+    # each trial's config sits in its trial directory and reproduces its row
+    for r in rows:
+        tcfg = load_config(out / "search" / f"trial_{r['trial_id']}" / "config.yaml")
+        assert tcfg.train.learning_rate == pytest.approx(float(r["learning_rate"]))
+
+    # the same command again: resumes, runs no new trial
+    seconds_before = (out / "trial_seconds.json").read_text()
+    assert main(_tune_args(tmp_path, tiny_data, out)) == 0
+    printed = capsys.readouterr().out
+    assert "resuming" in printed and "starting" not in printed
+    assert _rows(out) == rows
+    assert (out / "trial_seconds.json").read_text() == seconds_before
+    assert sorted(p.name for p in (out / "search").glob("trial_*")) == sorted(f"trial_{r['trial_id']}" for r in rows)
+
+    # a different budget in the same directory is refused
+    assert main(_tune_args(tmp_path, tiny_data, out, "--epochs", "2")) == 2
+    assert "different config" in capsys.readouterr().err
+
+
+def test_bad_config_key_is_named(tmp_path, tiny_data, capsys):
+    assert main(_tune_args(tmp_path, tiny_data, tmp_path / "s", "--set", "model.bogus=1")) == 2
+    err = capsys.readouterr().err
+    assert "model.bogus" in err and "unknown key" in err
+    assert main(_tune_args(tmp_path, tiny_data, tmp_path / "s", "--space-set", "widths=[4]")) == 2
+    assert "space.widths" in capsys.readouterr().err
+    assert not (tmp_path / "s" / "results.csv").exists()
+
+
+def test_numpy_gp_interpolates_and_is_uncertain_away_from_data():
+    x = np.array([[0.1], [0.4], [0.9]])
+    y = np.array([3.0, -1.0, 2.0])
+    gp = NumpyGP(alpha=1e-8).fit(x, y)
+    mean, std = gp.predict(x, return_std=True)
+    np.testing.assert_allclose(mean, y, atol=1e-3)
+    assert np.all(std < 1e-2)
+    far_mean, far_std = gp.predict(np.array([[0.65]]), return_std=True)
+    assert far_std[0] > 10 * std.max()
+    # before fit: the prior
+    m0, s0 = NumpyGP().predict(np.zeros((2, 1)), return_std=True)
+    assert np.all(m0 == 0) and np.all(s0 == 1)
+
+
+def test_bayesian_oracle_without_sklearn_finds_minimum(tmp_path):
+    """Drive the oracle with f(x) = (x - 0.3)^2: after 3 random points the GP proposals get close."""
+    hps = keras_tuner.HyperParameters()
+    hps.Float("x", 0.0, 1.0)
+    oracle = BayesianOracle(keras_tuner.Objective("f", "min"), max_trials=12, num_initial_points=3, seed=1,
+                            hyperparameters=hps)
+    oracle._set_project_dir(str(tmp_path), "p")
+    oracle.verbose = 0
+    for _ in range(12):
+        trial = oracle.create_trial("t")
+        if trial.status == "STOPPED":
+            break
+        x = trial.hyperparameters.get("x")
+        oracle.update_trial(trial.trial_id, {"f": (x - 0.3) ** 2})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    xs = [t.hyperparameters.get("x") for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)]
+    assert len(xs) == 12 and len(set(xs)) == 12
+    best = oracle.get_best_trials(1)[0].hyperparameters.get("x")
+    assert abs(best - 0.3) < 0.05, xs
+    assert all(abs(x - 0.3) < 0.05 for x in xs[-4:]), xs  # the GP's proposals settle at the minimum
