@@ -7,6 +7,7 @@ INSTALL_REQUIRES = [
     "tensorflow-serving-api==2.21.0",
     "keras-tuner==1.4.8",
     "tensorboard==2.21.0",  # keras-tuner needs it on the TF backend; TF 2.21 no longer pulls it in
+    "scikit-learn==1.9.1",  # keras-tuner's Bayesian optimisation oracle (Gaussian process)
     "numpy==2.4.6",
     "scipy==1.17.1",
     "opencv-python-headless==5.0.0.93",

@@ -8,7 +8,7 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 
 echo "== 1/7 synthetic AASCE-format data"
-"$SEG4REG" data synth "$OUT/data" --n-train 160 --n-test 24 --seed 0
+"$SEG4REG" data synth "$OUT/data" --n-train 240 --n-test 40 --seed 0
 echo "== 2/7 data check"
 "$SEG4REG" data check "$OUT/data" --split training
 echo "== 3/7 TFRecords (the format a TFX ExampleGen ingests)"

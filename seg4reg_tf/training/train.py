@@ -42,11 +42,6 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     raise ValueError(f"train.optimizer: expected 'sgd', 'adam' or 'adamw', got {cfg.optimizer!r}")
 
 
-def load_records(data_root: str):
-    """(train, val) `AasceRecord` lists of split "training" of `data_root` (fixed split: index % 5 == 4 validates)."""
-    return _load_records(data_root)
-
-
 def build_datasets(cfg: ExperimentConfig, data_root: str, train_recs, val_recs, global_batch: int, *,
                    multiworker: bool = False):
     """(train_ds, val_ds) for `cfg` (as `train` builds them): batches of `global_batch`; the training set
@@ -73,7 +68,8 @@ def compile_model(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.Model:
     return model
 
 
-def _load_records(data_root: str):
+def load_records(data_root: str):
+    """(train, val) `AasceRecord` lists of split "training" of `data_root` (fixed split: index % 5 == 4 validates)."""
     from seg4reg_tf.data import aasce
 
     if not os.path.isdir(data_root):
@@ -117,7 +113,7 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
         save_config(cfg, os.path.join(run_dir, "config.yaml"))
 
     keras.utils.set_random_seed(tc.seed)
-    train_recs, val_recs = _load_records(data_root)
+    train_recs, val_recs = load_records(data_root)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.data.batch_size * replicas
     full_steps = math.ceil(len(train_recs) / global_batch)

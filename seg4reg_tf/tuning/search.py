@@ -79,11 +79,9 @@ def make_tuner(hypermodel: Seg4RegHyperModel, algorithm: str, out_dir: str, tria
         raise ValueError(f"trials: expected a positive int, got {trials!r}")
     objective = keras_tuner.Objective(OBJECTIVE, direction="min")
     kwargs = dict(hypermodel=hypermodel, directory=out_dir, project_name=PROJECT, overwrite=False)
-    if algorithm == "bayesian":  # Keras Tuner's oracle, with a numpy GP when scikit-learn is absent
-        from seg4reg_tf.tuning.gp import BayesianOracle
-
-        oracle = BayesianOracle(objective, max_trials=trials, num_initial_points=initial_points, seed=seed)
-        tuner = type("Seg4RegBayesianTuner", (_Reporting, keras_tuner.Tuner), {})(oracle=oracle, **kwargs)
+    if algorithm == "bayesian":
+        cls = type("Seg4RegBayesian", (_Reporting, keras_tuner.BayesianOptimization), {})
+        tuner = cls(objective=objective, max_trials=trials, num_initial_points=initial_points, seed=seed, **kwargs)
     elif algorithm == "hyperband":
         cls = type("Seg4RegHyperband", (_Reporting, keras_tuner.Hyperband), {})
         tuner = cls(objective=objective, max_epochs=hypermodel.base.train.epochs, factor=3, seed=seed, **kwargs)

@@ -12,7 +12,6 @@ import yaml
 
 from seg4reg_tf.cli import main
 from seg4reg_tf.training.config import config_from_dict, load_config
-from seg4reg_tf.tuning.gp import BayesianOracle, NumpyGP
 from seg4reg_tf.tuning.hypermodel import Seg4RegHyperModel, SearchSpace
 from tests.tuning.conftest import TINY
 
@@ -124,40 +123,3 @@ def test_bad_config_key_is_named(tmp_path, tiny_data, capsys):
     assert main(_tune_args(tmp_path, tiny_data, tmp_path / "s", "--space-set", "widths=[4]")) == 2
     assert "space.widths" in capsys.readouterr().err
     assert not (tmp_path / "s" / "results.csv").exists()
-
-
-def test_numpy_gp_interpolates_and_is_uncertain_away_from_data():
-    x = np.array([[0.1], [0.4], [0.9]])
-    y = np.array([3.0, -1.0, 2.0])
-    gp = NumpyGP(alpha=1e-8).fit(x, y)
-    mean, std = gp.predict(x, return_std=True)
-    np.testing.assert_allclose(mean, y, atol=1e-3)
-    assert np.all(std < 1e-2)
-    far_mean, far_std = gp.predict(np.array([[0.65]]), return_std=True)
-    assert far_std[0] > 10 * std.max()
-    # before fit: the prior
-    m0, s0 = NumpyGP().predict(np.zeros((2, 1)), return_std=True)
-    assert np.all(m0 == 0) and np.all(s0 == 1)
-
-
-def test_bayesian_oracle_without_sklearn_finds_minimum(tmp_path):
-    """Drive the oracle with f(x) = (x - 0.3)^2: after 3 random points the GP proposals get close."""
-    hps = keras_tuner.HyperParameters()
-    hps.Float("x", 0.0, 1.0)
-    oracle = BayesianOracle(keras_tuner.Objective("f", "min"), max_trials=12, num_initial_points=3, seed=1,
-                            hyperparameters=hps)
-    oracle._set_project_dir(str(tmp_path), "p")
-    oracle.verbose = 0
-    for _ in range(12):
-        trial = oracle.create_trial("t")
-        if trial.status == "STOPPED":
-            break
-        x = trial.hyperparameters.get("x")
-        oracle.update_trial(trial.trial_id, {"f": (x - 0.3) ** 2})
-        trial.status = "COMPLETED"
-        oracle.end_trial(trial)
-    xs = [t.hyperparameters.get("x") for t in sorted(oracle.trials.values(), key=lambda t: t.trial_id)]
-    assert len(xs) == 12 and len(set(xs)) == 12
-    best = oracle.get_best_trials(1)[0].hyperparameters.get("x")
-    assert abs(best - 0.3) < 0.05, xs
-    assert all(abs(x - 0.3) < 0.05 for x in xs[-4:]), xs  # the GP's proposals settle at the minimum
