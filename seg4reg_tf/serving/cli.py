@@ -25,6 +25,10 @@ def register(subparsers) -> None:
     p.add_argument("--max-batch-size", type=int, default=8)
     p.add_argument("--batch-timeout-ms", type=float, default=5.0)
     p.add_argument("--no-batching", action="store_true", help="run every request on its own")
+    p.add_argument("--no-warmup", action="store_true",
+                   help="do not replay assets.extra/tf_serving_warmup_requests before serving a version "
+                        "(default: replay, as TF Serving's --enable_model_warmup; a failing warmup fails "
+                        "that version's load)")
     p.add_argument("--poll-seconds", type=float, default=2.0, help="how often BASE_PATH is re-scanned")
     p.add_argument("--num-versions", type=int, default=0,
                    help="keep only the newest N versions loaded (0 = all complete versions)")
@@ -54,7 +58,7 @@ def _serve(args: argparse.Namespace) -> int:
             rest_port=args.rest_port, host=args.host, max_batch_size=args.max_batch_size,
             batch_timeout_ms=args.batch_timeout_ms, enable_batching=not args.no_batching,
             poll_seconds=args.poll_seconds, num_versions=args.num_versions,
-            version_labels=_labels(args.version_label))
+            version_labels=_labels(args.version_label), enable_warmup=not args.no_warmup)
     except ValueError as err:
         log.error("%s", err)
         return 2

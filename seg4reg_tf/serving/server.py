@@ -8,6 +8,15 @@ Serves any SavedModel with signatures from a TF Serving layout `BASE_PATH/<versi
 The newest numeric version answers unless a version (or label) is asked for; BASE_PATH is polled and
 complete new version directories are loaded, removed ones unloaded, while serving.
 
+Model warmup (as TF Serving's `--enable_model_warmup`; off with `ServerConfig.enable_warmup=False`):
+before a version is served, the PredictLog records of its `assets.extra/tf_serving_warmup_requests`
+(at most 1000) are replayed through the same validation + batching path as client Predict calls.
+As in TF Serving, an unreadable warmup file, more than 1000 records or a failing warmup request
+fails the load of that version: it is logged, reported by GetModelStatus as END with the error,
+never served, and retried once its files change; the server and other versions keep serving.
+Classify / Regress / MultiInference records are skipped with a warning (this server does not
+implement those APIs); records of no or another type fail the load, as in TF Serving.
+
 Clients must raise gRPC's 4 MiB default message limits: the server accepts and sends messages up to
 `ServerConfig.max_message_bytes` (256 MiB), e.g. `grpc.insecure_channel(target, options=[
 ("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)])`.
@@ -44,6 +53,8 @@ MAX_MESSAGE_BYTES = 256 << 20
 _MAX_TENSOR_BYTES = 1 << 30  # refuse requests whose declared tensors would exceed 1 GiB
 _MAX_BISECT_ITEMS = 64  # a failing batch up to this size is re-run per item to name the bad one
 _INIT_OP_KEY = "__saved_model_init_op"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000  # TF Serving's limit: more records fail the load
 
 Tensors = dict[str, np.ndarray]
 
@@ -83,6 +94,7 @@ class ServerConfig:
     max_message_bytes: int = MAX_MESSAGE_BYTES
     grpc_max_workers: int = 32
     max_concurrent_rpcs: int = 256
+    enable_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests before serving
 
     def __post_init__(self) -> None:
         if not isinstance(self.model_base_path, (str, os.PathLike)) or not str(self.model_base_path):
@@ -108,6 +120,8 @@ class ServerConfig:
             value = getattr(self, key)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{key}: expected a positive int, got {value!r}")
+        if not isinstance(self.enable_warmup, bool):
+            raise ValueError(f"enable_warmup: expected a bool, got {self.enable_warmup!r}")
         self.batching  # validates max_batch_size / batch_timeout_ms
 
     @property
@@ -290,6 +304,19 @@ class ModelManager:
                 log.error("failed to load model %s version %d from %s: %s",
                           self.config.model_name, version, path, _first_line(str(err)))
                 continue
+            if self.config.enable_warmup:
+                try:
+                    n = run_warmup(loaded)
+                except Exception as err:  # noqa: BLE001 - TF Serving fails the load; the server stays up
+                    loaded.close()
+                    message = err.message if isinstance(err, ServingError) else _first_line(str(err))
+                    self._failed[version] = (fingerprint, f"warmup failed: {message}")
+                    log.error("failed to load model %s version %d from %s: warmup failed: %s",
+                              self.config.model_name, version, path, message)
+                    continue
+                if n:
+                    self._on_event(f"model {self.config.model_name} version {version}: replayed {n} "
+                                   f"warmup request(s) from {WARMUP_FILE}")
             self._failed.pop(version, None)
             with self._lock:
                 self._versions[version] = loaded
@@ -489,6 +516,67 @@ class PredictionCore:
                 lv.run_direct(signature, {k: v[i:i + 1] for k, v in inputs.items()})
             except ServingError as item_err:
                 raise _invalid(f"batch item {i} of {n} is invalid: {item_err.message}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Model warmup
+# ---------------------------------------------------------------------------------------------
+def read_warmup_records(path: str, limit: int | None = None) -> list:
+    """PredictionLog messages of a warmup TFRecord file; ValueError naming the file (and record index)
+    if it is unreadable, a record does not parse, or it holds more than `limit` (default
+    MAX_WARMUP_RECORDS) records."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    limit = MAX_WARMUP_RECORDS if limit is None else limit
+    out = []
+    try:
+        for i, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+            if i >= limit:
+                raise ValueError(f"{path}: number of warmup records exceeds the maximum ({limit})")
+            entry = prediction_log_pb2.PredictionLog()
+            try:
+                entry.ParseFromString(record)
+            except Exception as err:  # noqa: BLE001 - protobuf DecodeError
+                raise ValueError(f"{path}: record {i} is not a PredictionLog: {err}") from None
+            out.append(entry)
+    except tf.errors.OpError as err:
+        raise ValueError(f"{path}: cannot read warmup TFRecords after {len(out)} record(s): "
+                         f"{_first_line(err.message)}") from None
+    return out
+
+
+def run_warmup(lv: LoadedVersion) -> int:
+    """Replay `lv.path/assets.extra/tf_serving_warmup_requests` through the Predict path.
+
+    Returns the number of Predict requests replayed (0 when there is no warmup file). Raises
+    ValueError / ServingError naming the file and record on the first problem (the caller fails the load).
+    """
+    path = os.path.join(lv.path, WARMUP_FILE)
+    if not os.path.isfile(path):
+        return 0
+    core = PredictionCore(None)  # predict() on a given version does not use the manager
+    replayed = 0
+    for i, entry in enumerate(read_warmup_records(path)):
+        kind = entry.WhichOneof("log_type")
+        if kind in ("classify_log", "regress_log", "multi_inference_log"):
+            log.warning("%s: record %d: %s skipped (only Predict is served)", path, i, kind)
+            continue
+        if kind != "predict_log":
+            raise ValueError(f"{path}: record {i}: unsupported log_type {kind!r} (expected predict_log)")
+        request = entry.predict_log.request
+        try:
+            info = core.signature(lv, request.model_spec.signature_name)
+            inputs = {}
+            for name, proto in request.inputs.items():
+                if name not in info.input_dtypes:
+                    raise _invalid(f"input tensor alias not found in signature: {name!r}; signature "
+                                   f"{info.name!r} expects {sorted(info.input_dtypes)}")
+                inputs[name] = tensor_proto_to_ndarray(name, proto, info.input_dtypes[name])
+            core.predict(lv, info.name, inputs, list(request.output_filter))
+        except ServingError as err:
+            raise ServingError(err.code, f"{path}: record {i}: {err.message}") from None
+        replayed += 1
+    return replayed
 
 
 # ---------------------------------------------------------------------------------------------
