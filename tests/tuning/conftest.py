@@ -1,11 +1,5 @@
-"""Shared fixtures for the tuning tests: a tiny synthetic AASCE-format dataset and a tiny base config."""
+"""The tiny base config of the tuning tests (the tiny dataset fixture is in tests/conftest.py)."""
 from __future__ import annotations
-
-import os
-
-import pytest
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 TINY = {
     "name": "tiny",
@@ -15,12 +9,3 @@ TINY = {
               "seg_depth": 2, "warmup_epochs": 1},
     "train": {"epochs": 1, "optimizer": "adam", "learning_rate": 0.001, "schedule": "constant", "seed": 0},
 }
-
-
-@pytest.fixture(scope="session")
-def tiny_data(tmp_path_factory):
-    from seg4reg_tf.data.synth import write_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synth")
-    write_synthetic_dataset(str(root), 10, 0, 0, height_range=(200, 260), progress=False)
-    return str(root)
