@@ -3,11 +3,7 @@
 Public API: `export_model(model, data_cfg, base_path, version)`, `export_run(run_dir, base_path, version)`
 (in `seg4reg_tf.export.savedmodel`; imported lazily here so `import seg4reg_tf.export` stays cheap).
 """
+from seg4reg_tf._lazy import lazy_getattr
 
-
-def __getattr__(name):
-    if name in ("export_model", "export_run", "latest_version_dir"):
-        from seg4reg_tf.export import savedmodel
-
-        return getattr(savedmodel, name)
-    raise AttributeError(f"module 'seg4reg_tf.export' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, {name: "seg4reg_tf.export.savedmodel"
+                                      for name in ("export_model", "export_run", "latest_version_dir")})

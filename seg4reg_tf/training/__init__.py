@@ -1,4 +1,5 @@
 """Training: typed experiment configs, `train` (model.fit or the multi-worker loop), callbacks, strategies, runs."""
+from seg4reg_tf._lazy import lazy_getattr
 from seg4reg_tf.training.config import (ConfigError, ExperimentConfig, SyntheticConfig, TrainConfig, load_config,
                                         save_config)
 
@@ -6,12 +7,5 @@ __all__ = ["ConfigError", "ExperimentConfig", "SyntheticConfig", "TrainConfig", 
            "train", "load_run"]
 
 
-def __getattr__(name):  # lazy: importing the configs must not start TensorFlow
-    if name == "train":
-        from seg4reg_tf.training.train import train
-        return train
-    if name == "load_run":
-        from seg4reg_tf.training.run import load_run
-        return load_run
-    raise AttributeError(name)
-
+# lazy: importing the configs must not start TensorFlow
+__getattr__ = lazy_getattr(__name__, {"train": "seg4reg_tf.training.train", "load_run": "seg4reg_tf.training.run"})

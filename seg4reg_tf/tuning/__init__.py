@@ -2,17 +2,11 @@
 
 Imports are lazy (`from seg4reg_tf.tuning import run_search` loads TF only when used).
 """
-_LAZY = {
+from seg4reg_tf._lazy import lazy_getattr
+
+__getattr__ = lazy_getattr(__name__, {
     "Seg4RegHyperModel": "seg4reg_tf.tuning.hypermodel",
     "SearchSpace": "seg4reg_tf.tuning.hypermodel",
     "run_search": "seg4reg_tf.tuning.search",
     "load_space": "seg4reg_tf.tuning.search",
-}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'seg4reg_tf.tuning' has no attribute {name!r}")
+})
