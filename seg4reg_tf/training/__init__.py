@@ -7,5 +7,5 @@ __all__ = ["ConfigError", "ExperimentConfig", "SyntheticConfig", "TrainConfig", 
            "train", "load_run"]
 
 
-# lazy: importing the configs must not start TensorFlow
+# lazy: `train` and `load_run` pull in the data pipeline and the models
 __getattr__ = lazy_getattr(__name__, {"train": "seg4reg_tf.training.train", "load_run": "seg4reg_tf.training.run"})
