@@ -1,6 +1,6 @@
 """Paper-style ablation: variants x seeds, same budget, evaluated on the fixed validation split.
 
-    python benchmarks/ablation.py --data ../shared/aasce/boostnet_labeldata --out runs/ablation \
+    python benchmarks/ablation.py --data /path/to/boostnet_labeldata --out runs/ablation \
         [--variants reg_only seg4reg ...] [--seeds 0 1 2] [--epochs 50] [--set data.image_size=[256,128] ...]
 
 For every variant (configs/<variant>.yaml) and seed k it trains `training.train.train` into

@@ -4,7 +4,7 @@ Measures images/s for the first (cold) epoch, which decodes, letterboxes, applie
 label maps and fills the in-memory cache, and then for N warm batches (cache hits + augmentation).
 
     python benchmarks/input_pipeline.py                       # synthetic set in a temp dir
-    python benchmarks/input_pipeline.py --data ../shared/aasce/boostnet_labeldata --split training
+    python benchmarks/input_pipeline.py --data /path/to/boostnet_labeldata --split training
 """
 from __future__ import annotations
 

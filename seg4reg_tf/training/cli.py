@@ -37,7 +37,7 @@ def _train(args: argparse.Namespace) -> int:
     if data_root is None:
         if cfg.synthetic is None:
             print("seg4reg train: --data ROOT is required (an AASCE-format root such as "
-                  "../shared/aasce/boostnet_labeldata), unless the config has a `synthetic:` section",
+                  "boostnet_labeldata/ of the AASCE release), unless the config has a `synthetic:` section",
                   file=sys.stderr)
             return 2
         from seg4reg_tf.data.synth import write_synthetic_dataset
