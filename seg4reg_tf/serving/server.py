@@ -545,6 +545,18 @@ def read_warmup_records(path: str, limit: int | None = None) -> list:
     return out
 
 
+def request_inputs(info, request) -> dict:
+    """The named input tensors of a PredictRequest as arrays of the signature's dtypes (INVALID_ARGUMENT
+    for an alias the signature lacks or an unparsable tensor)."""
+    inputs = {}
+    for name, proto in request.inputs.items():
+        if name not in info.input_dtypes:
+            raise _invalid(f"input tensor alias not found in signature: {name!r}; signature "
+                           f"{info.name!r} expects {sorted(info.input_dtypes)}")
+        inputs[name] = tensor_proto_to_ndarray(name, proto, info.input_dtypes[name])
+    return inputs
+
+
 def run_warmup(lv: LoadedVersion) -> int:
     """Replay `lv.path/assets.extra/tf_serving_warmup_requests` through the Predict path.
 
@@ -566,13 +578,7 @@ def run_warmup(lv: LoadedVersion) -> int:
         request = entry.predict_log.request
         try:
             info = core.signature(lv, request.model_spec.signature_name)
-            inputs = {}
-            for name, proto in request.inputs.items():
-                if name not in info.input_dtypes:
-                    raise _invalid(f"input tensor alias not found in signature: {name!r}; signature "
-                                   f"{info.name!r} expects {sorted(info.input_dtypes)}")
-                inputs[name] = tensor_proto_to_ndarray(name, proto, info.input_dtypes[name])
-            core.predict(lv, info.name, inputs, list(request.output_filter))
+            core.predict(lv, info.name, request_inputs(info, request), list(request.output_filter))
         except ServingError as err:
             raise ServingError(err.code, f"{path}: record {i}: {err.message}") from None
         replayed += 1
@@ -606,13 +612,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             version, label = _spec_version(request.model_spec)
             lv = self.core.manager.get(request.model_spec.name, version, label)
             info = self.core.signature(lv, request.model_spec.signature_name)
-            inputs = {}
-            for name, proto in request.inputs.items():
-                if name not in info.input_dtypes:
-                    raise _invalid(f"input tensor alias not found in signature: {name!r}; signature "
-                                   f"{info.name!r} expects {sorted(info.input_dtypes)}")
-                inputs[name] = tensor_proto_to_ndarray(name, proto, info.input_dtypes[name])
-            outputs = self.core.predict(lv, info.name, inputs, list(request.output_filter))
+            outputs = self.core.predict(lv, info.name, request_inputs(info, request), list(request.output_filter))
             response = predict_pb2.PredictResponse()
             response.model_spec.name = lv.name
             response.model_spec.version.value = lv.version

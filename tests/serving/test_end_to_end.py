@@ -114,11 +114,12 @@ def test_grpc_predict_matches_in_process(e2e):
     assert set(out) == set(e2e["expected"])
     np.testing.assert_allclose(out["cobb_angles"], e2e["expected"]["cobb_angles"], atol=TOL, rtol=0)
     np.testing.assert_array_equal(out["original_size"], e2e["expected"]["original_size"])
-    # each image alone gives its own row of the batch (no cross-talk through the batch)
+    # each image alone gives its own row of the batch (no cross-talk through the batch); batch 1 and
+    # batch 3 may round differently in the CPU kernels, so this compares at 1e-3 degrees
     for i, data in enumerate(e2e["images"]):
         _, one = _predict(e2e["stub"], [data])
         assert set(one) == {"cobb_angles"}
-        np.testing.assert_allclose(one["cobb_angles"][0], e2e["expected"]["cobb_angles"][i], atol=TOL, rtol=0)
+        np.testing.assert_allclose(one["cobb_angles"][0], e2e["expected"]["cobb_angles"][i], atol=1e-3, rtol=0)
 
 
 def test_grpc_metadata_has_serving_default(e2e):
