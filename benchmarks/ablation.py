@@ -28,6 +28,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from seg4reg_tf.training.config import add_override_argument  # noqa: E402
+
 VARIANTS = ("reg_only", "seg4reg", "seg4reg_plus", "seg4reg_plus_no_att", "seg4reg_plus_no_gate",
             "seg4reg_plus_no_tri")
 COLUMNS = ("variant", "seed", "val_smape", "mae_pt", "mae_mt", "mae_tl", "dice", "seg_angles_smape",
@@ -41,8 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), help="config names in --configs")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="train.seed values")
     p.add_argument("--epochs", type=int, default=None, help="train.epochs for every run (default: the configs')")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
-                   help="config override applied to every run; repeatable")
+    add_override_argument(p, "config override applied to every run")
     p.add_argument("--configs", default=os.path.join(REPO, "configs"), help="directory of <variant>.yaml")
     p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     p.add_argument("--plots", action="store_true", help="also write the evaluation plots")

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 
+from seg4reg_tf.training.config import add_override_argument
 from seg4reg_tf.training.strategies import STRATEGY_NAMES
 
 
@@ -18,8 +19,7 @@ def register(subparsers) -> None:
     p.add_argument("--config", required=True, help="experiment YAML (may extend another with `base:`)")
     p.add_argument("--data", default=None, help="AASCE-format data root")
     p.add_argument("--out", default=None, help="run directory (default: runs/<config name>)")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a config value (YAML syntax), e.g. --set train.epochs=1 data.clahe=false; repeatable")
+    add_override_argument(p)
     p.add_argument("--strategy", choices=STRATEGY_NAMES, default=None, help="overrides train.strategy")
     p.set_defaults(func=_train)
 

@@ -323,6 +323,12 @@ def read_config_dict(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> di
     return _deep_merge(read_config_dict(base_path, _seen + (path,)), data)
 
 
+def add_override_argument(parser, help: str = "override a config value (YAML syntax)") -> None:
+    """`--set SECTION.KEY=VALUE ...` (several per flag, flag repeatable) into `args.overrides`."""
+    parser.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[],
+                        metavar="SECTION.KEY=VALUE", help=f"{help}, e.g. --set train.epochs=1 data.clahe=false")
+
+
 def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...] | None) -> dict:
     """Apply `section.key=value` strings (value parsed with `yaml.safe_load`) to a copy of a config mapping."""
     data = copy.deepcopy(data)

@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from seg4reg_tf.training.config import add_override_argument
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -21,8 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("--out", required=True, help="search directory (resumed when it exists)")
     p.add_argument("--algorithm", choices=("bayesian", "hyperband", "random"), default="bayesian")
     p.add_argument("--epochs", type=int, default=None, help="epochs per trial (sets train.epochs; Hyperband max)")
-    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override a base config value (YAML syntax); repeatable")
+    add_override_argument(p, "override a base config value (YAML syntax)")
     p.add_argument("--space", default=None, metavar="YAML",
                    help="search-space file (keys of seg4reg_tf.tuning.SearchSpace; default ranges otherwise)")
     p.add_argument("--space-set", dest="space_overrides", action="append", default=[], metavar="KEY=VALUE",
