@@ -27,6 +27,9 @@ def register(subparsers) -> None:
     p.add_argument("--seg-fit", choices=("quad", "rect"), default="quad",
                    help="vertebra corner fit for the seg-derived angles (default quad)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--tta", choices=("none", "flip"), default=None,
+                   help="--run only: test-time augmentation (default: the run config's model.tta; an exported "
+                        "model has its own in the graph)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -42,6 +45,8 @@ def _check_paths(args) -> str | None:
         for name in ("config.yaml", "model.keras"):
             if not os.path.isfile(os.path.join(args.run, name)):
                 return f"--run: {os.path.join(args.run, name)} not found (expected a run directory of `seg4reg train`)"
+    if args.model is not None and args.tta is not None:
+        return "--tta: applies to --run only (an exported model has its test-time augmentation in the graph)"
     if args.model is not None and not os.path.isdir(args.model):
         return f"--model: SavedModel path not found: {args.model}"
     if not os.path.isdir(args.data):
@@ -76,7 +81,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         kw = dict(batch_size=args.batch_size, max_missing=args.max_missing, seg_fit=args.seg_fit,
                   make_plots=not args.no_plots, extra=extra)
         if args.run is not None:
-            report = evaluate_run(args.run, records, args.out, **kw)
+            report = evaluate_run(args.run, records, args.out, tta=args.tta, **kw)
         else:
             report = evaluate_saved_model(args.model, records, args.out, **kw)
     except (FileNotFoundError, ValueError, OSError, KeyError) as err:

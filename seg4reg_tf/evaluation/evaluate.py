@@ -267,14 +267,15 @@ def model_head_name(model_cfg) -> str:
     return str(head or model_cfg.head)
 
 
-def evaluate_run(run_dir: str, records: Sequence, out_dir: str, *, batch_size: int = 8, **kwargs) -> dict[str, Any]:
-    """Evaluate the model of a run directory (`training.run.load_run`); head from its config."""
+def evaluate_run(run_dir: str, records: Sequence, out_dir: str, *, batch_size: int = 8, tta: str | None = None,
+                 **kwargs) -> dict[str, Any]:
+    """Evaluate the model of a run directory (`training.run.load_run`, `tta` as there); head from its config."""
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     from seg4reg_tf.training.run import load_run
 
-    cfg, model = load_run(run_dir)
-    extra = {"source": os.path.abspath(run_dir), **dict(kwargs.pop("extra", None) or {})}
+    cfg, model = load_run(run_dir, tta=tta)
+    extra = {"source": os.path.abspath(run_dir), "tta": cfg.model.tta, **dict(kwargs.pop("extra", None) or {})}
     head = model_head_name(cfg.model)
     return evaluate(keras_predict_fn(model), records, cfg.data, out_dir, head_name=head,
                     batch_size=batch_size, inputs="image", extra=extra, **kwargs)
@@ -288,20 +289,14 @@ def resolve_saved_model_dir(path: str) -> str:
 
 
 def _exported_head(version_dir: str) -> str:
-    """model.head from a config exported beside the SavedModel, else "cobb_angles (exported)"."""
-    for rel in ("assets.extra/config.yaml", "assets/config.yaml"):
-        p = os.path.join(version_dir, rel)
-        if os.path.isfile(p):
-            try:
-                import yaml
+    """The headline head of the config exported beside the SavedModel, else "cobb_angles (exported)"."""
+    from seg4reg_tf.export.savedmodel import CONFIG_RELPATH
+    from seg4reg_tf.training.config import load_config
 
-                with open(p, encoding="utf-8") as f:
-                    head = (yaml.safe_load(f) or {}).get("model", {}).get("head")
-                if head:
-                    return str(head)
-            except Exception:  # an unreadable config must not stop the evaluation
-                pass
-    return "cobb_angles (exported)"
+    path = os.path.join(version_dir, CONFIG_RELPATH)
+    if not os.path.isfile(path):
+        return "cobb_angles (exported)"
+    return model_head_name(load_config(path).model)
 
 
 def saved_model_predict_fn(path: str) -> tuple[PredictFn, str]:

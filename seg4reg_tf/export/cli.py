@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `seg4reg train`")
     p.add_argument("--out", required=True, metavar="BASE_PATH", help="TF Serving model base path")
     p.add_argument("--version", required=True, type=_positive_int, metavar="N", help="version number (never overwritten)")
+    p.add_argument("--tta", choices=("none", "flip"), default=None,
+                   help="test-time augmentation in the exported graph (default: the run config's model.tta)")
     p.set_defaults(func=_export)
 
     q = subparsers.add_parser(
@@ -57,7 +59,7 @@ def _export(args) -> int:
     from seg4reg_tf.export.savedmodel import export_run
 
     try:
-        path = export_run(args.run_dir, args.out, args.version)
+        path = export_run(args.run_dir, args.out, args.version, tta=args.tta)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"export: {err}", file=sys.stderr)
         return 1

@@ -26,6 +26,7 @@ ANGLE_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
 MAPPING_OUTPUTS = ("original_size", "scale", "padding")
 SIGNATURES = ("serving_default", "predict_image", "predict_example")
 WARMUP_RELPATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
+CONFIG_RELPATH = os.path.join("assets.extra", "config.yaml")
 DEFAULT_EXAMPLE_IMAGE_KEY = "image/encoded"
 
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -177,6 +178,7 @@ def export_model(
     warmup_images: Sequence[bytes] | None = None,
     decode_fn: Callable | None = None,
     preprocess_fn: Callable | None = None,
+    config=None,
 ) -> str:
     """Write `base_path/version/` (saved_model.pb, variables/, assets.extra/) and return its path.
 
@@ -187,6 +189,8 @@ def export_model(
         version: positive int; an existing `base_path/version` is never overwritten (FileExistsError).
         warmup_images: JPEG/PNG byte strings for the warmup requests (default: synthetic images).
         decode_fn, preprocess_fn: default `data.preprocess.decode_image` / `preprocess`, the training ones.
+        config: an `ExperimentConfig` to write as `assets.extra/config.yaml` (provenance; its
+            model.head names the headline head for `seg4reg evaluate --model`).
     """
     import keras
 
@@ -232,6 +236,10 @@ def export_model(
 
         images = list(warmup_images) if warmup_images is not None else synthetic_images()
         write_warmup_requests(staged / WARMUP_RELPATH, images)
+        if config is not None:
+            from seg4reg_tf.training.config import save_config
+
+            save_config(config, staged / CONFIG_RELPATH)
         if final.exists():
             raise FileExistsError(f"{final}: version {version} appeared while exporting; refusing to overwrite")
         os.rename(staged, final)
@@ -240,12 +248,13 @@ def export_model(
     return str(final)
 
 
-def export_run(run_dir, base_path, version: int) -> str:
-    """Load a run directory (`training.run.load_run`) and export its model; returns the version dir."""
+def export_run(run_dir, base_path, version: int, *, tta: str | None = None) -> str:
+    """Load a run directory (`training.run.load_run`, `tta` as there) and export its model with its
+    config in assets.extra; returns the version dir."""
     from seg4reg_tf.training.run import load_run
 
-    cfg, model = load_run(run_dir)
-    return export_model(model, cfg.data, base_path, version)
+    cfg, model = load_run(run_dir, tta=tta)
+    return export_model(model, cfg.data, base_path, version, config=cfg)
 
 
 def latest_version_dir(path) -> Path:

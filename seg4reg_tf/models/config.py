@@ -10,6 +10,7 @@ ENCODERS = ("light", "densenet121", "densenet169")
 HEADS = ("auto", "image", "segmentation", "mean")
 CAMS = ("cam", "gradcam")
 NORMS = ("batch", "group")
+TTAS = ("none", "flip")
 
 # Which heads each variant can produce, and what `head="auto"` resolves to.
 _VARIANT_HEADS = {
@@ -50,6 +51,11 @@ class ModelConfig:
     statistics with a different input distribution, which is why the light encoder defaults to
     GroupNorm.
 
+    `tta`: inference only (training=False, so also validation during `fit`): "flip" runs the model on
+    the image and on its left-right mirror and averages the two (angles; segmentation probabilities and
+    attention mapped back to the unmirrored image). Cobb angles are unsigned, hence mirror-invariant.
+    "none" is one pass. Switch it on a trained model with `training.run.load_run(..., tta="flip")`.
+
     `head`: which regression output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean"
     their average, or "auto" (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
 
@@ -85,6 +91,7 @@ class ModelConfig:
     lambda_att: float = 0.1
     lambda_tri: float = 0.5
     dropout: float = 0.0
+    tta: str = "none"
 
     def __post_init__(self):
         def choice(key, options):
@@ -142,6 +149,7 @@ class ModelConfig:
         pos_int("warmup_epochs", 0)
         for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri"):
             nonneg(key)
+        choice("tta", TTAS)
         nonneg("dropout")
         if self.dropout >= 1:
             raise _err("dropout", "a rate in [0, 1)", self.dropout)

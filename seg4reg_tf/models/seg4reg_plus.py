@@ -42,6 +42,7 @@ class Seg4RegPlus(keras.Model):
     `cobb_angles_segmentation` = R(s_hat) with s_hat = 1 - p(background), `segmentation`
     [B, H, W, 18] softmax, `attention_map` [B, h, w] CAM A(x) in [0, 1], `consistency` [B] =
     mean_j |R(x) - R(s_hat)| degrees. reg_only: no segmentation keys; seg4reg: no image keys.
+    With `model_config.tta == "flip"` inference (training falsy) averages x and its mirror.
 
     Training: `compile(optimizer=...)` then `fit` on (features, {"angles" [B, 3] degrees,
     "labels" int [B, H, W]}). `compute_loss` builds the joint loss (see `ModelConfig`), computing
@@ -113,8 +114,27 @@ class Seg4RegPlus(keras.Model):
         return ops.cast(x, "float32")
 
     def call(self, inputs, training=None):
-        cfg = self.cfg
         x = self._image(inputs)
+        out = self._forward(x, training)
+        if self.cfg.tta == "flip" and not training:
+            out = self._merge_flipped(out, self._forward(ops.flip(x, axis=2), training))
+        return out
+
+    def _merge_flipped(self, out, flipped):
+        """Average the outputs on x and on its mirror (maps flipped back along the width axis 2)."""
+        merged = {}
+        for key, value in out.items():
+            other = flipped[key]
+            if key in ("segmentation", "attention_map"):
+                other = ops.flip(other, axis=2)
+            merged[key] = 0.5 * (value + other)
+        if "consistency" in merged:
+            merged["consistency"] = ops.mean(
+                ops.abs(merged["cobb_angles_image"] - merged["cobb_angles_segmentation"]), axis=-1)
+        return merged
+
+    def _forward(self, x, training):
+        cfg = self.cfg
         out = {}
         jw = ops.cast(self.joint_weight, "float32")
         if cfg.has_image_regression:

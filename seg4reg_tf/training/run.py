@@ -1,6 +1,7 @@
 """Reading a run directory written by `seg4reg train`."""
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import keras
@@ -8,9 +9,12 @@ import keras
 from seg4reg_tf.training.config import ExperimentConfig, load_config
 
 
-def load_run(run_dir: str, *, model_file: str = "model.keras", compile: bool = False
+def load_run(run_dir: str, *, model_file: str = "model.keras", compile: bool = False, tta: str | None = None
              ) -> tuple[ExperimentConfig, keras.Model]:
     """(config, model) of a run: RUN/config.yaml and RUN/<model_file> ("model.keras" = best, or "last.keras").
+
+    `tta` ("none" | "flip", `ModelConfig.tta`) replaces the trained config's test-time augmentation in
+    both the returned config and the model (so export and `.keras` saves keep it); None keeps it.
 
     Raises:
         FileNotFoundError naming the missing directory or file.
@@ -27,4 +31,7 @@ def load_run(run_dir: str, *, model_file: str = "model.keras", compile: bool = F
     import seg4reg_tf.models  # noqa: F401  (registers the custom classes for deserialisation)
 
     model = keras.saving.load_model(model_path, compile=compile)
+    if tta is not None:
+        cfg.model = dataclasses.replace(cfg.model, tta=tta)  # validates tta
+        model.cfg = cfg.model
     return cfg, model

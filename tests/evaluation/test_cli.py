@@ -102,3 +102,12 @@ def test_evaluates_a_saved_model_on_the_val_subset(tmp_path, capsys):
     assert rep["smape"] == pytest.approx(expected, abs=1e-3)  # angles.csv holds 5 significant digits
     assert rep["split"] == "training (val)"
     assert (out / "pred_vs_true.png").stat().st_size > 1000
+
+
+def test_tta_is_for_run_directories_only(tmp_path, capsys):
+    base = tmp_path / "base"
+    _save_fake_savedmodel(str(base / "1"), 10.0)
+    rc = _run(["--model", str(base), "--data", str(tmp_path), "--split", "training", "--out", str(tmp_path / "o"),
+               "--tta", "flip"])
+    assert rc == 2
+    assert "--tta: applies to --run only" in capsys.readouterr().err

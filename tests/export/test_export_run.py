@@ -81,3 +81,24 @@ def test_cli_export_missing_run(tmp_path, capsys):
 
     assert main(["export", str(tmp_path / "nope"), "--out", str(tmp_path / "b"), "--version", "1"]) == 1
     assert "nope" in capsys.readouterr().err
+
+
+def test_export_with_flip_tta_and_config_provenance(tmp_path):
+    from seg4reg_tf.cli import main
+    from seg4reg_tf.data.preprocess import decode_image, preprocess
+    from seg4reg_tf.training.config import load_config
+
+    run, cfg, model = _run_dir(tmp_path)
+    base = tmp_path / "serving" / "seg4reg"
+    assert main(["export", str(run), "--out", str(base), "--version", "1", "--tta", "flip"]) == 0
+    exported = load_config(base / "1" / "assets.extra" / "config.yaml")
+    assert exported.model.tta == "flip" and exported.data == cfg.data
+
+    fn = tf.saved_model.load(str(base / "1")).signatures["serving_default"]
+    images = _images()
+    got = fn(image_bytes=tf.constant(images))["cobb_angles"].numpy()
+    batch = tf.stack([preprocess(decode_image(tf.constant(d)), cfg.data)[0] for d in images])
+    one = np.asarray(model({"image": batch}, training=False)["cobb_angles"])
+    mirrored = np.asarray(model({"image": batch[:, :, ::-1]}, training=False)["cobb_angles"])
+    np.testing.assert_allclose(got, 0.5 * (one + mirrored), atol=1e-4)
+    assert np.abs(got - one).max() > 1e-4  # the graph did not just run one pass

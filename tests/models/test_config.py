@@ -10,7 +10,7 @@ from seg4reg_tf.models.config import ModelConfig
     ("warmup_epochs", -1), ("w_seg_ce", -1.0), ("w_seg_dice", "1"), ("w_reg_image", -2), ("w_reg_mask", -1),
     ("w_reg_seg", float("inf")), ("lambda_att", -0.1), ("lambda_tri", -1), ("dropout", 1.0),
     ("encoder_weights", ""), ("angle_prior", (10, 20)), ("angle_prior", (10, 20, 200)), ("reg_norm", "layer"),
-    ("seg_norm", "instance"), ("reg_width", 6),
+    ("seg_norm", "instance"), ("reg_width", 6), ("tta", "rotate"), ("tta", True),
 ])
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(ValueError, match=rf"^model\.{key}:"):

@@ -167,6 +167,30 @@ def test_get_config_round_trip_and_keras_save_reload(tmp_path):
         np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
 
 
+@pytest.mark.parametrize("variant", ["reg_only", "seg4reg", "seg4reg_plus"])
+def test_flip_tta_averages_the_image_and_its_mirror(variant):
+    import dataclasses
+
+    cfg = tiny_config(variant=variant)
+    model = build_model(cfg, (H, W))
+    x = spine_batch(2)[0]
+    a = {k: np.asarray(v) for k, v in model({"image": x}, training=False).items()}
+    b = {k: np.asarray(v) for k, v in model({"image": x[:, :, ::-1].copy()}, training=False).items()}
+    assert not np.allclose(a["cobb_angles"], b["cobb_angles"])  # the mirror really is a second opinion
+    model.cfg = dataclasses.replace(cfg, tta="flip")
+    c = {k: np.asarray(v) for k, v in model({"image": x}, training=False).items()}
+    assert set(c) == set(a)
+    for key in c:
+        other = b[key][:, :, ::-1] if key in ("segmentation", "attention_map") else b[key]
+        if key == "consistency":
+            want = np.mean(np.abs(c["cobb_angles_image"] - c["cobb_angles_segmentation"]), axis=-1)
+        else:
+            want = 0.5 * (a[key] + other)
+        np.testing.assert_allclose(c[key], want, rtol=1e-5, atol=1e-5, err_msg=key)
+    train_out = model({"image": x}, training=True)  # training ignores tta
+    assert np.asarray(train_out["cobb_angles"]).shape == (2, 3)
+
+
 def test_gradcam_variant_trains():
     model = build_model(tiny_config(cam="gradcam"), (H, W))
     model.compile(optimizer="adam")
