@@ -217,7 +217,7 @@ def export_model(
         return graph.from_bytes(parsed[example_key])
 
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    # variables are tracked through the endpoints; track(model) would store every variable twice
     archive.add_endpoint(
         "serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
     )

@@ -1,0 +1,63 @@
+"""The shipped reference model: serving/models/seg4reg/<newest>/ with its MODEL_CARD.md."""
+from __future__ import annotations
+
+import pathlib
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from seg4reg_tf.export.savedmodel import CONFIG_RELPATH, WARMUP_RELPATH, latest_version_dir
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+BASE = REPO / "serving" / "models" / "seg4reg"
+CARD = BASE / "MODEL_CARD.md"
+REAL = REPO / ".." / "shared" / "aasce" / "boostnet_labeldata"
+MAX_BYTES = 40 * 1024 * 1024
+
+
+def _card_number(label: str) -> float:
+    m = re.search(rf"\| {re.escape(label)} \| \*\*([0-9.]+)", CARD.read_text())
+    assert m, f"MODEL_CARD.md: no table row '| {label} | **N** |'"
+    return float(m.group(1))
+
+
+def test_reference_model_is_complete_and_small():
+    version = latest_version_dir(BASE)
+    files = [p for p in version.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) <= MAX_BYTES
+    for rel in ("saved_model.pb", WARMUP_RELPATH, CONFIG_RELPATH):
+        assert (version / rel).is_file(), rel
+    text = CARD.read_text()
+    assert f"serving/models/seg4reg/{version.name}/" in text  # the card describes the shipped version
+    for needed in ("seg4reg train --config", "seg4reg export", "not a medical device", "index % 5 == 4"):
+        assert needed in text, needed
+
+
+def test_reference_model_measures_a_synthetic_xray():
+    import cv2
+
+    from seg4reg_tf.data.synth import synth_example
+
+    image, _ = synth_example(np.random.default_rng(0), height_range=(1000, 1000))
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    sig = tf.saved_model.load(str(latest_version_dir(BASE))).signatures["serving_default"]
+    out = sig(image_bytes=tf.constant([jpeg]))
+    angles = out["cobb_angles"].numpy()
+    assert angles.shape == (1, 3) and np.all(np.isfinite(angles)) and np.all((angles >= 0) & (angles <= 180))
+    labels = out["vertebra_labels"].numpy()
+    assert labels.max() <= 17 and len(np.unique(labels)) > 5  # it segments vertebrae, not just background
+    np.testing.assert_array_equal(out["original_size"].numpy(), [image.shape])
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/aasce/boostnet_labeldata (real AASCE labels)")
+def test_reference_model_reproduces_its_card_on_the_validation_split(tmp_path):
+    from seg4reg_tf.data import aasce
+    from seg4reg_tf.evaluation.evaluate import evaluate_saved_model
+
+    records = aasce.train_val_split(aasce.load_split(str(REAL), "training"))[1]
+    report = evaluate_saved_model(str(BASE), records, str(tmp_path), make_plots=False)
+    assert report["n_images"] == 96
+    assert report["smape"] == pytest.approx(_card_number("validation SMAPE (%)"), abs=0.01)
+    assert report["dice_mean"] == pytest.approx(_card_number("vertebra Dice"), abs=0.001)
