@@ -12,7 +12,8 @@ OUT/<variant>/seed<k>/eval/report.json, and writes:
   angle SMAPE, best epoch, train wall time),
 - OUT/ablation.md: per variant mean ± sd over seeds.
 Runs already complete (train_summary.json and eval/report.json present) are skipped, an interrupted
-training resumes from its backup/, so re-running the same command continues the ablation.
+training resumes from its backup/, so re-running the same command continues the ablation. Finished
+runs of other seeds already in OUT (an earlier call with other --seeds, same budget) join the table.
 """
 from __future__ import annotations
 
@@ -106,6 +107,10 @@ def run_one(args, variant: str, seed: int, val_records) -> dict:
         from seg4reg_tf.evaluation.report import write_report
 
         write_report(report, report_path)
+    return _row(variant, seed, summary, report, eval_s)
+
+
+def _row(variant: str, seed: int, summary: dict, report: dict, eval_s) -> dict:
     seg = (report.get("heads") or {}).get("seg_angles") or {}
     row = {"variant": variant, "seed": seed, "val_smape": report.get("smape"), "mae_pt": report.get("mae_pt"),
            "mae_mt": report.get("mae_mt"), "mae_tl": report.get("mae_tl"), "dice": report.get("dice_mean"),
@@ -114,6 +119,27 @@ def run_one(args, variant: str, seed: int, val_records) -> dict:
     print(f"[ablation] {variant} seed {seed}: val SMAPE {_num(row['val_smape'])}, Dice {_num(row['dice'])}",
           flush=True)
     return row
+
+
+def earlier_rows(args, variant: str) -> list[dict]:
+    """Rows of finished, evaluated runs OUT/<variant>/seed<k> with k not in --seeds (an earlier call of
+    this script with other seeds); a run trained with another budget raises ValueError naming it."""
+    rows = []
+    vdir = os.path.join(args.out, variant)
+    names = sorted(os.listdir(vdir)) if os.path.isdir(vdir) else []
+    for name in names:
+        if not (name.startswith("seed") and name[4:].isdigit()) or int(name[4:]) in args.seeds:
+            continue
+        seed, run_dir = int(name[4:]), os.path.join(vdir, name)
+        paths = [os.path.join(run_dir, "train_summary.json"), os.path.join(run_dir, "eval", "report.json")]
+        if os.path.isdir(os.path.join(run_dir, "backup")) or not all(os.path.isfile(p) for p in paths):
+            continue  # unfinished: the call that started it resumes it
+        if not _same_config(run_config(args, variant, seed), run_dir):
+            raise ValueError(f"{run_dir}: was trained with a different config (its config.yaml); "
+                             "use another --out or the same --epochs/--set")
+        summary, report = (json.load(open(p)) for p in paths)
+        rows.append(_row(variant, seed, summary, report, report.get("eval_wall_s")))
+    return rows
 
 
 def _num(v, digits: int = 2) -> str:
@@ -141,7 +167,7 @@ def summarize(rows: list[dict], variants, args) -> str:
     lines = [
         "# Ablation (fixed validation split of 'training', index % 5 == 4)",
         "",
-        f"data: `{os.path.abspath(args.data)}`; seeds: {' '.join(map(str, args.seeds))}; epochs: "
+        f"data: `{os.path.basename(os.path.abspath(args.data))}`; seeds per run in ablation.csv; epochs: "
         f"{args.epochs or 'as in each config'}; overrides: {' '.join(args.overrides) or 'none'}",
         "",
         "| variant | val SMAPE (%) | MAE PT (°) | MAE MT (°) | MAE TL (°) | Dice | seg-angle SMAPE (%) | n seeds "
@@ -184,12 +210,13 @@ def main(argv=None) -> int:
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for v in args.variants:
-        for s in args.seeds:
-            try:
+        try:
+            for s in args.seeds:
                 rows.append(run_one(args, v, s, val_records))
-            except ValueError as err:
-                print(f"ablation: {err}", file=sys.stderr)
-                return 2
+            rows.extend(earlier_rows(args, v))
+        except ValueError as err:
+            print(f"ablation: {err}", file=sys.stderr)
+            return 2
     with open(os.path.join(args.out, "ablation.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()

@@ -53,6 +53,14 @@ def test_ablation_two_variants_then_resume(tmp_path, tiny_data, capsys):
     assert capsys.readouterr().out.count("trained already") == 2
     assert os.path.getmtime(report_path) == mtime
 
+    # another seed of one variant joins the table beside the earlier runs
+    argv = _argv(tiny_data, out)
+    argv[argv.index("--variants"):argv.index("--epochs")] = ["--variants", "reg_only", "--seeds", "1"]
+    assert abl.main(argv) == 0
+    with open(out / "ablation.csv", newline="") as f:
+        assert sorted(r["seed"] for r in csv.DictReader(f)) == ["0", "1"]
+    assert "| reg_only |" in (out / "ablation.md").read_text() and " ± " in (out / "ablation.md").read_text()
+
     # a different budget into the same directory is refused, naming the run
     assert abl.main(_argv(tiny_data, out, "--set", "train.learning_rate=0.01")) == 2
     assert "different config" in capsys.readouterr().err
