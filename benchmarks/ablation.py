@@ -91,11 +91,9 @@ def run_one(args, variant: str, seed: int, val_records) -> dict:
         train(cfg, args.data, run_dir, verbose=args.verbose)
         if os.path.isfile(report_path):
             os.remove(report_path)  # the model changed: evaluate again
-    with open(summary_path) as f:
-        summary = json.load(f)
+    summary = _read_json(summary_path)
     if os.path.isfile(report_path):
-        with open(report_path) as f:
-            report = json.load(f)
+        report = _read_json(report_path)
         eval_s = report.get("eval_wall_s")
     else:
         t0 = time.perf_counter()
@@ -137,9 +135,14 @@ def earlier_rows(args, variant: str) -> list[dict]:
         if not _same_config(run_config(args, variant, seed), run_dir):
             raise ValueError(f"{run_dir}: was trained with a different config (its config.yaml); "
                              "use another --out or the same --epochs/--set")
-        summary, report = (json.load(open(p)) for p in paths)
+        summary, report = (_read_json(p) for p in paths)
         rows.append(_row(variant, seed, summary, report, report.get("eval_wall_s")))
     return rows
+
+
+def _read_json(path: str) -> dict:
+    with open(path) as f:
+        return json.load(f)
 
 
 def _num(v, digits: int = 2) -> str:
