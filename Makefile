@@ -8,8 +8,15 @@ DEMO := demo_out
 # shipped reference model (serving/models/seg4reg).
 IMAGE ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# The TFX pipeline's side environment (pipelines/): Python 3.10 + tfx 1.16, pinned in pipelines/requirements.txt.
+TFX_VENV := .venv-tfx
+PYTHON_TFX ?= $(firstword $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null && echo "$$p" && break; done))
+# `make pipeline DATA=ROOT`: the demo config as a pipeline run into $(PIPELINE_OUT).
+DATA ?=
+PIPELINE_OUT ?= pipeline_out
 
-.PHONY: install test demo clean
+.PHONY: install test test-fast demo clean pipeline-install pipeline
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +26,31 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
-test: install
+test: install pipeline-install
 	$(PY) -m pytest -q tests
+
+# The inner loop: everything but the tests marked `slow` (training beyond one step, servers, subprocess pipelines).
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" tests
 
 demo: install
 	bash scripts/demo.sh $(SEG4REG) $(DEMO) "$(IMAGE)"
 
+$(TFX_VENV)/.installed: pipelines/requirements.txt pipelines/pyproject.toml
+	@test -n "$(PYTHON_TFX)" || { echo "pipeline-install: needs Python 3.10 (python3.10 on PATH or pyenv's 3.10.x); set PYTHON_TFX=/path/to/python3.10" >&2; exit 1; }
+	rm -rf $(TFX_VENV)
+	$(PYTHON_TFX) -m venv $(TFX_VENV)
+	$(TFX_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TFX_VENV)/bin/python -m pip install --quiet -r pipelines/requirements.txt
+	$(TFX_VENV)/bin/python -m pip install --quiet --no-deps -e . -e pipelines
+	touch $@
+
+pipeline-install: $(TFX_VENV)/.installed
+
+pipeline: install pipeline-install
+	@test -n "$(DATA)" || { echo "usage: make pipeline DATA=ROOT (an AASCE-format root or seg4reg data convert shards)" >&2; exit 2; }
+	$(TFX_VENV)/bin/seg4reg-pipeline run --data "$(DATA)" --config pipelines/configs/demo.yaml \
+		--pipeline-root $(PIPELINE_OUT)/root --serving-base $(PIPELINE_OUT)/serving/seg4reg --serve-command $(SEG4REG)
+
 clean:
-	rm -rf $(VENV) $(DEMO) build *.egg-info
+	rm -rf $(VENV) $(TFX_VENV) $(DEMO) $(PIPELINE_OUT) build *.egg-info

@@ -25,16 +25,13 @@ import os
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
-
-from seg4reg_tf.training.config import add_override_argument  # noqa: E402
+from seg4reg_tf.shipped_configs import config_dir
+from seg4reg_tf.training.config import add_override_argument
 
 VARIANTS = ("reg_only", "seg4reg", "seg4reg_plus", "seg4reg_plus_no_att", "seg4reg_plus_no_gate",
             "seg4reg_plus_no_tri")
 COLUMNS = ("variant", "seed", "val_smape", "mae_pt", "mae_mt", "mae_tl", "dice", "seg_angles_smape",
-           "best_epoch", "epochs", "train_wall_s", "eval_wall_s")
+           "attention_in_spine", "attention_area", "best_epoch", "epochs", "train_wall_s", "eval_wall_s")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="train.seed values")
     p.add_argument("--epochs", type=int, default=None, help="train.epochs for every run (default: the configs')")
     add_override_argument(p, "config override applied to every run")
-    p.add_argument("--configs", default=os.path.join(REPO, "configs"), help="directory of <variant>.yaml")
+    p.add_argument("--configs", default=config_dir(),
+                   help="directory of <variant>.yaml (default: the package's shipped configs, i.e. configs/)")
     p.add_argument("--batch-size", type=int, default=8, help="evaluation batch size")
     p.add_argument("--plots", action="store_true", help="also write the evaluation plots")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2, help="Keras fit verbosity")
@@ -112,7 +110,8 @@ def _row(variant: str, seed: int, summary: dict, report: dict, eval_s) -> dict:
     seg = (report.get("heads") or {}).get("seg_angles") or {}
     row = {"variant": variant, "seed": seed, "val_smape": report.get("smape"), "mae_pt": report.get("mae_pt"),
            "mae_mt": report.get("mae_mt"), "mae_tl": report.get("mae_tl"), "dice": report.get("dice_mean"),
-           "seg_angles_smape": seg.get("smape"), "best_epoch": summary.get("best_epoch"),
+           "seg_angles_smape": seg.get("smape"), "attention_in_spine": report.get("attention_in_spine"),
+           "attention_area": report.get("attention_area"), "best_epoch": summary.get("best_epoch"),
            "epochs": summary.get("epochs"), "train_wall_s": summary.get("wall_time_s"), "eval_wall_s": eval_s}
     print(f"[ablation] {variant} seed {seed}: val SMAPE {_num(row['val_smape'])}, Dice {_num(row['dice'])}",
           flush=True)
@@ -173,9 +172,9 @@ def summarize(rows: list[dict], variants, args) -> str:
         f"data: `{os.path.basename(os.path.abspath(args.data))}`; seeds per run in ablation.csv; epochs: "
         f"{args.epochs or 'as in each config'}; overrides: {' '.join(args.overrides) or 'none'}",
         "",
-        "| variant | val SMAPE (%) | MAE PT (°) | MAE MT (°) | MAE TL (°) | Dice | seg-angle SMAPE (%) | n seeds "
-        "| train wall time (min, mean) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | val SMAPE (%) | MAE PT (°) | MAE MT (°) | MAE TL (°) | Dice | seg-angle SMAPE (%) "
+        "| attention in spine (band area) | n seeds | train wall time (min, mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for v in variants:
         rs = [r for r in rows if r["variant"] == v]
@@ -184,7 +183,9 @@ def summarize(rows: list[dict], variants, args) -> str:
         wall, _ = _stats([r["train_wall_s"] for r in rs])
         lines.append(f"| {v} | {_pm([r['val_smape'] for r in rs])} | {_pm([r['mae_pt'] for r in rs])} | "
                      f"{_pm([r['mae_mt'] for r in rs])} | {_pm([r['mae_tl'] for r in rs])} | "
-                     f"{_pm([r['dice'] for r in rs], 3)} | {_pm([r['seg_angles_smape'] for r in rs])} | {len(rs)} | "
+                     f"{_pm([r['dice'] for r in rs], 3)} | {_pm([r['seg_angles_smape'] for r in rs])} | "
+                     f"{_pm([r.get('attention_in_spine') for r in rs], 3)} "
+                     f"({_num(_stats([r.get('attention_area') for r in rs])[0], 3)}) | {len(rs)} | "
                      f"{_num(wall / 60 if wall is not None else None, 1)} |")
     lines += ["", "mean ± sample sd over seeds; headline head per config (`model.head`); Dice and seg-angle "
                   "SMAPE n/a for reg_only (no segmentation)."]

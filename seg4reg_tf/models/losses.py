@@ -34,9 +34,30 @@ def attention_loss(attention_image, attention_mask):
     return ops.mean(ops.abs(attention_image - ops.stop_gradient(attention_mask)))
 
 
+def attention_bce_loss(attention_logits, target):
+    """Mean binary cross-entropy of sigmoid(`attention_logits`) [B, h, w] (the summed CAM, logit units)
+    against `target` [B, h, w] in [0, 1] (no gradient into the target). Unlike an L1 on the ReLU'd,
+    max-normalised A(x) it has no dead state: an all-negative CAM still gets a gradient."""
+    t = ops.stop_gradient(ops.cast(target, "float32"))
+    z = ops.cast(attention_logits, "float32")
+    # log(1 + exp(z)) - t z, written stably
+    return ops.mean(ops.relu(z) - z * t + ops.log1p(ops.exp(-ops.abs(z))))
+
+
+def pooled_mask_attention(mask, grid, eps: float = 1e-6):
+    """Attention target from a foreground mask [B, H, W, 1] in [0, 1]: the share of foreground in each
+    cell of the attention `grid` (h, w) (H, W multiples of h, w), divided per image by its max + eps
+    -> [B, h, w] in [0, 1]."""
+    h, w = int(grid[0]), int(grid[1])
+    fy, fx = mask.shape[1] // h, mask.shape[2] // w
+    pooled = ops.average_pool(ops.cast(mask, "float32"), (fy, fx), strides=(fy, fx), padding="valid")[..., 0]
+    return pooled / (ops.max(pooled, axis=(1, 2), keepdims=True) + eps)
+
+
 def triangle_loss(angles_image, angles_seg, angle_scale: float):
     """L_tri = mean |R(x) - R(s_hat)| / angle_scale over [B, 3] degrees (gradient to both)."""
     return ops.mean(ops.abs(angles_image - angles_seg)) / angle_scale
 
 
-__all__ = ["segmentation_cross_entropy", "soft_dice_loss", "angle_l1_loss", "attention_loss", "triangle_loss"]
+__all__ = ["segmentation_cross_entropy", "soft_dice_loss", "angle_l1_loss", "attention_loss", "attention_bce_loss", "pooled_mask_attention",
+           "triangle_loss"]

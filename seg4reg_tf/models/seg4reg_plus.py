@@ -8,7 +8,7 @@ from keras.src.losses.loss import scale_loss_for_distribution  # Keras' own conv
 from seg4reg_tf.evaluation.metrics import SMAPE
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.blocks import encoder_stride
-from seg4reg_tf.models.cam import cam_attention, gradcam_attention
+from seg4reg_tf.models.cam import cam_attention, class_activation_maps, gradcam_attention, normalize_attention
 from seg4reg_tf.models.config import ModelConfig
 from seg4reg_tf.models.dice import MeanDice
 from seg4reg_tf.models.regression import RegressionNet
@@ -40,7 +40,8 @@ class Seg4RegPlus(keras.Model):
     Called on {"image": float32 [B, H, W, 1] in [0, 1]} it returns a dict (keys by variant):
     `cobb_angles` [B, 3] degrees (the configured head), `cobb_angles_image` = R(x),
     `cobb_angles_segmentation` = R(s_hat) with s_hat = 1 - p(background), `segmentation`
-    [B, H, W, 18] softmax, `attention_map` [B, h, w] CAM A(x) in [0, 1], `consistency` [B] =
+    [B, H, W, 18] softmax, `attention_map` [B, h, w] CAM A(x) in [0, 1] (with attention_target "mask"
+    also `attention_logits` [B, h, w], the summed CAM before ReLU), `consistency` [B] =
     mean_j |R(x) - R(s_hat)| degrees. reg_only: no segmentation keys; seg4reg: no image keys.
     With `model_config.tta == "flip"` inference (training falsy) averages x and its mirror.
 
@@ -54,7 +55,8 @@ class Seg4RegPlus(keras.Model):
     Args:
         model_config: a `ModelConfig` or its dict.
         image_size: (H, W) of the (letterboxed) input.
-        load_encoder_weights: load `encoder_weights` now (False when rebuilding from a saved model).
+        load_encoder_weights: load `encoder_weights` / the pretrained ImageNet weights now (False when
+            rebuilding from a saved model).
 
     Reference: Lin et al., "Seg4Reg+: Consistency Learning between Spine Segmentation and Cobb
     Angle Regression", MICCAI 2021 (arXiv 2208.12462). The equations are our reconstruction.
@@ -70,12 +72,14 @@ class Seg4RegPlus(keras.Model):
         self.regressor = RegressionNet(
             shape, encoder=cfg.encoder, width=cfg.reg_width, depth=cfg.reg_depth, norm=cfg.reg_norm,
             angle_scale=cfg.angle_scale, angle_prior=cfg.angle_prior, dropout=cfg.dropout,
-            encoder_weights=cfg.encoder_weights if load_encoder_weights else None, name="regressor")
+            encoder_weights=cfg.encoder_weights, pretrained=cfg.use_pretrained,
+            load_weights=load_encoder_weights, name="regressor")
         self.segmenter = None
         if cfg.has_segmentation:
             self.segmenter = SegmentationNet(shape, width=cfg.seg_width, depth=cfg.seg_depth, norm=cfg.seg_norm,
                                              gate=cfg.use_gate, gate_stop_gradient=cfg.gate_stop_gradient,
-                                             name="segmenter")
+                                             encoder=cfg.encoder, pretrained=cfg.use_pretrained,
+                                             load_weights=load_encoder_weights, name="segmenter")
         self.joint_weight = self.add_weight(name="joint_weight", shape=(), initializer="ones", trainable=False)
         self.loss_names = self._loss_names()
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in self.loss_names]
@@ -125,7 +129,7 @@ class Seg4RegPlus(keras.Model):
         merged = {}
         for key, value in out.items():
             other = flipped[key]
-            if key in ("segmentation", "attention_map"):
+            if key in ("segmentation", "attention_map", "attention_logits"):
                 other = ops.flip(other, axis=2)
             merged[key] = 0.5 * (value + other)
         if "consistency" in merged:
@@ -141,7 +145,13 @@ class Seg4RegPlus(keras.Model):
             f_x = self.regressor.features(x, training=training)
             ang_x = self.regressor.to_angles(self.regressor.logits(f_x, training=training))
             out["cobb_angles_image"] = ang_x
-            out["attention_map"] = self.attention(f_x)
+            if cfg.attention_target == "mask":
+                # raw summed CAM (logit units): its loss must not pass through the ReLU of A(x)
+                logits_map = ops.sum(class_activation_maps(f_x, self.regressor.kernel), axis=-1)
+                out["attention_logits"] = logits_map
+                out["attention_map"] = normalize_attention(logits_map)
+            else:
+                out["attention_map"] = self.attention(f_x)
         if cfg.has_segmentation:
             gate_input = out["attention_map"] * jw if cfg.use_gate else None
             probs = self.segmenter(x, attention=gate_input, training=training)
@@ -197,7 +207,11 @@ class Seg4RegPlus(keras.Model):
             t["reg_seg_loss"] = L.angle_l1_loss(angles, y_pred["cobb_angles_segmentation"], s)
             joint = cfg.w_reg_seg * t["reg_seg_loss"]
             if cfg.use_attention_reg:
-                t["att_loss"] = L.attention_loss(y_pred["attention_map"], self.attention(out_m["features"]))
+                if cfg.attention_target == "mask":
+                    target = L.pooled_mask_attention(m, y_pred["attention_logits"].shape[1:3])
+                    t["att_loss"] = L.attention_bce_loss(y_pred["attention_logits"], target)
+                else:
+                    t["att_loss"] = L.attention_loss(y_pred["attention_map"], self.attention(out_m["features"]))
                 joint = joint + cfg.lambda_att * t["att_loss"]
             if cfg.use_triangle:
                 t["tri_loss"] = L.triangle_loss(y_pred["cobb_angles_image"], y_pred["cobb_angles_segmentation"], s)

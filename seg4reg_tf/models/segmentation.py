@@ -5,7 +5,8 @@ import keras
 from keras import layers, ops
 
 from seg4reg_tf.geometry import N_CLASSES
-from seg4reg_tf.models.blocks import conv_norm_relu
+from seg4reg_tf.models.blocks import conv_norm_relu, freeze_batchnorm
+from seg4reg_tf.models.efficientnet_lite import build_efficientnet_lite0, load_pretrained
 from seg4reg_tf.models.gate import RoiGate
 
 
@@ -31,6 +32,27 @@ def build_unet_body(image_shape, width: int, depth: int, norm: str, name: str = 
     return keras.Model(inp, x, name=name)
 
 
+def build_lite0_unet_body(image_shape, width: int, norm: str, pretrained: bool, load_weights: bool,
+                          name: str = "lite0_unet"):
+    """U-Net decoder on EfficientNet-Lite0 features (strides 32 -> 16 -> 8 -> 4 -> 2 -> 1): at each
+    level nearest 2x upsampling, concatenation with the encoder's feature map of that stride (none at
+    stride 1) and one 3x3 conv-norm-ReLU of width * min(2**level, 8) filters. [B, H, W, 1] ->
+    G [B, H, W, width]. `pretrained`: ImageNet weights (loaded when `load_weights`), frozen BatchNorm."""
+    encoder = build_efficientnet_lite0(image_shape, name=f"{name}_encoder")
+    if pretrained:
+        if load_weights:
+            load_pretrained(encoder)
+        freeze_batchnorm(encoder)
+    feats = encoder.output
+    x = feats["s32"]
+    for level in (4, 3, 2, 1, 0):
+        x = layers.UpSampling2D(2, name=f"{name}_up{level}")(x)
+        if level:
+            x = layers.Concatenate(name=f"{name}_cat{level}")([x, feats[f"s{2 ** level}"]])
+        x = conv_norm_relu(x, width * min(2 ** level, 8), norm, f"{name}_d{level}")
+    return keras.Model(encoder.input, x, name=name)
+
+
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
 class SegmentationNet(keras.layers.Layer):
     """Vertebra segmentation S: [B, H, W, 1] -> softmax [B, H, W, n_classes] (0 background, 1..17 T1..L5).
@@ -43,16 +65,25 @@ class SegmentationNet(keras.layers.Layer):
         width, depth, norm: base filters, pooling levels, "batch" | "group".
         n_classes: output classes (18).
         gate, gate_stop_gradient: ROI gate switch and its stop-gradient.
+        encoder: "unet" (the plain U-Net above) or "efficientnet_lite0" (`build_lite0_unet_body`;
+            `depth` unused); any other encoder name means "unet".
+        pretrained, load_weights: efficientnet_lite0 only (see `build_lite0_unet_body`).
     """
 
     def __init__(self, image_shape, width=16, depth=4, norm="batch", n_classes=N_CLASSES, gate=False,
-                 gate_stop_gradient=True, **kwargs):
+                 gate_stop_gradient=True, encoder="unet", pretrained=False, load_weights=True, **kwargs):
         super().__init__(**kwargs)
         self.image_shape = tuple(int(s) for s in image_shape)
         self.width, self.depth, self.norm = int(width), int(depth), norm
         self.n_classes = int(n_classes)
         self.gate_enabled, self.gate_stop_gradient = bool(gate), bool(gate_stop_gradient)
-        self.body = build_unet_body(self.image_shape, self.width, self.depth, norm, name=f"{self.name}_unet")
+        self.encoder_kind = "efficientnet_lite0" if encoder == "efficientnet_lite0" else "unet"
+        self.pretrained = bool(pretrained)
+        if self.encoder_kind == "efficientnet_lite0":
+            self.body = build_lite0_unet_body(self.image_shape, self.width, norm, self.pretrained, load_weights,
+                                              name=f"{self.name}_lite0_unet")
+        else:
+            self.body = build_unet_body(self.image_shape, self.width, self.depth, norm, name=f"{self.name}_unet")
         self.gate = RoiGate(stop_gradient=self.gate_stop_gradient, name="roi_gate") if self.gate_enabled else None
         self.head = layers.Conv2D(self.n_classes, 1, name="seg_logits")
         self.head.build((None, *self.image_shape[:2], self.width))
@@ -71,4 +102,9 @@ class SegmentationNet(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape), "width": self.width,
                 "depth": self.depth, "norm": self.norm, "n_classes": self.n_classes, "gate": self.gate_enabled,
-                "gate_stop_gradient": self.gate_stop_gradient}
+                "gate_stop_gradient": self.gate_stop_gradient, "encoder": self.encoder_kind,
+                "pretrained": self.pretrained}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**config, "load_weights": False})

@@ -50,12 +50,17 @@ class QueueFullError(RuntimeError):
     """The scheduler's queue holds `max_enqueued` requests already."""
 
 
+class RequestCancelled(Exception):
+    """The caller went away (cancelled or past its deadline) before its queued work ran; it was dropped."""
+
+
 @dataclasses.dataclass(eq=False)  # identity equality: `deque.remove` must not compare arrays
 class _Task:
     inputs: Tensors
     size: int
     key: tuple
     enqueued: float
+    cancelled: Callable[[], bool] | None = None
     future: Future = dataclasses.field(default_factory=Future)
 
 
@@ -72,12 +77,20 @@ def batch_size_of(inputs: Tensors) -> int | None:
     return int(sizes.pop())
 
 
+def _safe_call(fn: Callable[[], bool]) -> bool:
+    try:
+        return bool(fn())
+    except Exception:  # noqa: BLE001 - a broken probe must not stop the scheduler
+        return False
+
+
 class BatchScheduler:
     """Merges concurrent `submit(inputs)` calls into runs of `run_fn` (one worker thread).
 
     `run_fn(inputs) -> outputs` maps `{name: array [B, ...]}` to `{name: array [B, ...]}`; it may raise.
     `submit` blocks and returns the caller's slice of the outputs or re-raises the caller's error.
-    Counters: `runs` (calls of run_fn), `requests`, `merged_runs` (runs serving > 1 request), `max_items`.
+    Counters: `runs` (calls of run_fn), `requests`, `merged_runs` (runs serving > 1 request), `max_items`,
+    `dropped` (requests whose caller was gone before they ran).
     """
 
     def __init__(self, run_fn: RunFn, config: BatchingConfig, name: str = "") -> None:
@@ -91,16 +104,20 @@ class BatchScheduler:
         self.requests = 0
         self.merged_runs = 0
         self.max_items = 0
+        self.dropped = 0
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
 
-    def submit(self, inputs: Tensors, timeout: float | None = None) -> Tensors:
-        """Queue one request `{name: array [b, ...]}` and wait for its outputs."""
+    def submit(self, inputs: Tensors, timeout: float | None = None,
+               cancelled: Callable[[], bool] | None = None) -> Tensors:
+        """Queue one request `{name: array [b, ...]}` and wait for its outputs.
+
+        `cancelled()` True when the batch forms: the request is dropped (RequestCancelled), not run."""
         size = batch_size_of(inputs)
         if size is None:
             raise ValueError("batching: all inputs need the same leading (batch) dimension, got shapes "
                              + str({k: tuple(v.shape) for k, v in inputs.items()}))
-        task = _Task(inputs, size, _merge_key(inputs), time.monotonic())
+        task = _Task(inputs, size, _merge_key(inputs), time.monotonic(), cancelled)
         with self._cond:
             if self._closed:
                 raise RuntimeError(f"batcher {self.name} is closed (model version unloaded)")
@@ -132,13 +149,24 @@ class BatchScheduler:
             total += task.size
         return chosen
 
+    def _drop_cancelled(self) -> None:
+        """Answer and remove queued tasks whose caller has gone (call with the lock held)."""
+        for task in [t for t in self._queue if t.cancelled is not None and _safe_call(t.cancelled)]:
+            self._queue.remove(task)
+            self.dropped += 1
+            task.future.set_exception(RequestCancelled(f"batcher {self.name}: request cancelled by its "
+                                                       "client (or past its deadline) before it ran; dropped"))
+
     def _next_batch(self) -> list[_Task] | None:
         timeout_s = self.config.batch_timeout_ms / 1000.0
         with self._cond:
-            while not self._queue:
+            while True:
+                self._drop_cancelled()
+                if self._queue:
+                    break
                 if self._closed:
                     return None
-                self._cond.wait()
+                self._cond.wait(0.5)  # wakes to drop cancelled work even when nothing new arrives
             first = self._queue[0]
             deadline = first.enqueued + timeout_s
             while True:

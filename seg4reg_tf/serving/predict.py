@@ -16,14 +16,18 @@ import cv2
 import numpy as np
 
 from seg4reg_tf.evaluation.seg_angles import segmentation_angles_details
-from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, cobb_angles_details
+from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
 from seg4reg_tf.serving.dicom import is_dicom, read_dicom
 from seg4reg_tf.serving.overlay import Curve, render_overlay
 
 HEADS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
 DEFAULT_THRESHOLD = 5.0
-SUMMARY_FIELDS = ["file", "status", "PT", "MT", "TL", "consistency", "heads_disagree",
-                  "seg_PT", "seg_MT", "seg_TL", "error"]
+# The geometric head (Cobb angles of the fitted vertebrae) is noisier than the regression heads: it
+# disagrees with the headline angles by more than this (mean over PT, MT, TL, degrees) on few real
+# validation X-rays (BENCHMARKS.md, "geometric head").
+DEFAULT_GEOMETRY_THRESHOLD = 10.0
+SUMMARY_FIELDS = ["file", "status", "measurable", "reason", "PT", "MT", "TL", "consistency",
+                  "geometry_disagreement", "heads_disagree", "seg_PT", "seg_MT", "seg_TL", "error"]
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOI = b"\xff\xd8\xff"
 
@@ -137,18 +141,19 @@ def _angles_dict(values) -> dict[str, float]:
 def segmentation_geometry(labels_model: np.ndarray, scale, pad_top, pad_left, orig_h: int):
     """Cobb geometry of the predicted labels in original pixels.
 
-    Uses `evaluation.seg_angles.segmentation_angles_details` (largest components, a few missing
-    vertebrae filled). Returns (info dict for the JSON, landmarks (68, 2) original pixels, list[Curve]).
+    Uses `evaluation.seg_angles.segmentation_angles_details` (largest components, implausible fits
+    rejected, a few missing vertebrae filled, curve ends at least two vertebrae apart); its Cobb
+    details are used as they are. Returns (info dict for the JSON, landmarks (68, 2) original pixels,
+    list[Curve]).
     """
     seg = segmentation_angles_details(labels_model, (scale, pad_top, pad_left), float(orig_h))
     lm, filled = seg.landmarks, list(seg.interpolated)
     missing = [VERTEBRA_NAMES[v] for v in range(len(VERTEBRA_NAMES)) if not np.all(np.isfinite(lm[4 * v : 4 * v + 4]))]
     info = {"angles": None, "unit": "deg", "branch": None, "curves": None,
-            "missing_vertebrae": missing, "interpolated_vertebrae": filled}
-    if missing:
-        return info, lm, []
-    details = cobb_angles_details(lm, float(orig_h))
-    if not np.all(np.isfinite(details.angles)):
+            "missing_vertebrae": missing, "interpolated_vertebrae": filled, "rejected_vertebrae": seg.rejected,
+            "failure": seg.reason or None}
+    details = seg.details
+    if details is None:
         return info, lm, []
     curves, info_curves = [], {}
     for name, angle, (u, l) in zip(ANGLE_NAMES, details.angles, details.end_vertebrae):
@@ -175,7 +180,8 @@ def _finite(x):
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: float):
+def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: float,
+                 geometry_threshold: float = DEFAULT_GEOMETRY_THRESHOLD):
     """(JSON dict, overlay BGR image) for one image from the batch-of-one model outputs."""
     first = {k: np.asarray(v)[0] for k, v in outputs.items()}
     orig_h, orig_w = (int(x) for x in first.get("original_size", item.display.shape[:2]))
@@ -197,7 +203,14 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
             round(orig_h * scale + 2 * pad_top), round(orig_w * scale + 2 * pad_left))
         attention_orig = attention_to_original(first["attention_map"], model_hw, scale, pad_top, pad_left, orig_h, orig_w)
 
+    score, reason = measurability(item, outputs)
     chosen = heads.get("cobb_angles") or (geometry or {}).get("angles")
+    geo_angles = (geometry or {}).get("angles")
+    geometry_disagreement = None
+    if geo_angles and heads.get("cobb_angles"):
+        geometry_disagreement = float(np.mean([abs(geo_angles[k] - heads["cobb_angles"][k]) for k in ANGLE_NAMES]))
+    disagree = [consistency is not None and consistency > threshold,
+                geometry_disagreement is not None and geometry_disagreement > geometry_threshold]
     result = {
         "file": item.name,
         "input_type": item.kind,
@@ -207,23 +220,53 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
         "segmentation_geometry": geometry,
         "consistency": consistency,
         "threshold": float(threshold),
-        "heads_disagree": None if consistency is None else bool(consistency > threshold),
+        "geometry_disagreement": geometry_disagreement,
+        "geometry_threshold": float(geometry_threshold),
+        "heads_disagree": None if consistency is None and geometry_disagreement is None else any(disagree),
+        "measurable": bool(score >= 0.5),
+        "measurable_score": round(score, 4),
+        "reason": reason or None,
         "original_size": [orig_h, orig_w],
         "pixel_spacing_mm": list(item.pixel_spacing_mm) if item.pixel_spacing_mm else None,
     }
 
-    title = []
+    title = [] if result["measurable"] else [f"NOT MEASURABLE: {reason}"]
     if result["angles"]:
         title.append("Cobb " + "  ".join(f"{k} {v:.1f}" for k, v in result["angles"].items()) + " deg")
     if geometry and geometry["curves"]:
         title.append("seg: " + "  ".join(f"{k} {c['angle']:.1f} ({c['end_vertebrae']})" for k, c in geometry["curves"].items()))
-    if consistency is not None:
-        title.append(f"consistency {consistency:.1f} deg" + ("  HEADS DISAGREE" if result["heads_disagree"] else ""))
+    if consistency is not None or geometry_disagreement is not None:
+        parts = [f"heads differ {consistency:.1f} deg" if consistency is not None else "",
+                 f"geometry {geometry_disagreement:.1f} deg" if geometry_disagreement is not None else ""]
+        title.append(", ".join(p for p in parts if p) + ("  HEADS DISAGREE" if result["heads_disagree"] else ""))
     if item.display.shape[:2] != (orig_h, orig_w):
         raise ValueError(f"{item.name}: model reports original_size {(orig_h, orig_w)}, decoded image is "
                          f"{item.display.shape[:2]}")
     overlay = render_overlay(item.display, labels_orig, attention_orig, landmarks, curves, title)
     return result, overlay
+
+
+def measurability(item: InputImage, outputs: dict[str, np.ndarray]) -> tuple[float, str]:
+    """(score in (0, 1), reason or "") of the first image: the model's `measurable_score` /
+    `measurable_reason` outputs, or `serving.measurable.assess` here for a model exported without them."""
+    if "measurable_score" in outputs and "measurable_reason" in outputs:
+        score = float(np.asarray(outputs["measurable_score"]).reshape(-1)[0])
+        reason = np.asarray(outputs["measurable_reason"]).reshape(-1)[0]
+    else:
+        import tensorflow as tf
+
+        from seg4reg_tf.serving import measurable
+
+        grey = item.display.astype(np.float32) / (65535.0 if item.display.dtype == np.uint16 else 255.0)
+        stats = measurable.statistics_dict(tf.reshape(measurable.image_statistics(grey), [1, 2]))
+        first = {k: np.asarray(v)[:1] for k, v in outputs.items()}
+        verdict = measurable.assess(stats, first)
+        score = float(verdict["measurable_score"].numpy()[0])
+        reason = verdict["measurable_reason"].numpy()[0]
+    reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+    if not math.isfinite(score):
+        return 0.0, reason or "the model's measurability score is not finite"
+    return score, reason
 
 
 def _unique_stem(stem: str, used: set[str], suffix: str) -> str:
@@ -263,11 +306,16 @@ def _summary_row(name: str, result: dict | None, error: str | None) -> dict:
         for k, v in (geo.get("angles") or {}).items():
             row[f"seg_{k}"] = f"{v:.4f}"
         row["consistency"] = "" if result["consistency"] is None else f"{result['consistency']:.4f}"
+        gd = result["geometry_disagreement"]
+        row["geometry_disagreement"] = "" if gd is None else f"{gd:.4f}"
         row["heads_disagree"] = "" if result["heads_disagree"] is None else str(result["heads_disagree"]).lower()
+        row["measurable"] = str(result["measurable"]).lower()
+        row["reason"] = result["reason"] or ""
     return row
 
 
 def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFAULT_THRESHOLD,
+                geometry_threshold: float = DEFAULT_GEOMETRY_THRESHOLD,
                 summary: bool | None = None, progress: bool = True) -> int:
     """Predict every input; write OUT/<stem>.json, OUT/<stem>_overlay.png (+ OUT/summary.csv).
 
@@ -275,8 +323,9 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
     """
     from tqdm import tqdm
 
-    if not (isinstance(threshold, (int, float)) and math.isfinite(threshold) and threshold >= 0):
-        raise ValueError(f"threshold: expected a non-negative number of degrees, got {threshold!r}")
+    for key, value in (("threshold", threshold), ("geometry_threshold", geometry_threshold)):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"{key}: expected a non-negative number of degrees, got {value!r}")
     files, folder = expand_inputs(inputs)
     if not files:
         print("predict: no input files", file=sys.stderr)
@@ -288,7 +337,7 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
         try:
             item = load_input(path)
             outputs = predictor.predict([item.model_bytes])
-            result, overlay = build_result(item, outputs, threshold)
+            result, overlay = build_result(item, outputs, threshold, geometry_threshold)
             ok, png = cv2.imencode(".png", overlay)
             if not ok:
                 raise ValueError(f"{path.name}: the overlay could not be encoded as PNG")
@@ -300,7 +349,7 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
             continue
         stem = _unique_stem(item.stem, used, path.suffix)
         _write_atomic(out / f"{stem}_overlay.png", png.tobytes())
-        _write_atomic(out / f"{stem}.json", (json.dumps(result, indent=2) + "\n").encode())
+        _write_atomic(out / f"{stem}.json", (json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n").encode())
         rows.append(_summary_row(path.name, result, None))
     if summary if summary is not None else (folder or len(files) > 1):
         buf = io.StringIO()
@@ -312,6 +361,17 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
         print(f"predict: {len(failed)} of {len(files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _json_safe(value):
+    """`value` with every non-finite float replaced by None (strict JSON has no NaN or Infinity)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _error_message(err: Exception) -> str:

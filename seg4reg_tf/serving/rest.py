@@ -6,7 +6,13 @@
   row format `{"signature_name": "...", "instances": [...]}` -> `{"predictions": [...]}`,
   columnar `{"inputs": {...}}` -> `{"outputs": {...}}`; binary values as `{"b64": "..."}` (string
   outputs whose name ends in `_bytes` come back that way too).
-Errors: `{"error": "..."}` with HTTP 400 (bad request), 404 (unknown model/version/signature/path).
+Errors: `{"error": "..."}` with HTTP 400 (bad request, JSON nested too deeply), 404 (unknown
+model/version/signature/path), 408 (body not received within `body_timeout_s`), 411/400 (missing or
+bad Content-Length), 413 (body over `max_body_bytes`); 5xx only for the server's own faults.
+Slow clients: a connection that has not sent its request line and headers within `header_timeout_s`
+(also the keep-alive idle limit) is closed; connections (`max_connections`) and requests being
+worked on (`max_threads`) are counted apart, so idle or slow connections never take the slots that
+complete requests need. Responses are strict JSON (never NaN or Infinity).
 """
 from __future__ import annotations
 
@@ -25,13 +31,11 @@ import numpy as np
 import tensorflow as tf
 from google.protobuf import json_format
 
-from seg4reg_tf.serving.server import (
-    ModelManager,
-    PredictionCore,
-    ServingError,
-    _np_dtype,
-    model_status,
-)
+from seg4reg_tf.serving.core import PredictionCore
+from seg4reg_tf.serving.errors import ServingError
+from seg4reg_tf.serving.manager import ModelManager
+from seg4reg_tf.serving.status import model_status
+from seg4reg_tf.serving.tensors import np_dtype
 
 log = logging.getLogger("seg4reg_tf.serving")
 
@@ -53,6 +57,15 @@ _HTTP_BY_GRPC = {
 
 def _bad(msg: str) -> ServingError:
     return ServingError(grpc.StatusCode.INVALID_ARGUMENT, msg)
+
+
+class _HttpError(Exception):
+    """A client mistake with its own HTTP status (408, 411, 413)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +102,7 @@ def json_to_array(value: Any, dtype: tf.DType, where: str) -> np.ndarray:
             return arr
         if _contains(value, (str, dict)):
             raise ValueError(f"expected numbers for {dtype.name}")
-        return np.array(value, dtype=_np_dtype(dtype))
+        return np.array(value, dtype=np_dtype(dtype))
     except ServingError:
         raise
     except (ValueError, TypeError, OverflowError) as err:
@@ -187,12 +200,18 @@ class _Handler(BaseHTTPRequestHandler):
     core: PredictionCore
     manager: ModelManager
     max_body_bytes: int
+    body_timeout_s: float
+    work_slots: threading.BoundedSemaphore
 
     def log_message(self, fmt: str, *args) -> None:  # quiet; errors are logged below
         log.debug("rest %s - " + fmt, self.address_string(), *args)
 
     def _send(self, status: int, payload: dict) -> None:
-        data = json.dumps(payload).encode("utf-8")
+        try:
+            data = json.dumps(payload, allow_nan=False).encode("utf-8")
+        except ValueError:  # a non-finite float slipped through: never send NaN / Infinity
+            status, data = 500, b'{"error": "internal error: non-finite value in the response"}'
+            log.error("REST: refused to send a response holding NaN or Infinity")
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -225,8 +244,14 @@ class _Handler(BaseHTTPRequestHandler):
             fn()
         except ServingError as err:
             self._error(err)
+        except _HttpError as err:
+            self.close_connection = True
+            self._send(err.status, {"error": err.message})
+        except RecursionError:
+            self.close_connection = True
+            self._send(400, {"error": "request JSON is nested too deeply"})
         except (BrokenPipeError, ConnectionResetError):
-            pass
+            self.close_connection = True
         except Exception as err:  # noqa: BLE001 - never crash the server
             log.exception("REST request failed")
             self._error(ServingError(grpc.StatusCode.INTERNAL, f"internal error: {err}"))
@@ -249,16 +274,31 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _read_json(self) -> Any:
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            raise _bad("missing or invalid Content-Length header")
+        if length is None:
+            raise _HttpError(411, "a Content-Length header is required")
+        if not length.strip().isdigit():
+            raise _HttpError(400, "invalid Content-Length header (expected a number of bytes)")
         n = int(length)
         if n > self.max_body_bytes:
-            self.close_connection = True
-            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"request body of {n} bytes exceeds the limit of {self.max_body_bytes}")
-        raw = self.rfile.read(n)
+            raise _HttpError(413, f"request body of {n} bytes exceeds the limit of {self.max_body_bytes}")
+        self.connection.settimeout(self.body_timeout_s)
+        chunks, got = [], 0
         try:
-            return json.loads(raw)
+            while got < n:
+                chunk = self.rfile.read1(min(n - got, 1 << 20))
+                if not chunk:
+                    raise _HttpError(400, f"request body ended after {got} of {n} bytes (Content-Length)")
+                chunks.append(chunk)
+                got += len(chunk)
+        except (TimeoutError, socket.timeout):
+            raise _HttpError(408, f"request body not received: {got} of {n} bytes (Content-Length) "
+                                  f"arrived, then nothing for {self.body_timeout_s:g} s") from None
+        finally:
+            self.connection.settimeout(self.timeout)
+        try:
+            return json.loads(b"".join(chunks))
+        except RecursionError:
+            raise _bad("request JSON is nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as err:
             raise _bad(f"JSON parse error: {err}") from None
 
@@ -275,17 +315,33 @@ class _Handler(BaseHTTPRequestHandler):
             raise _bad("\"signature_name\" must be a string")
         info = self.core.signature(lv, signature)
         inputs, row_format = parse_predict_body(body, info.input_dtypes)
-        outputs = self.core.predict(lv, info.name, inputs)
+        if not self.work_slots.acquire(timeout=30.0):
+            raise ServingError(grpc.StatusCode.UNAVAILABLE, "server busy: every REST worker is computing; retry")
+        try:
+            outputs = self.core.predict(lv, info.name, inputs)
+        finally:
+            self.work_slots.release()
         self._send(200, format_predict_response(outputs, row_format))
 
 
 class _BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
 
     def __init__(self, address, handler, max_threads: int) -> None:
         self._slots = threading.BoundedSemaphore(max_threads)
         super().__init__(address, handler)
+
+    def handle_error(self, request, client_address):
+        """One log line, no traceback: clients that disconnect or time out are not the server's fault."""
+        import sys
+
+        err = sys.exc_info()[1]
+        if isinstance(err, (ConnectionError, TimeoutError, socket.timeout)):
+            log.debug("REST client %s: %s", client_address[0], type(err).__name__)
+        else:
+            log.warning("REST connection from %s failed: %s: %s", client_address[0], type(err).__name__, err)
 
     def process_request(self, request, client_address):
         if not self._slots.acquire(timeout=5.0):
@@ -309,13 +365,18 @@ class RestServer:
     """Serves the REST API in a background thread; `port` is the bound port."""
 
     def __init__(self, core: PredictionCore, manager: ModelManager, host: str, port: int,
-                 max_body_bytes: int = 256 << 20, max_threads: int = 32) -> None:
+                 max_body_bytes: int = 256 << 20, max_threads: int = 32, max_connections: int = 256,
+                 header_timeout_s: float = 5.0, body_timeout_s: float = 10.0) -> None:
+        """`max_threads` requests computing at once; `max_connections` open connections (each waits
+        at most `header_timeout_s` for its request line and headers, `body_timeout_s` per body read)."""
         handler = type("Handler", (_Handler,), {"core": core, "manager": manager,
-                                                "max_body_bytes": max_body_bytes, "timeout": 60})
+                                                "max_body_bytes": max_body_bytes, "timeout": header_timeout_s,
+                                                "body_timeout_s": body_timeout_s,
+                                                "work_slots": threading.BoundedSemaphore(max_threads)})
         server_cls = _BoundedServer
         if ":" in host:  # IPv6 literal
             server_cls = type("_BoundedServer6", (_BoundedServer,), {"address_family": socket.AF_INET6})
-        self._httpd = server_cls((host.strip("[]"), port), handler, max_threads)
+        self._httpd = server_cls((host.strip("[]"), port), handler, max_connections)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.2},
                                         name="rest", daemon=True)

@@ -1,4 +1,4 @@
-"""Training callbacks: throughput logging, resume-aware best checkpoint, and the standard set."""
+"""Training callbacks: throughput logging, atomic (resume-aware) checkpoints, and the standard set."""
 from __future__ import annotations
 
 import csv
@@ -70,24 +70,46 @@ def best_of_history(rows: list[dict], monitor: str) -> tuple[float, int | None]:
     return best, epoch
 
 
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`keras.callbacks.ModelCheckpoint` for one `.keras` file that is written to a temporary file and
+    renamed into place, so a kill mid-save leaves the previous checkpoint intact (never a torn one)."""
+
+    def _save_model(self, epoch, batch, logs):
+        final, verbose = self.filepath, self.verbose
+        tmp = os.path.join(os.path.dirname(final) or ".", f".incoming.{os.path.basename(final)}")
+        if not tmp.endswith(".keras"):
+            tmp += ".keras"
+        self.filepath, self.verbose = tmp, 0
+        try:
+            super()._save_model(epoch, batch, logs)
+        finally:
+            self.filepath, self.verbose = final, verbose
+        if os.path.exists(tmp):
+            os.replace(tmp, final)
+            if verbose:
+                print(f"\nEpoch {epoch + 1}: saved {final}"
+                      + (f" ({self.monitor} {self.best:.5g})" if self.save_best_only else ""), flush=True)
+
+
 def make_callbacks(run_dir: str, *, monitor: str, joint_warmup_epochs: int, global_batch: int,
                    resumed_best: float = math.inf) -> list[keras.callbacks.Callback]:
-    """The standard set, in order: Throughput, JointWarmup, best ModelCheckpoint(RUN/model.keras,
+    """The standard set, in order: Throughput, JointWarmup, best AtomicModelCheckpoint(RUN/model.keras,
     `monitor`, min; its `best` seeded with `resumed_best` so a resumed run keeps the better earlier
-    model), ModelCheckpoint(RUN/last.keras), CSVLogger(RUN/history.csv, append),
-    TensorBoard(RUN/tensorboard), BackupAndRestore(RUN/backup) last."""
+    model), AtomicModelCheckpoint(RUN/last.keras), CSVLogger(RUN/history.csv, append),
+    TensorBoard(RUN/tensorboard), SafeBackupAndRestore(RUN/backup) last."""
     from seg4reg_tf.models.warmup import JointWarmup
+    from seg4reg_tf.training.backup import SafeBackupAndRestore
 
-    best = keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode="min",
+    best = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode="min",
                                            save_best_only=True, verbose=1)
     best.best = resumed_best
     return [
         Throughput(global_batch),
         JointWarmup(joint_warmup_epochs),
         best,
-        keras.callbacks.ModelCheckpoint(os.path.join(run_dir, "last.keras")),
+        AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),
         keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
         keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False, profile_batch=0),
         # last: an epoch counts as done (and is skipped on resume) only after everything above wrote it
-        keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup")),
+        SafeBackupAndRestore(os.path.join(run_dir, "backup")),
     ]

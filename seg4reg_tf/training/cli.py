@@ -13,7 +13,8 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train", help="train an experiment (YAML config) into a run directory",
         description="Train with model.fit (custom loop for multiworker). Re-running the same command after "
-                    "an interruption resumes from RUN/backup. --data is an AASCE-format root (data/training, "
+                    "an interruption resumes from RUN/backup (a torn backup falls back to the previous epoch's). A "
+                    "directory holding a run of another config is refused. --data is an AASCE-format root (data/training, "
                     "labels/training); without it, the config must have a `synthetic:` section, and a "
                     "synthetic dataset is generated into RUN/synthetic_data.")
     p.add_argument("--config", required=True, help="experiment YAML (may extend another with `base:`)")
@@ -52,9 +53,15 @@ def _train(args: argparse.Namespace) -> int:
         print(f"seg4reg train: --data {data_root}: not a directory", file=sys.stderr)
         return 2
 
+    from seg4reg_tf.data.aasce import AasceFormatError
+    from seg4reg_tf.training.run import RunStateError
     from seg4reg_tf.training.train import train
 
-    summary = train(cfg, data_root, run_dir, strategy_name=args.strategy)
+    try:
+        summary = train(cfg, data_root, run_dir, strategy_name=args.strategy)
+    except (RunStateError, AasceFormatError, FileNotFoundError) as err:  # clear messages, no traceback
+        print(f"seg4reg train: {err}", file=sys.stderr)
+        return 2
     monitor = cfg.train.checkpoint_monitor
     print(f"run directory: {os.path.abspath(run_dir)}")
     print(f"best {monitor}: {summary.get('best_' + monitor)} (epoch {summary.get('best_epoch')}), "

@@ -3,12 +3,12 @@
 `strategy.run` inside a `tf.function`; the model's own `compute_loss` gives the loss; gradients are
 all-reduced (summed) by the optimizer, so each replica's loss is scaled to `local_batch / global_batch`
 of its mean. Only the chief writes files (history.csv, model.keras best by `monitor`, last.keras,
-tensorboard/, backup/); every worker reads the backup on start so a restarted job resumes.
+tensorboard/, backup/ via `backup.write_state`, checkpoints renamed into place); every worker reads
+the backup on start (`backup.restore_state`) so a restarted job resumes, even after a torn save.
 """
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import shutil
@@ -17,6 +17,7 @@ import time
 import keras
 import tensorflow as tf
 
+from seg4reg_tf.training.backup import restore_state, write_state
 from seg4reg_tf.training.callbacks import best_of_history, read_history
 from seg4reg_tf.training.strategies import is_chief
 
@@ -47,8 +48,6 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
     chief = is_chief(strategy)
     optimizer = model.optimizer
     backup_dir = os.path.join(run_dir, "backup")
-    state_path = os.path.join(backup_dir, "state.json")
-    weights_path = os.path.join(backup_dir, "model.weights.h5")
     history_path = os.path.join(run_dir, "history.csv")
 
     def train_step(x, y):
@@ -83,18 +82,11 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
     def distributed_val(batch):
         return _sum(strategy.run(val_step, args=batch))
 
-    # ---- resume
-    initial_epoch = 0
-    if os.path.isfile(state_path) and os.path.isfile(weights_path):
-        with open(state_path) as f:
-            state = json.load(f)
-        initial_epoch = int(state["epochs_done"])
-        # build optimizer variables before loading them with the weights
-        with strategy.scope():
-            optimizer.build(model.trainable_variables)
-        model.load_weights(weights_path)
-        optimizer.iterations.assign(int(state.get("iterations", 0)))  # keeps the LR schedule in place
-    elif chief and os.path.exists(history_path):
+    # ---- resume (the weights file holds the optimizer's variables, its iteration count included)
+    with strategy.scope():
+        optimizer.build(model.trainable_variables)
+        initial_epoch = restore_state(model, backup_dir) if os.path.isdir(backup_dir) else 0
+    if not initial_epoch and chief and os.path.exists(history_path):
         os.remove(history_path)
     best = best_of_history(read_history(history_path), monitor)[0] if initial_epoch else math.inf
 
@@ -137,17 +129,19 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
             current = logs.get(monitor, math.nan)
             if math.isfinite(current) and current < best:
                 best = current
-                model.save(os.path.join(run_dir, "model.keras"))
-            model.save(os.path.join(run_dir, "last.keras"))
-            os.makedirs(backup_dir, exist_ok=True)
-            model.save_weights(weights_path)
-            with open(state_path + ".tmp", "w") as f:
-                json.dump({"epochs_done": epoch + 1, "iterations": int(optimizer.iterations.numpy())}, f)
-            os.replace(state_path + ".tmp", state_path)
+                _save_atomic(model, os.path.join(run_dir, "model.keras"))
+            _save_atomic(model, os.path.join(run_dir, "last.keras"))
+            write_state(model, backup_dir, epoch + 1)
     if chief and os.path.isdir(backup_dir):
         shutil.rmtree(backup_dir, ignore_errors=True)
     return {"initial_epoch": initial_epoch, "epochs_run": epochs - initial_epoch, "images": images,
             "train_seconds": train_seconds, "history": history}
+
+
+def _save_atomic(model: keras.Model, path: str) -> None:
+    tmp = os.path.join(os.path.dirname(path), f".incoming.{os.path.basename(path)}")
+    model.save(tmp)
+    os.replace(tmp, path)
 
 
 def _append_csv(path: str, logs: dict) -> None:

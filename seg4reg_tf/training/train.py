@@ -1,8 +1,10 @@
 """`train(cfg, data_root, run_dir)`: build data, model and optimizer, fit, and write the run directory.
 
 Run directory: config.yaml (resolved), model.keras (best by `train.checkpoint_monitor`), last.keras,
-history.csv, tensorboard/, backup/ (BackupAndRestore; deleted when the run finishes),
-train_summary.json. Restarting the same command after a crash resumes after the last finished epoch.
+history.csv, tensorboard/, backup/ (`backup.SafeBackupAndRestore`; deleted when the run finishes),
+train_summary.json (written last: the run is finished). Restarting the same command after a crash
+(even one during a save) resumes after the last finished epoch; a different config in a directory
+that holds another run is refused (`run.check_can_train`).
 """
 from __future__ import annotations
 
@@ -16,8 +18,10 @@ import time
 import keras
 import tensorflow as tf
 
+from seg4reg_tf.training.backup import find_states
 from seg4reg_tf.training.callbacks import best_of_history, make_callbacks, read_history
-from seg4reg_tf.training.config import ExperimentConfig, TrainConfig, save_config
+from seg4reg_tf.training.config import ExperimentConfig, TrainConfig, load_config, save_config
+from seg4reg_tf.training.run import SUMMARY, check_can_train, config_fingerprint
 from seg4reg_tf.training.schedules import EpochSchedule
 from seg4reg_tf.training.strategies import STRATEGY_NAMES, is_chief, make_strategy
 
@@ -78,8 +82,9 @@ def load_records(data_root: str):
     records = aasce.load_split(data_root, "training")
     train_recs, val_recs = aasce.train_val_split(records)
     if not train_recs or not val_recs:
-        raise ValueError(f"data root {data_root!r}: split 'training' has {len(records)} images; need at least 5 "
-                         "for the fixed train/validation split (index % 5 == 4 validates)")
+        raise aasce.AasceFormatError(
+            f"data root {data_root!r}: split 'training' has {len(records)} images; need at least 5 "
+            "for the fixed train/validation split (index % 5 == 4 validates)")
     return train_recs, val_recs
 
 
@@ -92,8 +97,11 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
             "multiworker"). extra_callbacks: appended after the standard ones (fit path only).
         verbose: Keras progress-bar setting.
     Returns:
-        The summary also written to RUN/train_summary.json: epochs, initial_epoch, wall_time_s,
-        best_<monitor>, best_epoch, images_per_s, global_batch, replicas, strategy, n_train, n_val.
+        The summary also written to RUN/train_summary.json: epochs, initial_epoch (epochs done before this
+        call), wall_time_s, best_<monitor>, best_epoch (1-based, as the progress bar), images_per_s,
+        global_batch, replicas, strategy, n_train, n_val, config_sha256 (of config.yaml).
+    Raises:
+        run.RunStateError when `run_dir` holds a run of another config.
     """
     name = strategy_name or cfg.train.strategy
     if name not in STRATEGY_NAMES:
@@ -106,14 +114,15 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
     monitor = tc.checkpoint_monitor
     history_path = os.path.join(run_dir, "history.csv")
     backup_dir = os.path.join(run_dir, "backup")
-    resuming = os.path.isdir(backup_dir) and bool(os.listdir(backup_dir))
     if chief:
-        if not resuming and os.path.exists(history_path):
-            os.remove(history_path)  # a fresh run in an old directory: start its history afresh
+        check_can_train(cfg, run_dir)  # RunStateError: another config's run lives here
+    train_recs, val_recs = load_records(data_root)  # data errors before anything in run_dir changes
+    resuming = False
+    if chief:
+        resuming = _prepare_run_dir(run_dir, backup_dir, history_path)
         save_config(cfg, os.path.join(run_dir, "config.yaml"))
 
     keras.utils.set_random_seed(tc.seed)
-    train_recs, val_recs = load_records(data_root)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.data.batch_size * replicas
     full_steps = math.ceil(len(train_recs) / global_batch)
@@ -160,8 +169,57 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
         if not os.path.exists(model_path) and os.path.exists(os.path.join(run_dir, "last.keras")):
             log.warning("%s was never logged; model.keras is the last model", monitor)
             shutil.copyfile(os.path.join(run_dir, "last.keras"), model_path)
-        summary.update({f"best_{monitor}": best if math.isfinite(best) else None, "best_epoch": best_epoch,
-                        "epochs_in_history": len(rows), "final": rows[-1] if rows else {}})
-        with open(os.path.join(run_dir, "train_summary.json"), "w") as f:
+        # epochs count from 1 here, as the progress bar does (history.csv's `epoch` column is 0-based)
+        summary.update({f"best_{monitor}": best if math.isfinite(best) else None,
+                        "best_epoch": None if best_epoch is None else int(best_epoch) + 1,
+                        "epochs_in_history": len(rows), "final": rows[-1] if rows else {},
+                        "config_sha256": config_fingerprint(load_config(os.path.join(run_dir, "config.yaml")))})
+        tmp = os.path.join(run_dir, SUMMARY + ".tmp")
+        with open(tmp, "w") as f:
             json.dump(summary, f, indent=2, default=float)
+        os.replace(tmp, os.path.join(run_dir, SUMMARY))  # last: from here on the run counts as finished
     return summary
+
+
+def _prepare_run_dir(run_dir: str, backup_dir: str, history_path: str) -> bool:
+    """Make `run_dir` an unfinished run of the config about to be written; returns whether it resumes.
+
+    Resuming (an intact backup): history.csv keeps only the epochs the backup holds. Fresh: the
+    previous run's history, checkpoints and an unusable backup are removed (with a warning).
+    """
+    summary = os.path.join(run_dir, SUMMARY)
+    if os.path.exists(summary):
+        os.remove(summary)  # in progress from now on; written again when this run finishes
+    states = find_states(backup_dir) if os.path.isdir(backup_dir) else []
+    if states:
+        done = states[0].epochs_done
+        rows = read_history(history_path)
+        if any(r.get("epoch", 0) >= done for r in rows if isinstance(r.get("epoch"), int)):
+            _truncate_history(history_path, done)
+        log.info("resuming %s after epoch %d", run_dir, done)
+        return True
+    if os.path.isdir(backup_dir) and os.listdir(backup_dir):
+        log.warning("%s holds no usable state (%s); starting the run over from epoch 1",
+                    backup_dir, ", ".join(sorted(os.listdir(backup_dir))))
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    for name in ("history.csv", "model.keras", "last.keras"):  # a fresh run: nothing of an earlier one
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+    return False
+
+
+def _truncate_history(path: str, epochs: int) -> None:
+    """Keep the header and the rows of epochs < `epochs` (the epochs a restored backup holds)."""
+    import csv
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    col = rows[0].index("epoch") if "epoch" in rows[0] else 0
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[col].isdigit() and int(r[col]) < epochs]
+    tmp = path + ".tmp"
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(kept)
+    os.replace(tmp, path)

@@ -24,7 +24,8 @@ def _rasterise(lm, orig_h=2000, orig_w=800, size=(512, 256)):
 def test_angles_from_rasterised_known_landmarks(amp, periods, phase, fit):
     lm = make_spine(2000, 800, amp, periods, phase)
     lab, t = _rasterise(lm)
-    angles, landmarks, n_found = segmentation_angles(lab, t, 2000, fit=fit)
+    # min_span=1: the official end-vertebra selection (the default 2 may pick other ends, see below)
+    angles, landmarks, n_found = segmentation_angles(lab, t, 2000, fit=fit, min_span=1)
     true = cobb_angles(lm, 2000)
     assert n_found == 17
     # Measured at 512x256: errors up to ~2.3 degrees (MT of the 1.5-period spine); PT within 1.2.
@@ -154,3 +155,58 @@ def test_real_labels_rasterised_at_512x256():
     assert len(true) >= 58
     s_quad, s_rect = smape(np.array(res["quad"]), np.array(true)), smape(np.array(res["rect"]), np.array(true))
     assert s_quad < 5.0 and s_quad < s_rect
+
+
+def _box_spine_labels(h=512, w=256, x0=100, vw=40, vh=20, pitch=28, top=20):
+    lab = np.zeros((h, w), np.uint8)
+    for v in range(17):
+        y = top + pitch * v
+        lab[y:y + vh, x0:x0 + vw] = v + 1
+    return lab
+
+
+def test_reject_implausible_names_cut_oversized_and_out_of_order_vertebrae():
+    from seg4reg_tf.evaluation.seg_angles import fit_quadrilaterals, reject_implausible
+
+    lab = _box_spine_labels()
+    lab[lab == 1] = 0
+    lab[0:12, 100:140] = 1  # T1 cut by the top border
+    lab[lab == 9] = 0
+    lab[244:300, 60:200] = 9  # T9 ten times the area of the others
+    lab[lab == 12] = 0
+    lab[30:50, 100:140] = 12  # T12 drawn up near T2: out of order
+    _, rejected = reject_implausible(fit_quadrilaterals(lab), lab)
+    assert set(rejected) == {0, 8, 11}
+    assert "border" in rejected[0] and "area" in rejected[8] and "order" in rejected[11]
+    _, none = reject_implausible(fit_quadrilaterals(_box_spine_labels()), _box_spine_labels())
+    assert none == {}
+
+
+def test_robust_tilts_replace_an_isolated_outlier_and_keep_a_line():
+    from seg4reg_tf.evaluation.seg_angles import robust_tilts
+
+    line = np.radians(np.linspace(-20, 20, 17))
+    np.testing.assert_array_equal(robust_tilts(line, 5.0), line)
+    noisy = line.copy()
+    noisy[6] += np.radians(30)
+    fixed = robust_tilts(noisy, 5.0)
+    assert abs(np.degrees(fixed[6] - line[6])) < 1.0
+    np.testing.assert_array_equal(np.delete(fixed, 6), np.delete(line, 6))
+
+
+def test_min_span_keeps_curve_ends_apart():
+    from seg4reg_tf.geometry import cobb_angles_details
+
+    lm = make_spine(2000, 800, 150, 1.5, 0.3)
+    corners = lm.reshape(17, 4, 2).copy()
+    # one noisy tilt at T2: rotate its corners by 25 degrees about its centre
+    c = corners[1].mean(axis=0)
+    a = np.radians(25)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    corners[1] = (corners[1] - c) @ rot.T + c
+    noisy = corners.reshape(68, 2)
+    for span in (2, 3):
+        d = cobb_angles_details(noisy, 2000, min_span=span)
+        assert all(abs(u - v) >= span for u, v in d.end_vertebrae), d.end_vertebrae
+    official = cobb_angles_details(lm, 2000)
+    np.testing.assert_allclose(cobb_angles_details(lm, 2000, min_span=1).angles, official.angles)

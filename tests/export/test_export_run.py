@@ -31,7 +31,19 @@ def _run_dir(tmp_path, **model_kw):
     run.mkdir()
     training_config.save_config(cfg, run / "config.yaml")
     model.save(run / "model.keras")
+    _mark_finished(run)
     return run, cfg, model
+
+
+def _mark_finished(run):
+    """What `train` writes last: train_summary.json with the SHA-256 of the config's canonical JSON."""
+    import hashlib
+    import json
+
+    canonical = json.dumps(training_config.to_dict(training_config.load_config(run / "config.yaml")),
+                           sort_keys=True, default=str)
+    (run / "train_summary.json").write_text(json.dumps(
+        {"epochs": 1, "config_sha256": hashlib.sha256(canonical.encode()).hexdigest()}))
 
 
 def _images():
@@ -102,3 +114,48 @@ def test_export_with_flip_tta_and_config_provenance(tmp_path):
     mirrored = np.asarray(model({"image": batch[:, :, ::-1]}, training=False)["cobb_angles"])
     np.testing.assert_allclose(got, 0.5 * (one + mirrored), atol=1e-4)
     assert np.abs(got - one).max() > 1e-4  # the graph did not just run one pass
+
+
+def test_export_refuses_unfinished_and_inconsistent_runs(tmp_path, capsys):
+    """Issue 12 (2): an interrupted run (backup/, no summary) or a config edited after training is
+    refused with its state named; --allow-unfinished exports the best checkpoint so far and says so."""
+    from seg4reg_tf.cli import main
+
+    run, cfg, _ = _run_dir(tmp_path)
+    (run / "train_summary.json").unlink()
+    (run / "backup").mkdir()
+    (run / "backup" / "training_metadata.json").write_text('{"epoch": 2}')
+    base = tmp_path / "b"
+    assert main(["export", str(run), "--out", str(base), "--version", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "--allow-unfinished" in err and "Traceback" not in err
+    assert not (base / "1").exists()
+    assert main(["export", str(run), "--out", str(base), "--version", "1", "--allow-unfinished"]) == 0
+    assert "best checkpoint so far" in capsys.readouterr().err
+    assert (base / "1" / "saved_model.pb").is_file()
+
+    run2 = tmp_path / "other"
+    run.rename(run2)
+    import shutil
+    shutil.rmtree(run2 / "backup")
+    _mark_finished(run2)
+    assert main(["export", str(run2), "--out", str(base), "--version", "2"]) == 0
+    (run2 / "config.yaml").write_text((run2 / "config.yaml").read_text().replace("clahe: true", "clahe: false"))
+    for flags in ([], ["--allow-unfinished"]):
+        assert main(["export", str(run2), "--out", str(base), "--version", "3", *flags]) == 1
+        assert "config.yaml is not the config the weights were trained with" in capsys.readouterr().err
+    assert not (base / "3").exists()
+
+
+def test_export_head_choice_makes_the_image_head_the_headline(tmp_path):
+    from seg4reg_tf.cli import main
+    from seg4reg_tf.training.config import load_config
+
+    run, cfg, _ = _run_dir(tmp_path)
+    assert cfg.model.resolved_head == "mean"
+    base = tmp_path / "serving" / "seg4reg"
+    assert main(["export", str(run), "--out", str(base), "--version", "1", "--head", "image"]) == 0
+    assert load_config(base / "1" / "assets.extra" / "config.yaml").model.head == "image"
+    out = tf.saved_model.load(str(base / "1")).signatures["serving_default"](image_bytes=tf.constant(_images()))
+    np.testing.assert_array_equal(out["cobb_angles"].numpy(), out["cobb_angles_image"].numpy())
+    assert np.abs(out["cobb_angles"].numpy() - out["cobb_angles_segmentation"].numpy()).max() > 1e-4

@@ -1,11 +1,13 @@
 import keras
 import numpy as np
+import pytest
 
 from seg4reg_tf.models import build_model
 
 from tests.models.helpers import H, W, tiny_config, tiny_dataset
 
 
+@pytest.mark.slow
 def test_tiny_model_overfits_four_images():
     keras.utils.set_random_seed(0)
     model = build_model(tiny_config(reg_width=8, seg_width=8, warmup_epochs=0), (H, W))

@@ -119,6 +119,7 @@ def test_gradient_paths_between_s_and_r():
     assert _grad_norms(open_gate, lambda t, tot: t["seg_loss"], open_gate.regressor.trainable_variables) > 0
 
 
+@pytest.mark.slow
 def test_warmup_switches_joint_terms_off_then_on():
     cfg = tiny_config(warmup_epochs=1)
     model = build_model(cfg, (H, W))
@@ -135,6 +136,7 @@ def test_warmup_switches_joint_terms_off_then_on():
     assert float(model.joint_weight) == 1.0
 
 
+@pytest.mark.slow
 def test_warmup_callback_follows_epoch_index_on_resume():
     model = build_model(tiny_config(), (H, W))
     cb = JointWarmup(3)

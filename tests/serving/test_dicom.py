@@ -109,3 +109,17 @@ def test_bad_dicom_named(tmp_path):
 def test_to_uint16_constant_image():
     assert to_uint16(np.full((3, 3), 7.0), invert=False).max() == 0
     np.testing.assert_array_equal(to_uint16(np.array([[0.0, 2.0]]), invert=True), [[65535, 0]])
+
+
+def test_dicom_without_pixel_data_says_so(tmp_path):
+    """Issue 12 (7): a header-only DICOM is named and explained, not "(AttributeError)"."""
+    data = write_dicom(tmp_path / "full.dcm", _ramp())
+    import pydicom
+
+    ds = pydicom.dcmread(tmp_path / "full.dcm")
+    del ds.PixelData
+    ds.save_as(str(tmp_path / "nopixels.dcm"), enforce_file_format=True)
+    assert data
+    with pytest.raises(ValueError, match=r"nopixels\.dcm: the DICOM file has no pixel data") as err:
+        read_dicom(tmp_path / "nopixels.dcm", name="nopixels.dcm")
+    assert "AttributeError" not in str(err.value) and SECRET_NAME not in str(err.value)

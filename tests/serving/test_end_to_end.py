@@ -24,6 +24,8 @@ from seg4reg_tf.export.savedmodel import export_model
 from seg4reg_tf.models import ModelConfig, build_model
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
 
+pytestmark = pytest.mark.slow  # exports an untrained model and starts a server
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 SIZE = (64, 32)

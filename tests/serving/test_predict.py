@@ -98,7 +98,8 @@ def test_predict_folder_jpeg_png16_dicom(predictor, spine, inputs, tmp_path, cap
             got = (VERTEBRA_NAMES.index(curve["upper"]), VERTEBRA_NAMES.index(curve["lower"]))
             assert max(abs(g - t) for g, t in zip(got, truth.end_vertebrae[k])) <= 1, (name, got, truth.end_vertebrae[k])
         assert isinstance(result["heads_disagree"], bool)
-        assert result["heads_disagree"] == (result["consistency"] > 5.0)
+        gd = result["geometry_disagreement"]
+        assert result["heads_disagree"] == (result["consistency"] > 5.0 or (gd is not None and gd > 10.0))
         overlay = cv2.imread(str(out / f"{stem}_overlay.png"))
         assert overlay is not None and overlay.shape[0] > 600 and overlay.shape[1] > 300
     spacing = json.loads((out / "mono1.json").read_text())["pixel_spacing_mm"]
@@ -142,15 +143,23 @@ def test_bad_files_reported_and_skipped(predictor, spine, inputs, tmp_path, caps
 
 
 def test_threshold_sets_heads_disagree(predictor, inputs, tmp_path):
-    run_predict([inputs / "spine.jpg"], tmp_path / "lo", predictor, threshold=0.0)
-    run_predict([inputs / "spine.jpg"], tmp_path / "hi", predictor, threshold=1000.0)
+    run_predict([inputs / "spine.jpg"], tmp_path / "lo", predictor, threshold=0.0, geometry_threshold=1000.0)
+    run_predict([inputs / "spine.jpg"], tmp_path / "hi", predictor, threshold=1000.0, geometry_threshold=1000.0)
+    run_predict([inputs / "spine.jpg"], tmp_path / "geo", predictor, threshold=1000.0, geometry_threshold=0.0)
     lo = json.loads((tmp_path / "lo" / "spine.json").read_text())
     hi = json.loads((tmp_path / "hi" / "spine.json").read_text())
+    geo = json.loads((tmp_path / "geo" / "spine.json").read_text())
     assert lo["consistency"] > 0
     assert lo["heads_disagree"] is True and hi["heads_disagree"] is False
+    # the fitted-vertebrae head counts too: its angles differ from the headline ones
+    expected = np.mean([abs(geo["segmentation_geometry"]["angles"][k] - geo["angles"][k]) for k in ("PT", "MT", "TL")])
+    assert geo["geometry_disagreement"] == pytest.approx(expected) and expected > 0
+    assert geo["heads_disagree"] is True
     assert not (tmp_path / "lo" / "summary.csv").exists()  # single file: no summary
     with pytest.raises(ValueError, match="threshold"):
         run_predict([inputs / "spine.jpg"], tmp_path / "x", predictor, threshold=-1.0)
+    with pytest.raises(ValueError, match="geometry_threshold"):
+        run_predict([inputs / "spine.jpg"], tmp_path / "x", predictor, geometry_threshold=float("nan"))
 
 
 def test_server_predictor_uses_client(monkeypatch, predictor, inputs, tmp_path):

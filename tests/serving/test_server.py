@@ -1,15 +1,11 @@
-"""The local TF-Serving-compatible server, tested only through tensorflow_serving.apis stubs and raw HTTP."""
+"""The local TF-Serving-compatible server over gRPC (tensorflow_serving.apis stubs only): Predict,
+metadata, status, bad requests, version watching."""
 from __future__ import annotations
 
-import base64
-import json
 import os
 import shutil
 import struct
-import threading
 import time
-import urllib.error
-import urllib.request
 import zlib
 
 import grpc
@@ -25,53 +21,11 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from seg4reg_tf.serving.batching import BatchingConfig, BatchScheduler
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
-from tests.serving.serving_testmodel import half_image, png, save_version
+from tests.serving.served import GOOD, OPTIONS, WHITE, check_good, outputs, request
+from tests.serving.serving_testmodel import png, save_version
 
-OPTIONS = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
-GOOD = png(half_image())
-WHITE = png(np.full((40, 20), 255, np.uint8))
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    base = str(tmp_path_factory.mktemp("models"))
-    save_version(base, 1, gain=1.0)
-    save_version(base, 2, gain=2.0)
-    os.makedirs(os.path.join(base, "7"))  # incomplete: no saved_model.pb -> ignored
-    config = ServerConfig(model_base_path=base, port=0, rest_port=0, poll_seconds=0.2,
-                          max_batch_size=8, batch_timeout_ms=20, version_labels={"stable": 1})
-    with ModelServer(config) as server:
-        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=OPTIONS)
-        yield {"server": server, "base": base,
-               "predict": prediction_service_pb2_grpc.PredictionServiceStub(channel),
-               "model": model_service_pb2_grpc.ModelServiceStub(channel),
-               "rest": f"http://127.0.0.1:{server.rest_port}/v1/models/seg4reg"}
-        channel.close()
-
-
-def request(images=(GOOD,), version=None, signature="", label=None, name="seg4reg", output_filter=()):
-    req = predict_pb2.PredictRequest()
-    req.model_spec.name = name
-    if version is not None:
-        req.model_spec.version.value = version
-    if label is not None:
-        req.model_spec.version_label = label
-    req.model_spec.signature_name = signature
-    if images is not None:
-        req.inputs["image_bytes"].CopyFrom(tf.make_tensor_proto(list(images), dtype=tf.string))
-    req.output_filter.extend(output_filter)
-    return req
-
-
-def outputs(response):
-    return {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-
-
-def check_good(stub, gain=2.0):
-    out = outputs(stub.Predict(request([GOOD]), timeout=30))
-    np.testing.assert_allclose(out["cobb_angles"], [[5 * gain, 10 * gain, 15 * gain]], rtol=1e-6)
+pytestmark = pytest.mark.slow  # every test here starts a server
 
 
 # -- gRPC PredictionService -------------------------------------------------------------------
@@ -201,7 +155,7 @@ def _bad_requests():
         ("empty bytes", lambda: request([b""]), INV, "empty"),
         ("text", lambda: request([b"hello, I am not an image"]), INV, "Unknown image file format"),
         ("truncated png", lambda: request([truncated_png]), INV, "PNG"),
-        ("png declaring 46000^2 pixels", lambda: request([huge_png_header(46000)]), INV, "PNG"),
+        ("png declaring 46000^2 pixels", lambda: request([huge_png_header(46000)]), INV, "max-request-pixels"),
         ("png declaring 8000^2 pixels, no data", lambda: request([huge_png_header(8000)]), INV, "PNG"),
         ("bad output_filter", lambda: request(output_filter=["nope"]), INV, "nope"),
         ("mixed batch", lambda: request([GOOD, b"junk", GOOD]), INV, "batch item 1 of 3 is invalid: Unknown image"),
@@ -225,8 +179,9 @@ def test_large_image_and_unimplemented_apis(served):
     tiny = png(np.full((1, 1), 255, np.uint8))
     out = outputs(served["predict"].Predict(request([tiny]), timeout=60))
     np.testing.assert_allclose(out["cobb_angles"], [[20, 40, 60]], rtol=1e-6)
-    out = outputs(served["predict"].Predict(request([]), timeout=60))  # empty batch: empty outputs
-    assert out["cobb_angles"].shape == (0, 3) and out["vertebra_labels"].shape == (0, 16, 8)
+    with pytest.raises(grpc.RpcError) as info:  # empty batch: a clear error (the real model cannot run [0])
+        served["predict"].Predict(request([]), timeout=60)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "empty batch" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
         served["predict"].Classify(classification_pb2.ClassificationRequest(), timeout=10)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -247,39 +202,6 @@ def test_garbage_protobuf_does_not_hurt_the_server(served):
         assert info.value.code() != grpc.StatusCode.OK
     channel.close()
     check_good(served["predict"])
-
-
-def test_concurrent_clients_are_batched_without_errors(served):
-    server = served["server"]
-    lv = server.manager.versions()[2]
-    before = {k: (b.runs, b.requests) for k, b in lv.batchers().items()}
-    errors, sizes, lock = [], [], threading.Lock()
-
-    def worker(i):
-        for j in range(50):
-            try:
-                images = [GOOD] if (i + j) % 2 else [WHITE, GOOD]
-                out = outputs(served["predict"].Predict(request(images), timeout=60))
-                want = [[20, 40, 60], [10, 20, 30]] if len(images) == 2 else [[10, 20, 30]]
-                np.testing.assert_allclose(out["cobb_angles"], want, rtol=1e-6)
-                with lock:
-                    sizes.extend(out["batch_size"].tolist())
-            except Exception as err:  # noqa: BLE001
-                with lock:
-                    errors.append(repr(err))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
-    batcher = lv.batchers()["serving_default"]
-    runs = batcher.runs - before.get("serving_default", (0, 0))[0]
-    requests = batcher.requests - before.get("serving_default", (0, 0))[1]
-    assert requests == 400
-    assert runs < 400 and batcher.merged_runs > 0  # fewer model invocations than requests
-    assert max(sizes) > 2 and max(sizes) <= 8  # the graph itself saw merged batches, capped
 
 
 # -- version watching -------------------------------------------------------------------------
@@ -331,137 +253,3 @@ def test_new_version_loaded_and_removed_version_unloaded(tmp_path):
         channel.close()
     assert any("loaded model seg4reg version 3" in e for e in events)
     assert any("unloaded model seg4reg version 3" in e for e in events)
-
-
-# -- REST -------------------------------------------------------------------------------------
-def http(url, body=None):
-    data = None if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
-
-
-def b64(data: bytes) -> dict:
-    return {"b64": base64.b64encode(data).decode()}
-
-
-def test_rest_status_and_metadata(served):
-    status, body = http(served["rest"])
-    assert status == 200
-    assert {s["version"]: s["state"] for s in body["model_version_status"]} == {"1": "AVAILABLE",
-                                                                                  "2": "AVAILABLE"}
-    status, body = http(served["rest"] + "/versions/1")
-    assert status == 200 and [s["version"] for s in body["model_version_status"]] == ["1"]
-    status, body = http(served["rest"] + "/metadata")
-    assert status == 200 and body["model_spec"]["version"] == "2"
-    sd = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
-    assert sd["inputs"]["image_bytes"]["dtype"] == "DT_STRING"
-
-
-def test_rest_row_and_columnar_with_b64(served):
-    status, body = http(served["rest"] + ":predict", {"instances": [b64(GOOD), b64(WHITE)]})
-    assert status == 200, body
-    preds = body["predictions"]
-    assert len(preds) == 2
-    np.testing.assert_allclose(preds[0]["cobb_angles"], [10, 20, 30], rtol=1e-6)
-    np.testing.assert_allclose(preds[1]["cobb_angles"], [20, 40, 60], rtol=1e-6)
-    assert preds[0]["vertebra_labels"][5] == [3, 3, 3, 3, 0, 0, 0, 0]
-    status, body = http(served["rest"] + ":predict",
-                        {"instances": [{"image_bytes": b64(GOOD)}]})
-    assert status == 200 and np.allclose(body["predictions"][0]["cobb_angles"], [10, 20, 30])
-    status, body = http(served["rest"] + "/versions/1:predict",
-                        {"signature_name": "serving_default", "inputs": {"image_bytes": [b64(GOOD)]}})
-    assert status == 200, body
-    np.testing.assert_allclose(body["outputs"]["cobb_angles"], [[5, 10, 15]], rtol=1e-6)
-    status, body = http(served["rest"] + ":predict",
-                        {"signature_name": "predict_image", "inputs": np.ones((1, 16, 8, 1)).tolist()})
-    assert status == 200, body
-    np.testing.assert_allclose(body["outputs"]["cobb_angles"], [[20, 40, 60]], rtol=1e-6)
-
-
-@pytest.mark.parametrize("path,body,code,text", [
-    (":predict", b"{not json", 400, "JSON"),
-    (":predict", {"instances": [{"b64": "!!!"}]}, 400, "base64"),
-    (":predict", {"instances": [b64(b"junk")]}, 400, ""),
-    (":predict", {"instances": [b64(GOOD), b64(b"junk")]}, 400, "batch item 1"),
-    (":predict", {"instances": []}, 400, "instances"),
-    (":predict", {"nothing": 1}, 400, "instances"),
-    (":predict", {"inputs": {"bogus": [1]}}, 400, "bogus"),
-    (":predict", {"signature_name": "predict_image", "inputs": [[1, 2]]}, 400, "rank"),
-    (":predict", {"signature_name": "predict_image", "inputs": [["a"]]}, 400, "float32"),
-    (":predict", {"signature_name": "nope", "inputs": [b64(GOOD)]}, 404, "nope"),
-    ("/versions/9:predict", {"instances": [b64(GOOD)]}, 404, "9"),
-    ("/versions/x:predict", {"instances": [b64(GOOD)]}, 400, "version"),
-    ("/metadataX", None, 404, ""),
-])
-def test_rest_errors(served, path, body, code, text):
-    status, payload = http(served["rest"] + path, body)
-    assert status == code, payload
-    assert text in payload["error"]
-    status, payload = http(served["rest"] + ":predict", {"instances": [b64(GOOD)]})
-    assert status == 200
-
-
-def test_rest_unknown_model_404(served):
-    status, payload = http(served["rest"].replace("seg4reg", "other"))
-    assert status == 404 and "other" in payload["error"]
-
-
-# -- batching unit ----------------------------------------------------------------------------
-def test_batch_scheduler_merges_and_isolates_failures():
-    calls = []
-
-    def run(inputs):
-        x = inputs["x"]
-        calls.append(len(x))
-        if np.any(x < 0):
-            raise ValueError("negative input")
-        return {"y": x * 2, "n": np.full(len(x), len(x))}
-
-    sched = BatchScheduler(run, BatchingConfig(max_batch_size=6, batch_timeout_ms=200), name="t")
-    results, lock = {}, threading.Lock()
-
-    def submit(i, value):
-        try:
-            out = sched.submit({"x": np.array([value, value], np.float32)})
-        except ValueError as err:
-            out = err
-        with lock:
-            results[i] = out
-
-    threads = [threading.Thread(target=submit, args=(i, -1.0 if i == 1 else float(i))) for i in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    sched.close()
-    assert isinstance(results[1], ValueError)
-    for i in (0, 2):
-        np.testing.assert_array_equal(results[i]["y"], [2 * i, 2 * i])
-    # first a merged run of 6 items failed, then each request ran alone (2 items each)
-    assert calls[0] == 6 and sorted(calls[1:]) == [2, 2, 2]
-    assert sched.requests == 3 and sched.merged_runs == 0
-
-
-def test_batching_disabled_runs_each_request(tmp_path):
-    base = str(tmp_path / "m")
-    save_version(base, 1, gain=1.0)
-    config = ServerConfig(model_base_path=base, port=0, rest_port=-1, enable_batching=False)
-    with ModelServer(config) as server:
-        channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=OPTIONS)
-        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-        check_good(stub, gain=1.0)
-        assert server.manager.versions()[1].batchers() == {}
-        channel.close()
-
-
-def test_server_config_validation(tmp_path):
-    with pytest.raises(ValueError, match="max_batch_size"):
-        ServerConfig(model_base_path=str(tmp_path), max_batch_size=0)
-    with pytest.raises(ValueError, match="port"):
-        ServerConfig(model_base_path=str(tmp_path), port=70000)
-    with pytest.raises(ValueError, match="model_name"):
-        ServerConfig(model_base_path=str(tmp_path), model_name="")

@@ -17,8 +17,10 @@ from tensorflow_serving.apis import (
 )
 
 from seg4reg_tf.export.warmup import prediction_log, write_warmup_requests
-from seg4reg_tf.serving import server as server_mod
-from seg4reg_tf.serving.server import ModelManager, ModelServer, PredictionCore, ServerConfig
+from seg4reg_tf.serving import warmup as warmup_mod
+from seg4reg_tf.serving.core import PredictionCore
+from seg4reg_tf.serving.manager import ModelManager
+from seg4reg_tf.serving.server import ModelServer, ServerConfig
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.Value("AVAILABLE")
 END = get_model_status_pb2.ModelVersionStatus.State.Value("END")
@@ -46,10 +48,10 @@ def save_counting_version(base: str, version: int, warmup: list[bytes] | None = 
     model = CountingModel()
     tf.saved_model.save(model, tmp, signatures={"serving_default": model.serve})
     if warmup is not None:
-        write_warmup_requests(os.path.join(tmp, server_mod.WARMUP_FILE), warmup)
+        write_warmup_requests(os.path.join(tmp, warmup_mod.WARMUP_FILE), warmup)
     if raw_warmup is not None:
         os.makedirs(os.path.join(tmp, "assets.extra"))
-        with open(os.path.join(tmp, server_mod.WARMUP_FILE), "wb") as f:
+        with open(os.path.join(tmp, warmup_mod.WARMUP_FILE), "wb") as f:
             f.write(raw_warmup)
     final = os.path.join(base, str(version))
     os.rename(tmp, final)
@@ -78,6 +80,7 @@ def first_calls(manager: ModelManager, version: int) -> int:
     return int(out["calls"][0])
 
 
+@pytest.mark.slow
 def test_warmup_replayed_before_first_client_request(tmp_path):
     base = str(tmp_path / "models")
     # write_warmup_requests: one request per value + one batched request = 3 records -> 3 model runs
@@ -112,6 +115,7 @@ def test_no_warmup_config_and_cli_flag(tmp_path):
     assert parser.parse_args(["serve", "--model-base-path", base]).no_warmup is False
 
 
+@pytest.mark.slow
 def test_corrupt_warmup_file_fails_that_version_and_server_keeps_serving(tmp_path):
     base = str(tmp_path / "models")
     save_counting_version(base, 1)  # no warmup file: loads without replay
@@ -132,7 +136,7 @@ def test_corrupt_warmup_file_fails_that_version_and_server_keeps_serving(tmp_pat
             assert states[1][0] == AVAILABLE
             assert states[2][0] == END and "warmup failed" in states[2][1]
             # fixing the file changes the version's fingerprint: the next poll retries and warms it up
-            write_logs(os.path.join(base, "2", server_mod.WARMUP_FILE), [prediction_log([b"4"])])
+            write_logs(os.path.join(base, "2", warmup_mod.WARMUP_FILE), [prediction_log([b"4"])])
             server.manager.scan()
             assert sorted(server.manager.versions()) == [1, 2] and 2 not in server.manager.failed()
             response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
@@ -166,19 +170,19 @@ def test_failing_warmup_request_fails_the_load(tmp_path, logs, text):
 
 def _mk(path: str) -> str:
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
-    return os.path.join(path, server_mod.WARMUP_FILE)
+    return os.path.join(path, warmup_mod.WARMUP_FILE)
 
 
 def test_more_records_than_the_limit_fail_before_running(tmp_path, monkeypatch):
-    monkeypatch.setattr(server_mod, "MAX_WARMUP_RECORDS", 2)
+    monkeypatch.setattr(warmup_mod, "MAX_WARMUP_RECORDS", 2)
     base = str(tmp_path / "models")
     save_counting_version(base, 1, warmup=[b"1", b"2"])  # 3 records > 2
     manager = ModelManager(ServerConfig(model_base_path=base, enable_batching=False))
     manager.scan()
     assert manager.versions() == {}
     assert "exceeds the maximum (2)" in manager.failed()[1]
-    monkeypatch.setattr(server_mod, "MAX_WARMUP_RECORDS", 3)  # exactly at the limit: loads
-    os.utime(os.path.join(base, "1", server_mod.WARMUP_FILE), ns=(1, 1))  # new fingerprint -> retry
+    monkeypatch.setattr(warmup_mod, "MAX_WARMUP_RECORDS", 3)  # exactly at the limit: loads
+    os.utime(os.path.join(base, "1", warmup_mod.WARMUP_FILE), ns=(1, 1))  # new fingerprint -> retry
     manager.scan()
     assert first_calls(manager, 1) == 4
     manager.stop()

@@ -29,6 +29,7 @@ def _summary(out: str) -> dict:
     return json.loads(line[-1][len("SUMMARY "):])
 
 
+@pytest.mark.slow
 def test_mirrored_two_logical_cpus_fit(tmp_path, tiny_data):
     run = tmp_path / "run"
     p = subprocess.run([sys.executable, os.path.join(HERE, "_worker.py"), "mirrored", tiny_data, str(run), "2"],
@@ -45,6 +46,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_multiworker_two_workers_custom_loop(tmp_path, tiny_data):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

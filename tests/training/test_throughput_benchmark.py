@@ -10,7 +10,9 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def _bench():
+def _bench(monkeypatch):
+    """The script as `python benchmarks/training_throughput.py` sees it: benchmarks/ first on sys.path."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
     spec = importlib.util.spec_from_file_location(
         "training_throughput", os.path.join(REPO, "benchmarks", "training_throughput.py"))
     mod = importlib.util.module_from_spec(spec)
@@ -28,10 +30,10 @@ def _tiny_config(tmp_path):
     return cfg, str(path)
 
 
-def test_training_flops_scale_with_pixels(tmp_path):
+def test_training_flops_scale_with_pixels(tmp_path, monkeypatch):
     from seg4reg_tf.training.train import compile_model
 
-    bench = _bench()
+    bench = _bench(monkeypatch)
     cfg, _ = _tiny_config(tmp_path)
     flops = {}
     for size in ((64, 32), (128, 64)):
@@ -43,8 +45,9 @@ def test_training_flops_scale_with_pixels(tmp_path):
     assert flops[(128, 64)] / flops[(64, 32)] == pytest.approx(4.0, rel=0.05)  # fully convolutional
 
 
-def test_main_prints_the_table(tmp_path, capsys):
-    bench = _bench()
+@pytest.mark.slow  # fits warm-up + timed steps
+def test_main_prints_the_table(tmp_path, capsys, monkeypatch):
+    bench = _bench(monkeypatch)
     _, path = _tiny_config(tmp_path)
     assert bench.main(["--config", path, "--sizes", "64x32", "--steps", "1", "--warmup", "1",
                        "--matmul-n", "128", "--peak-repeats", "2"]) == 0

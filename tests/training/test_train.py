@@ -34,6 +34,7 @@ class _Epochs(keras.callbacks.Callback):
         self.seen.append(epoch)
 
 
+@pytest.mark.slow
 def test_train_writes_run_and_resumes_after_crash(tmp_path, tiny_data, tiny_cfg):
     cfg = tiny_cfg(["model.variant=reg_only"])
     run = str(tmp_path / "run")
@@ -55,7 +56,7 @@ def test_train_writes_run_and_resumes_after_crash(tmp_path, tiny_data, tiny_cfg)
     on_disk = json.load(open(os.path.join(run, "train_summary.json")))
     assert on_disk["initial_epoch"] == 1 and on_disk["epochs_run"] == 1 and on_disk["epochs_in_history"] == 2
     assert on_disk["best_val_smape"] == pytest.approx(min(r["val_smape"] for r in rows))
-    assert on_disk["best_epoch"] == min(rows, key=lambda r: r["val_smape"])["epoch"]
+    assert on_disk["best_epoch"] == min(rows, key=lambda r: r["val_smape"])["epoch"] + 1  # 1-based
     assert on_disk["global_batch"] == 4 and on_disk["n_train"] == 8 and on_disk["n_val"] == 2
     assert on_disk["images_per_s"] > 0 and on_disk == {**summary, **on_disk}
 

@@ -27,6 +27,7 @@ def _argv(tiny_data, out, *extra):
             "--epochs", "1", "--verbose", "0", *sets, *extra]
 
 
+@pytest.mark.slow
 def test_ablation_two_variants_then_resume(tmp_path, tiny_data, capsys):
     abl = _ablation()
     out = tmp_path / "abl"

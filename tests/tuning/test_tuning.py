@@ -81,6 +81,7 @@ def _rows(out):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_tune_two_trials_best_config_and_resume(tmp_path, tiny_data, capsys):
     out = tmp_path / "search"
     assert main(_tune_args(tmp_path, tiny_data, out)) == 0

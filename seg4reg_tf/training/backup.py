@@ -1,0 +1,155 @@
+"""BackupAndRestore that a kill at any instant cannot make unresumable.
+
+Layout of `RUN/backup/` (Keras' names, so an older backup still restores):
+`latest.weights.h5` + `training_metadata.json` (the newest state) and `previous.weights.h5` +
+`previous_training_metadata.json` (the one before).
+Each state is written to a temporary file and renamed into place (atomic on POSIX), and its metadata
+records the weights' size and CRC-32, so a torn or mismatched pair is recognised. On restore the
+newest intact (metadata, weights) pair wins; an unreadable one is skipped with a warning naming the
+file, and when none is usable the run starts over from epoch 1 with a warning: never a dead end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import zlib
+
+import keras
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "latest.weights.h5"
+METADATA = "training_metadata.json"
+PREV_WEIGHTS = "previous.weights.h5"  # Keras loads only names ending in .weights.h5
+PREV_METADATA = "previous_" + METADATA
+_TMP_WEIGHTS = "incoming.weights.h5"  # Keras insists on the .weights.h5 suffix
+_TMP_METADATA = METADATA + ".tmp"
+
+
+@dataclasses.dataclass(frozen=True)
+class BackupState:
+    """One restorable state: `epochs_done` finished epochs, weights at `weights_path`."""
+
+    epochs_done: int
+    weights_path: str
+    metadata_path: str
+
+
+def _crc32(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _read_metadata(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+        if not isinstance(meta, dict) or not isinstance(meta.get("epoch"), int) or meta["epoch"] < 0:
+            raise ValueError("no non-negative integer 'epoch'")
+        return meta
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as err:
+        log.warning("backup: %s is unreadable (%s); ignoring it", path, err)
+        return None
+
+
+def _matches(meta: dict, weights: str) -> bool:
+    if not os.path.isfile(weights):
+        return False
+    if "weights_crc32" not in meta:  # written by plain keras.callbacks.BackupAndRestore: trust the pair
+        return os.path.getsize(weights) > 0
+    return os.path.getsize(weights) == meta.get("weights_bytes") and _crc32(weights) == meta["weights_crc32"]
+
+
+def find_states(backup_dir: str) -> list[BackupState]:
+    """Intact states in `backup_dir`, newest first (a metadata file with the weights it describes).
+
+    Pairs are matched by checksum, so a kill between the renames of one save still finds a state.
+    Broken files are reported with a warning naming them; [] when nothing is usable.
+    """
+    weights = [os.path.join(backup_dir, WEIGHTS), os.path.join(backup_dir, PREV_WEIGHTS)]
+    metas = [os.path.join(backup_dir, METADATA), os.path.join(backup_dir, PREV_METADATA)]
+    found = []
+    for meta_path in metas:
+        meta = _read_metadata(meta_path)
+        if meta is None:
+            continue
+        own = weights[metas.index(meta_path)]
+        candidates = [own] + [w for w in weights if w != own] if "weights_crc32" in meta else [own]
+        match = next((w for w in candidates if _matches(meta, w)), None)
+        if match is None:
+            log.warning("backup: %s describes epoch %d but no intact weights file matches it (torn write?); "
+                        "ignoring it", meta_path, meta["epoch"])
+            continue
+        found.append(BackupState(meta["epoch"], match, meta_path))
+    found.sort(key=lambda s: -s.epochs_done)
+    return found
+
+
+def write_state(model: keras.Model, backup_dir: str, epochs_done: int) -> None:
+    """Save `model`'s weights (with the optimizer's) as the newest state; the old newest becomes previous."""
+    os.makedirs(backup_dir, exist_ok=True)
+    tmp_w, tmp_m = os.path.join(backup_dir, _TMP_WEIGHTS), os.path.join(backup_dir, _TMP_METADATA)
+    model.save_weights(tmp_w, overwrite=True)
+    meta = {"epoch": int(epochs_done), "batch": 0, "weights_bytes": os.path.getsize(tmp_w),
+            "weights_crc32": _crc32(tmp_w)}
+    with open(tmp_m, "w") as f:
+        json.dump(meta, f)
+        f.flush()
+        os.fsync(f.fileno())
+    w, m = os.path.join(backup_dir, WEIGHTS), os.path.join(backup_dir, METADATA)
+    if os.path.isfile(w) and os.path.isfile(m):
+        os.replace(w, os.path.join(backup_dir, PREV_WEIGHTS))
+        os.replace(m, os.path.join(backup_dir, PREV_METADATA))
+    os.replace(tmp_w, w)
+    os.replace(tmp_m, m)
+
+
+def restore_state(model: keras.Model, backup_dir: str) -> int:
+    """Load the newest loadable state into `model` (and its optimizer); returns its finished epochs.
+
+    0 when the directory is absent or empty. When files exist but none loads, warns naming the
+    directory, deletes it and returns 0 (the run starts over).
+    """
+    if not os.path.isdir(backup_dir) or not os.listdir(backup_dir):
+        return 0
+    for state in find_states(backup_dir):
+        try:
+            if model.optimizer is not None and not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            model.load_weights(state.weights_path)
+        except Exception as err:  # noqa: BLE001 - an unreadable backup must not stop training
+            log.warning("backup: cannot load %s (%s: %s); trying an older state",
+                        state.weights_path, type(err).__name__, str(err).splitlines()[0][:300])
+            continue
+        if os.path.basename(state.metadata_path) == PREV_METADATA:
+            log.warning("backup: the newest state in %s is torn; resumed from the previous one (after epoch %d)",
+                        backup_dir, state.epochs_done)
+        return state.epochs_done
+    log.warning("backup: no usable state in %s (files: %s); starting the run over from epoch 1",
+                backup_dir, ", ".join(sorted(os.listdir(backup_dir))))
+    shutil.rmtree(backup_dir, ignore_errors=True)
+    return 0
+
+
+class SafeBackupAndRestore(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore(backup_dir)` (per-epoch saves, deleted when training ends)
+    with atomic writes, a previous copy and the fallback restore of this module."""
+
+    def __init__(self, backup_dir: str):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=True)
+
+    def on_train_begin(self, logs=None):
+        epochs_done = restore_state(self.model, self.backup_dir)
+        if epochs_done:
+            self.model._initial_epoch = epochs_done  # what Keras' own callback sets
+
+    def _save_model(self):
+        write_state(self.model, self.backup_dir, self._current_epoch)

@@ -1,0 +1,65 @@
+"""Issue 12 (2, 7): a run directory is one run; unfinished or inconsistent runs are refused by name."""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from seg4reg_tf.training.run import RunStateError, check_can_train, require_finished, run_state
+from seg4reg_tf.training.train import train
+
+
+
+
+def _cli(argv):
+    from seg4reg_tf.cli import main
+    return main(argv)
+
+
+@pytest.mark.slow
+def test_finished_run_refuses_another_config_and_export_refuses_interrupted(tmp_path, tiny_data, tiny_cfg, capsys):
+    from tests.training.test_train import _Crash
+
+    cfg = tiny_cfg(["model.variant=reg_only", "train.epochs=1"])
+    run = str(tmp_path / "run")
+    summary = train(cfg, tiny_data, run, verbose=0)
+    assert run_state(run).status == "finished"
+    assert summary["best_epoch"] == 1, "epochs count from 1 in train_summary.json, as in the progress bar"
+    on_disk = json.load(open(os.path.join(run, "train_summary.json")))
+    assert len(on_disk["config_sha256"]) == 64
+
+    other = tiny_cfg(["model.variant=reg_only", "train.epochs=1", "data.clahe=true"])
+    with pytest.raises(RunStateError, match=r"data\.clahe: False -> True"):
+        train(other, tiny_data, run, verbose=0)
+    assert run_state(run).status == "finished", "a refused start changes nothing"
+    check_can_train(cfg, run)  # the same config may train again
+
+    # the CLI says so without a traceback, exit 2
+    (tmp_path / "c.yaml").write_text(open(os.path.join(run, "config.yaml")).read())
+    rc = _cli(["train", "--config", str(tmp_path / "c.yaml"), "--data", tiny_data, "--out", run,
+               "--set", "data.clahe=true"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "different config" in err and "Traceback" not in err
+
+    # a run killed after its first epoch: interrupted, refused by evaluate --run and export
+    run2 = str(tmp_path / "run2")
+    with pytest.raises(RuntimeError):
+        train(tiny_cfg(["model.variant=reg_only"]), tiny_data, run2, extra_callbacks=[_Crash(0)], verbose=0)
+    assert run_state(run2).status == "unfinished"
+    with pytest.raises(RunStateError, match="interrupted"):
+        require_finished(run2)
+    rc = _cli(["evaluate", "--run", run2, "--data", tiny_data, "--split", "training", "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "interrupted" in err and "--allow-unfinished" in err
+    assert _cli(["export", run2, "--out", str(tmp_path / "m"), "--version", "1"]) == 1
+    assert "interrupted" in capsys.readouterr().err and not os.path.exists(tmp_path / "m" / "1")
+
+
+def test_train_data_error_is_one_clear_line(tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("name: c\ntrain:\n  epochs: 1\n")
+    empty = tmp_path / "data"
+    empty.mkdir()
+    rc = _cli(["train", "--config", str(tmp_path / "c.yaml"), "--data", str(empty), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and str(empty) in err
