@@ -36,9 +36,9 @@ def register(subparsers) -> None:
     q.add_argument("--out", required=True, metavar="DIR", help="output folder")
     q.add_argument("--threshold", type=_degrees, default=5.0, metavar="DEG",
                    help="flag heads_disagree when the consistency exceeds this (default 5 deg)")
-    q.add_argument("--geometry-threshold", type=_degrees, default=10.0, metavar="DEG",
+    q.add_argument("--geometry-threshold", type=_degrees, default=20.0, metavar="DEG",
                    help="flag the image when the angles of the fitted vertebrae differ from the reported "
-                        "ones by more than DEG degrees on average (default 10)")
+                        "ones by more than DEG degrees on average (default 20)")
     q.set_defaults(func=_predict)
 
     p = subparsers.add_parser(

@@ -99,7 +99,7 @@ def test_predict_folder_jpeg_png16_dicom(predictor, spine, inputs, tmp_path, cap
             assert max(abs(g - t) for g, t in zip(got, truth.end_vertebrae[k])) <= 1, (name, got, truth.end_vertebrae[k])
         assert isinstance(result["heads_disagree"], bool)
         gd = result["geometry_disagreement"]
-        assert result["heads_disagree"] == (result["consistency"] > 5.0 or (gd is not None and gd > 10.0))
+        assert result["heads_disagree"] == (result["consistency"] > 5.0 or (gd is not None and gd > 20.0))
         overlay = cv2.imread(str(out / f"{stem}_overlay.png"))
         assert overlay is not None and overlay.shape[0] > 600 and overlay.shape[1] > 300
     spacing = json.loads((out / "mono1.json").read_text())["pixel_spacing_mm"]
