@@ -172,6 +172,9 @@ class ModelConfig:
             nonneg(key)
         choice("tta", TTAS)
         choice("attention_target", ATTENTION_TARGETS)
+        if self.attention_target == "mask" and self.cam == "gradcam":
+            raise _err("attention_target", "'mask_cam' with cam='gradcam' (the 'mask' target reads the "
+                       "summed CAM of the GAP + linear head)", self.attention_target)
         nonneg("dropout")
         if self.dropout >= 1:
             raise _err("dropout", "a rate in [0, 1)", self.dropout)

@@ -81,3 +81,16 @@ def test_pretrained_weights_rejected_for_scratch_encoders():
     from seg4reg_tf.models import ModelConfig
     with pytest.raises(ValueError, match=r"^model\.pretrained:"):
         ModelConfig(encoder="light", pretrained=True)
+
+
+def test_attention_bce_loss_by_hand():
+    z = np.array([[[0.0, 20.0], [-20.0, 0.0]]], "float32")
+    t = np.array([[[0.5, 1.0], [0.0, 1.0]]], "float32")
+    # per cell: log(1 + e^-z) + (1 - t) z -> log 2, ~0, ~0, log 2
+    assert float(L.attention_bce_loss(z, t)) == pytest.approx(0.5 * np.log(2.0), abs=1e-6)
+
+
+def test_mask_attention_target_needs_the_cam_head():
+    from seg4reg_tf.models import ModelConfig
+    with pytest.raises(ValueError, match=r"^model\.attention_target:"):
+        ModelConfig(attention_target="mask", cam="gradcam")
