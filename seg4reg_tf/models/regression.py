@@ -7,8 +7,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from seg4reg_tf.models.blocks import build_densenet_encoder, build_light_encoder, freeze_batchnorm
-from seg4reg_tf.models.efficientnet_lite import build_efficientnet_lite0, load_pretrained
+from seg4reg_tf.models.blocks import build_densenet_encoder, build_light_encoder
+from seg4reg_tf.models.efficientnet_lite import build_efficientnet_lite0
 
 
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
@@ -58,11 +58,8 @@ class RegressionNet(keras.layers.Layer):
         elif encoder in ("densenet121", "densenet169"):
             self.encoder = build_densenet_encoder(encoder, self.image_shape, name=f"{self.name}_{encoder}")
         elif encoder == "efficientnet_lite0":
-            base = build_efficientnet_lite0(self.image_shape, name=f"{self.name}_{encoder}")
-            if self.pretrained:
-                if load_weights:
-                    load_pretrained(base)
-                freeze_batchnorm(base)
+            base = build_efficientnet_lite0(self.image_shape, name=f"{self.name}_{encoder}",
+                                            pretrained=self.pretrained, load_weights=load_weights)
             self.encoder = keras.Model(base.input, base.output["s32"], name=f"{self.name}_{encoder}_s32")
         else:
             raise ValueError("model.encoder: expected 'light', 'densenet121', 'densenet169' or "

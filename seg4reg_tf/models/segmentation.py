@@ -5,8 +5,8 @@ import keras
 from keras import layers, ops
 
 from seg4reg_tf.geometry import N_CLASSES
-from seg4reg_tf.models.blocks import conv_norm_relu, freeze_batchnorm
-from seg4reg_tf.models.efficientnet_lite import build_efficientnet_lite0, load_pretrained
+from seg4reg_tf.models.blocks import conv_norm_relu
+from seg4reg_tf.models.efficientnet_lite import build_efficientnet_lite0
 from seg4reg_tf.models.gate import RoiGate
 
 
@@ -38,11 +38,8 @@ def build_lite0_unet_body(image_shape, width: int, norm: str, pretrained: bool, 
     level nearest 2x upsampling, concatenation with the encoder's feature map of that stride (none at
     stride 1) and one 3x3 conv-norm-ReLU of width * min(2**level, 8) filters. [B, H, W, 1] ->
     G [B, H, W, width]. `pretrained`: ImageNet weights (loaded when `load_weights`), frozen BatchNorm."""
-    encoder = build_efficientnet_lite0(image_shape, name=f"{name}_encoder")
-    if pretrained:
-        if load_weights:
-            load_pretrained(encoder)
-        freeze_batchnorm(encoder)
+    encoder = build_efficientnet_lite0(image_shape, name=f"{name}_encoder", pretrained=pretrained,
+                                       load_weights=load_weights)
     feats = encoder.output
     x = feats["s32"]
     for level in (4, 3, 2, 1, 0):

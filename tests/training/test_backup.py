@@ -34,13 +34,17 @@ def _truncate(path, size):
         f.truncate(size)
 
 
+def _two_states(d):
+    """Backups of epoch 1 (weights 1.0) then epoch 2 (weights 2.0) in `d`."""
+    m = _model()
+    for epoch in (1, 2):
+        _set(m, float(epoch))
+        write_state(m, d, epoch)
+
+
 def test_truncated_latest_falls_back_to_previous_epoch(tmp_path, caplog):
     d = str(tmp_path / "backup")
-    m = _model()
-    _set(m, 1.0)
-    write_state(m, d, 1)
-    _set(m, 2.0)
-    write_state(m, d, 2)
+    _two_states(d)
     _truncate(os.path.join(d, WEIGHTS), 4096)  # torn: a few KB of the newest weights
     fresh = _model(1)
     with caplog.at_level(logging.WARNING):
@@ -62,11 +66,7 @@ def test_zero_byte_only_backup_starts_over_with_warning(tmp_path, caplog):
 
 def test_kill_between_renames_still_finds_the_newest_state(tmp_path):
     d = str(tmp_path / "backup")
-    m = _model()
-    _set(m, 1.0)
-    write_state(m, d, 1)
-    _set(m, 2.0)
-    write_state(m, d, 2)
+    _two_states(d)
     # the state a kill leaves after the first rename of the next save: weights moved, metadata not
     os.replace(os.path.join(d, WEIGHTS), os.path.join(d, PREV_WEIGHTS))
     states = find_states(d)
