@@ -116,7 +116,8 @@ def export_untrained(model_cfg, size: tuple[int, int], base: str, clahe: bool = 
 
 def prepare_model(args, tmp: str) -> tuple[str, str, str]:
     """(base_path for the server, version dir for in-process, description)."""
-    from seg4reg_tf.export.savedmodel import export_run, latest_version_dir
+    from seg4reg_tf.export.layout import latest_version_dir
+    from seg4reg_tf.export.savedmodel import export_run
 
     if args.model:
         vdir = latest_version_dir(args.model)

@@ -75,7 +75,7 @@ def load_pipeline_config(path: str, overrides: list[str]) -> tuple[str, dict]:
 
 
 def _common(p: argparse.ArgumentParser, *, local: bool = True) -> None:
-    from seg4reg_tf.training.config import add_override_argument
+    from seg4reg_tf.config_machinery import add_override_argument
 
     p.add_argument("--data", required=True, metavar="ROOT",
                    help="an AASCE-format root (data/training, labels/training) or a directory of "

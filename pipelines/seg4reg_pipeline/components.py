@@ -192,7 +192,7 @@ def _send_warmup(port: int, model_dir: str, model_name: str) -> int:
     import grpc
     import numpy as np
     import tensorflow as tf
-    from seg4reg_tf.export.savedmodel import WARMUP_RELPATH
+    from seg4reg_tf.export.layout import WARMUP_RELPATH
     from seg4reg_tf.export.warmup import read_warmup_requests
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 

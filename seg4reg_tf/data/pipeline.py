@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from seg4reg_tf.data.aasce import AasceRecord
 from seg4reg_tf.data.config import DataConfig
-from seg4reg_tf.data.preprocess import decode_image, preprocess
+from seg4reg_tf.data.preprocess import decode_image, letterbox_points, preprocess
 from seg4reg_tf.data.tfrecords import parse_example
 from seg4reg_tf.geometry import cobb_angles, landmarks_to_label_map
 
@@ -137,7 +137,7 @@ def prepare_example(raw: dict, cfg: DataConfig) -> dict:
     H, W = cfg.image_size
     image, t = preprocess(decode_image(raw["image_bytes"]), cfg)
     lm = raw["landmarks"]
-    lm_model = lm * t[0] + tf.stack([t[2], t[1]])  # (x * s + pad_left, y * s + pad_top)
+    lm_model = letterbox_points(lm, t)
     labels = tf.numpy_function(_label_map_fn(H, W), [lm_model], tf.uint8, stateful=False)
     labels.set_shape([H, W])
     image_u8 = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 1.0) * 255.0), tf.uint8)

@@ -34,7 +34,9 @@ def decode_image(image_bytes) -> tf.Tensor:
 
 
 def letterbox_transform(height, width, size) -> tf.Tensor:
-    """float32 [5] (scale, pad_top, pad_left, orig_h, orig_w) fitting an h x w image into size=(H, W)."""
+    """float32 [5] (scale, pad_top, pad_left, orig_h, orig_w) fitting an h x w image into size=(H, W).
+
+    The in-graph form of `geometry.Letterbox` (`Letterbox.from_vector` reads it back in NumPy)."""
     H, W = float(size[0]), float(size[1])
     h = tf.cast(height, tf.float32)
     w = tf.cast(width, tf.float32)
@@ -42,6 +44,13 @@ def letterbox_transform(height, width, size) -> tf.Tensor:
     pad_top = (H - h * scale) / 2.0
     pad_left = (W - w * scale) / 2.0
     return tf.stack([scale, pad_top, pad_left, h, w])
+
+
+def letterbox_points(points, transform) -> tf.Tensor:
+    """float32 [..., 2] original (x, y) -> model frame under `transform` (TF twin of
+    `geometry.Letterbox.to_model`)."""
+    t = tf.cast(transform, tf.float32)
+    return tf.cast(points, tf.float32) * t[0] + tf.stack([t[2], t[1]])
 
 
 def letterbox(image, size=(512, 256)):

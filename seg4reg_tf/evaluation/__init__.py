@@ -1,4 +1,4 @@
-"""Evaluation: metrics (Keras + pure), seg-derived angles, `evaluate` with reports and plots.
+"""Evaluation: `evaluate` with reports (every head, the seg-derived angles, attention) and plots.
 
 `from seg4reg_tf.evaluation import evaluate` works lazily (matplotlib/TF load only when used).
 """
@@ -8,5 +8,4 @@ __getattr__ = lazy_getattr(__name__, {
     "evaluate": "seg4reg_tf.evaluation.evaluate",
     "evaluate_run": "seg4reg_tf.evaluation.evaluate",
     "evaluate_saved_model": "seg4reg_tf.evaluation.evaluate",
-    "segmentation_angles": "seg4reg_tf.evaluation.seg_angles",
 })

@@ -99,8 +99,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, OSError, KeyError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         return _fail(str(msg))
-    except ImportError as err:
-        return _fail(f"{err} (is the package that provides it installed/complete?)")
 
     def fmt(v, unit=""):
         return "n/a" if v is None else f"{v:.3f}{unit}"

@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 
 from seg4reg_tf.evaluation import plots as plots_lib
 from seg4reg_tf.evaluation.attention import attention_in_spine
-from seg4reg_tf.evaluation.report import dice_mean, head_metrics, per_image_smape, write_cases_csv, write_report
-from seg4reg_tf.evaluation.seg_angles import DEFAULT_MAX_MISSING, original_to_model, segmentation_angles_details
-from seg4reg_tf.geometry import ANGLE_NAMES, landmarks_to_label_map
+from seg4reg_tf.evaluation.report import head_metrics, per_image_smape, write_cases_csv, write_report
+from seg4reg_tf.export.layout import CONFIG_RELPATH, IMAGE_BYTES_INPUT, SERVING_DEFAULT, latest_version_dir
+from seg4reg_tf.geometry import ANGLE_NAMES, Letterbox, landmarks_to_label_map, vertebra_dice
+from seg4reg_tf.geometry.seg_angles import DEFAULT_MAX_MISSING, segmentation_angles_details
 
 # Report head name -> model output key (docs/architecture.md). "seg_angles" is computed here.
 HEAD_OUTPUTS = {
@@ -43,13 +44,13 @@ def _read_bytes(path: str) -> bytes:
         return f.read()
 
 
-def default_preprocess_fn(data_cfg) -> Callable[[bytes], tuple[np.ndarray, np.ndarray]]:
-    """bytes -> (float32 [H, W, 1] image, transform (5,)) through `seg4reg_tf.data.preprocess`."""
+def _preprocess_fn(data_cfg) -> Callable[[bytes], tuple[np.ndarray, Letterbox]]:
+    """bytes -> (float32 [H, W, 1] image, its Letterbox) through `seg4reg_tf.data.preprocess`."""
     from seg4reg_tf.data import preprocess as pp
 
     def fn(raw: bytes):
         image, transform = pp.preprocess(pp.decode_image(raw), data_cfg)
-        return np.asarray(image, dtype=np.float32), np.asarray(transform, dtype=np.float64)
+        return np.asarray(image, dtype=np.float32), Letterbox.from_vector(transform.numpy())
 
     return fn
 
@@ -63,16 +64,6 @@ def _labels_from_outputs(out: Mapping[str, Any]) -> np.ndarray | None:
             raise ValueError(f"output 'segmentation': expected [B, H, W, 18] probabilities, got shape {seg.shape}")
         return np.argmax(seg, axis=-1).astype(np.uint8)
     return None
-
-
-def _transforms_from_outputs(out: Mapping[str, Any], n: int) -> np.ndarray:
-    missing = [k for k in ("scale", "padding", "original_size") if k not in out]
-    if missing:
-        raise ValueError(f"bytes predict_fn outputs: missing {missing} (needed to undo the letterbox)")
-    scale = np.asarray(out["scale"], dtype=np.float64).reshape(n)
-    pad = np.asarray(out["padding"], dtype=np.float64).reshape(n, 2)
-    size = np.asarray(out["original_size"], dtype=np.float64).reshape(n, 2)
-    return np.stack([scale, pad[:, 0], pad[:, 1], size[:, 0], size[:, 1]], axis=1)
 
 
 def _angles(out: Mapping[str, Any], key: str, n: int) -> np.ndarray | None:
@@ -93,7 +84,6 @@ def evaluate(
     head_name: str,
     batch_size: int = 8,
     inputs: str = "image",
-    preprocess_fn: Callable[[bytes], tuple[np.ndarray, np.ndarray]] | None = None,
     max_missing: int = DEFAULT_MAX_MISSING,
     seg_fit: str = "quad",
     make_plots: bool = True,
@@ -110,7 +100,6 @@ def evaluate(
         out_dir: output directory (created).
         head_name: the config's `model.head`, recorded as the headline head (output `cobb_angles`).
         batch_size: images per predict_fn call.
-        preprocess_fn: override bytes -> (image, transform (5,)); default `data.preprocess`.
         max_missing: vertebrae that may be interpolated before seg-derived angles become NaN.
         seg_fit: vertebra corner fit for the seg-derived angles, "quad" or "rect" (`seg_angles`).
         make_plots: write pred_vs_true.png and bland_altman.png for the headline head.
@@ -128,8 +117,7 @@ def evaluate(
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
     if seg_fit not in ("quad", "rect"):
         raise ValueError(f"seg_fit: expected 'quad' or 'rect', got {seg_fit!r}")
-    if inputs == "image" and preprocess_fn is None:
-        preprocess_fn = default_preprocess_fn(data_cfg)
+    preprocess_fn = _preprocess_fn(data_cfg) if inputs == "image" else None
     os.makedirs(out_dir, exist_ok=True)
 
     n = len(records)
@@ -154,11 +142,11 @@ def evaluate(
             if inputs == "image":
                 pre = [preprocess_fn(raw) for raw in raws]
                 images = np.stack([p[0] for p in pre]).astype(np.float32)
-                transforms = np.stack([np.asarray(p[1], dtype=np.float64).reshape(-1)[:5] for p in pre])
+                letterboxes = [p[1] for p in pre]
                 out = predict_fn(images)
             else:
                 out = predict_fn(raws)
-                transforms = _transforms_from_outputs(out, b)
+                letterboxes = [Letterbox.from_outputs(out, i) for i in range(b)]
             out = {k: np.asarray(v) for k, v in out.items()}
             for name, key in HEAD_OUTPUTS.items():
                 a = _angles(out, key, b)
@@ -179,19 +167,18 @@ def evaluate(
                 lm_ok = lm is not None and np.all(np.isfinite(np.asarray(lm, dtype=np.float64)))
                 if "attention_map" in out and lm_ok and frame is not None:
                     att_share[k], att_area[k] = attention_in_spine(
-                        out["attention_map"][i], original_to_model(lm, transforms[i]), frame)
+                        out["attention_map"][i], letterboxes[i].to_model(lm), frame)
                 if labels is None:
                     continue
                 has_seg = True
                 lab = labels[i]
                 model_size = tuple(int(s) for s in lab.shape)
-                orig_h = float(transforms[i, 3]) if transforms.shape[1] > 3 else float(rec.height)
-                r = segmentation_angles_details(lab, transforms[i], orig_h, max_missing=max_missing, fit=seg_fit)
+                r = segmentation_angles_details(lab, letterboxes[i], max_missing=max_missing, fit=seg_fit)
                 seg_pred[k], seg_found[k], seg_reason[k] = r.angles, r.n_found, r.reason
                 seg_interp[k] = " ".join(r.interpolated)
                 if lm_ok:
-                    true_lab = landmarks_to_label_map(original_to_model(lm, transforms[i]), *lab.shape)
-                    dice[k] = dice_mean(lab, true_lab)
+                    true_lab = landmarks_to_label_map(letterboxes[i].to_model(lm), *lab.shape)
+                    dice[k] = vertebra_dice(lab, true_lab)
             bar.update(b)
 
     if "headline" not in heads:
@@ -301,14 +288,11 @@ def evaluate_run(run_dir: str, records: Sequence, out_dir: str, *, batch_size: i
 
 def resolve_saved_model_dir(path: str) -> str:
     """A SavedModel directory itself, or the newest numeric version `BASE/N/` of a TF Serving base path."""
-    from seg4reg_tf.export.savedmodel import latest_version_dir
-
     return str(latest_version_dir(path))
 
 
 def _exported_head(version_dir: str) -> str:
     """The headline head of the config exported beside the SavedModel, else "cobb_angles (exported)"."""
-    from seg4reg_tf.export.savedmodel import CONFIG_RELPATH
     from seg4reg_tf.training.config import load_config
 
     path = os.path.join(version_dir, CONFIG_RELPATH)
@@ -323,12 +307,12 @@ def saved_model_predict_fn(path: str) -> tuple[PredictFn, str]:
 
     version_dir = resolve_saved_model_dir(path)
     loaded = tf.saved_model.load(version_dir)
-    if "serving_default" not in loaded.signatures:
-        raise ValueError(f"{version_dir}: no 'serving_default' signature (has {sorted(loaded.signatures)})")
-    sig = loaded.signatures["serving_default"]
+    if SERVING_DEFAULT not in loaded.signatures:
+        raise ValueError(f"{version_dir}: no {SERVING_DEFAULT!r} signature (has {sorted(loaded.signatures)})")
+    sig = loaded.signatures[SERVING_DEFAULT]
 
     def fn(raws):
-        out = sig(image_bytes=tf.constant(list(raws), dtype=tf.string))
+        out = sig(**{IMAGE_BYTES_INPUT: tf.constant(list(raws), dtype=tf.string)})
         return {k: v.numpy() for k, v in out.items()}
 
     fn.loaded = loaded  # keep the trackable alive

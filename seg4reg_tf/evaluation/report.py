@@ -9,7 +9,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from seg4reg_tf.geometry import N_CLASSES, angle_mae, smape, smape_per_image
+from seg4reg_tf.geometry import angle_mae, smape, smape_per_image
 
 
 def head_metrics(pred, true) -> dict[str, Any]:
@@ -44,27 +44,6 @@ def per_image_smape(pred, true) -> np.ndarray:
     if ok.any():
         out[ok] = smape_per_image(p[ok], t[ok])
     return out
-
-
-def dice_mean(pred_labels, true_labels, n_classes: int = N_CLASSES) -> float:
-    """Mean Dice over the vertebra classes 1..n_classes-1 of one [H, W] label-map pair.
-
-    Classes absent from both maps are skipped; NaN when no vertebra is in either map.
-    """
-    p = np.asarray(pred_labels)
-    t = np.asarray(true_labels)
-    if p.shape != t.shape:
-        raise ValueError(f"label maps: expected equal shapes, got predicted {p.shape} and true {t.shape}")
-    p = p.reshape(-1).astype(np.int64)
-    t = t.reshape(-1).astype(np.int64)
-    pc = np.bincount(p, minlength=n_classes)[:n_classes]
-    tc = np.bincount(t, minlength=n_classes)[:n_classes]
-    inter = np.bincount(p[p == t], minlength=n_classes)[:n_classes]
-    den = (pc + tc)[1:]
-    present = den > 0
-    if not present.any():
-        return float("nan")
-    return float(np.mean(2.0 * inter[1:][present] / den[present]))
 
 
 def _clean(value):

@@ -5,5 +5,6 @@ Public API: `export_model(model, data_cfg, base_path, version)`, `export_run(run
 """
 from seg4reg_tf._lazy import lazy_getattr
 
-__getattr__ = lazy_getattr(__name__, {name: "seg4reg_tf.export.savedmodel"
-                                      for name in ("export_model", "export_run", "latest_version_dir")})
+__getattr__ = lazy_getattr(__name__, {"export_model": "seg4reg_tf.export.savedmodel",
+                                      "export_run": "seg4reg_tf.export.savedmodel",
+                                      "latest_version_dir": "seg4reg_tf.export.layout"})

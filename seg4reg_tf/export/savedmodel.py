@@ -9,7 +9,7 @@ Model outputs: `cobb_angles`, `cobb_angles_image`, `cobb_angles_segmentation` fl
 `consistency` float32 [B] deg, `vertebra_labels` uint8 [B, H, W] (argmax of `segmentation`),
 `attention_map` float32 [B, h, w]; heads the model lacks are absent; and every signature adds
 `measurable_score` float32 [B] in (0, 1) (>= 0.5: measurable) and `measurable_reason` tf.string [B]
-("" or why not: `serving.measurable`). `predict_image` refuses non-finite pixels (InvalidArgument).
+("" or why not: `export.measurable`). `predict_image` refuses non-finite pixels (InvalidArgument).
 """
 from __future__ import annotations
 
@@ -17,24 +17,21 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import tensorflow as tf
 
-from seg4reg_tf.serving import measurable
+from seg4reg_tf.export import measurable
+from seg4reg_tf.export.layout import (CONFIG_RELPATH, EXAMPLE_IMAGE_KEY, IMAGE_BYTES_INPUT, JPEG_SOI,
+                                      PNG_SIGNATURE, PREDICT_EXAMPLE, PREDICT_IMAGE, SERVING_DEFAULT,
+                                      WARMUP_RELPATH)
+from seg4reg_tf.data import preprocess as pp
+from seg4reg_tf.data.tfrecords import FEATURES as EXAMPLE_FEATURES
 
 MIN_SIDE = 64
 MAX_SIDE = 16384
 MAX_PIXELS = 50_000_000
 ANGLE_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
-MAPPING_OUTPUTS = ("original_size", "scale", "padding")
-SIGNATURES = ("serving_default", "predict_image", "predict_example")
-WARMUP_RELPATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
-CONFIG_RELPATH = os.path.join("assets.extra", "config.yaml")
-DEFAULT_EXAMPLE_IMAGE_KEY = "image/encoded"
-
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI = b"\xff\xd8\xff"
 
 
 def image_size_of(data_cfg) -> tuple[int, int]:
@@ -51,8 +48,8 @@ def header_shape(data: tf.Tensor) -> tf.Tensor:
     Raises InvalidArgumentError (at run time) for bytes that are neither PNG nor JPEG.
     """
     n = tf.strings.length(data)
-    is_png = tf.logical_and(n >= 24, tf.equal(tf.strings.substr(data, 0, 8), _PNG_SIG))
-    is_jpeg = tf.logical_and(n >= 4, tf.equal(tf.strings.substr(data, 0, 3), _JPEG_SOI))
+    is_png = tf.logical_and(n >= 24, tf.equal(tf.strings.substr(data, 0, 8), PNG_SIGNATURE))
+    is_jpeg = tf.logical_and(n >= 4, tf.equal(tf.strings.substr(data, 0, 3), JPEG_SOI))
     check = tf.debugging.Assert(
         tf.logical_or(is_png, is_jpeg),
         ["image_bytes: not a JPEG or PNG image (unrecognised header); got", n, "bytes"],
@@ -95,39 +92,13 @@ def check_image_size(hw: tf.Tensor) -> tf.Operation:
     )
 
 
-def _default_decode() -> Callable:
-    from seg4reg_tf.data import preprocess as _pp
-
-    return _pp.decode_image
-
-
-def _default_preprocess() -> Callable:
-    from seg4reg_tf.data import preprocess as _pp
-
-    return _pp.preprocess
-
-
-def _example_image_key() -> str:
-    """The image-bytes feature of `data.tfrecords` Examples (only it is parsed: labels are optional)."""
-    try:
-        from seg4reg_tf.data import tfrecords as _tfr
-    except ImportError:
-        return DEFAULT_EXAMPLE_IMAGE_KEY
-    features = getattr(_tfr, "FEATURES", {})
-    if DEFAULT_EXAMPLE_IMAGE_KEY not in features:
-        raise ValueError(f"data.tfrecords.FEATURES: expected an {DEFAULT_EXAMPLE_IMAGE_KEY!r} feature, got {sorted(features)}")
-    return DEFAULT_EXAMPLE_IMAGE_KEY
-
-
 class _Graph:
     """The in-graph functions shared by the three signatures."""
 
-    def __init__(self, model, data_cfg, decode_fn, preprocess_fn):
+    def __init__(self, model, data_cfg):
         self.model = model
         self.data_cfg = data_cfg
         self.size = image_size_of(data_cfg)
-        self.decode_fn = decode_fn
-        self.preprocess_fn = preprocess_fn
 
     def model_outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
         raw = self.model({"image": images}, training=False)
@@ -153,10 +124,10 @@ class _Graph:
     def one_image(self, data: tf.Tensor):
         hw = header_shape(data)
         with tf.control_dependencies([check_image_size(hw)]):
-            image = self.decode_fn(data)
+            image = pp.decode_image(data)
         image = tf.ensure_shape(tf.cast(image, tf.float32), [None, None, 1])
         stats = measurable.image_statistics(image)
-        image, transform = self.preprocess_fn(image, self.data_cfg)
+        image, transform = pp.preprocess(image, self.data_cfg)
         h, w = self.size
         return tf.ensure_shape(image, [h, w, 1]), tf.ensure_shape(tf.cast(transform, tf.float32), [5]), stats
 
@@ -191,19 +162,16 @@ def export_model(
     version: int,
     *,
     warmup_images: Sequence[bytes] | None = None,
-    decode_fn: Callable | None = None,
-    preprocess_fn: Callable | None = None,
     config=None,
 ) -> str:
     """Write `base_path/version/` (saved_model.pb, variables/, assets.extra/) and return its path.
 
     Args:
         model: keras.Model called on {"image": float32 [B, H, W, 1]} returning the output dict.
-        data_cfg: DataConfig (`image_size` = (H, W), preprocessing switches) given to `preprocess_fn`.
+        data_cfg: DataConfig (`image_size` = (H, W), preprocessing switches of `data.preprocess`).
         base_path: the TF Serving model base path; created if missing.
         version: positive int; an existing `base_path/version` is never overwritten (FileExistsError).
         warmup_images: JPEG/PNG byte strings for the warmup requests (default: synthetic images).
-        decode_fn, preprocess_fn: default `data.preprocess.decode_image` / `preprocess`, the training ones.
         config: an `ExperimentConfig` to write as `assets.extra/config.yaml` (provenance; its
             model.head names the headline head for `seg4reg evaluate --model`).
     """
@@ -218,8 +186,7 @@ def export_model(
     if final.exists():
         raise FileExistsError(f"{final}: version {version} already exists; refusing to overwrite")
 
-    graph = _Graph(model, data_cfg, decode_fn or _default_decode(), preprocess_fn or _default_preprocess())
-    example_key = _example_image_key()
+    graph = _Graph(model, data_cfg)
 
     def serving_default(image_bytes):
         return graph.from_bytes(image_bytes)
@@ -228,19 +195,19 @@ def export_model(
         return graph.from_images(image)
 
     def predict_example(examples):
-        parsed = tf.io.parse_example(examples, {example_key: tf.io.FixedLenFeature([], tf.string)})
-        return graph.from_bytes(parsed[example_key])
+        parsed = tf.io.parse_example(examples, {EXAMPLE_IMAGE_KEY: EXAMPLE_FEATURES[EXAMPLE_IMAGE_KEY]})
+        return graph.from_bytes(parsed[EXAMPLE_IMAGE_KEY])
 
     archive = keras.export.ExportArchive()
     # variables are tracked through the endpoints; track(model) would store every variable twice
     archive.add_endpoint(
-        "serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")]
+        SERVING_DEFAULT, serving_default, input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)]
     )
     archive.add_endpoint(
-        "predict_image", predict_image, input_signature=[tf.TensorSpec([None, h, w, 1], tf.float32, name="image")]
+        PREDICT_IMAGE, predict_image, input_signature=[tf.TensorSpec([None, h, w, 1], tf.float32, name="image")]
     )
     archive.add_endpoint(
-        "predict_example", predict_example, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+        PREDICT_EXAMPLE, predict_example, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
     )
 
     tmp_root = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
@@ -277,16 +244,3 @@ def export_run(run_dir, base_path, version: int, *, tta: str | None = None, head
         require_finished(os.fspath(run_dir), allow_unfinished=allow_unfinished)
     cfg, model = load_run(run_dir, tta=tta, head=head)
     return export_model(model, cfg.data, base_path, version, config=cfg)
-
-
-def latest_version_dir(path) -> Path:
-    """A SavedModel dir itself, or the newest numeric version under a TF Serving base path."""
-    p = Path(path)
-    if (p / "saved_model.pb").is_file():
-        return p
-    if not p.is_dir():
-        raise FileNotFoundError(f"{p}: no such model directory")
-    versions = [d for d in p.iterdir() if d.name.isdigit() and (d / "saved_model.pb").is_file()]
-    if not versions:
-        raise FileNotFoundError(f"{p}: no SavedModel (saved_model.pb) and no numeric version directories")
-    return max(versions, key=lambda d: int(d.name))

@@ -1,4 +1,5 @@
-"""Geometry: the official Cobb angles, SMAPE and landmark <-> mask conversion (NumPy, float64)."""
+"""Geometry (NumPy, float64): the official Cobb angles, SMAPE, landmark <-> mask conversion, the letterbox,
+and the Cobb angles of a predicted segmentation (`seg_angles`)."""
 from seg4reg_tf.geometry.cobb import (
     ANGLE_NAMES,
     BRANCH_C,
@@ -12,6 +13,8 @@ from seg4reg_tf.geometry.cobb import (
     cobb_angles_details,
     pairwise_angles,
 )
+from seg4reg_tf.geometry.dice import vertebra_dice
+from seg4reg_tf.geometry.letterbox import Letterbox
 from seg4reg_tf.geometry.masks import (
     N_CLASSES,
     foreground,
@@ -20,3 +23,4 @@ from seg4reg_tf.geometry.masks import (
     landmarks_to_label_map,
 )
 from seg4reg_tf.geometry.smape import angle_mae, smape, smape_per_image
+from seg4reg_tf.geometry.seg_angles import SegAngles, segmentation_angles, segmentation_angles_details

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from seg4reg_tf.models.config import ModelConfig
-from seg4reg_tf.models.dice import MeanDice
 from seg4reg_tf.models.gate import RoiGate
+from seg4reg_tf.models.metrics import SMAPE, AngleMAE, PooledDice
 from seg4reg_tf.models.regression import RegressionNet
 from seg4reg_tf.models.seg4reg_plus import Seg4RegPlus
 from seg4reg_tf.models.segmentation import SegmentationNet
@@ -24,4 +24,4 @@ def build_model(cfg: ModelConfig, image_size=(512, 256)) -> Seg4RegPlus:
 
 
 __all__ = ["ModelConfig", "build_model", "Seg4RegPlus", "RegressionNet", "SegmentationNet", "RoiGate",
-           "JointWarmup", "MeanDice"]
+           "JointWarmup", "SMAPE", "AngleMAE", "PooledDice"]

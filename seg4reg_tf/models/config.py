@@ -1,17 +1,11 @@
 """`ModelConfig`: every switch of the Seg4Reg+ reconstruction (design notes, section 1)."""
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal, Optional
 
-VARIANTS = ("reg_only", "seg4reg", "seg4reg_plus")
-ENCODERS = ("light", "densenet121", "densenet169", "efficientnet_lite0")
-ATTENTION_TARGETS = ("mask_cam", "mask")
-HEADS = ("auto", "image", "segmentation", "mean")
-CAMS = ("cam", "gradcam")
-NORMS = ("batch", "group")
-TTAS = ("none", "flip")
+from seg4reg_tf.config_machinery import check_fields, from_dict as _from_dict, require, to_dict as _to_dict
 
 # Which heads each variant can produce, and what `head="auto"` resolves to.
 _VARIANT_HEADS = {
@@ -20,10 +14,6 @@ _VARIANT_HEADS = {
     "seg4reg_plus": ("image", "segmentation", "mean"),
 }
 _AUTO_HEAD = {"reg_only": "image", "seg4reg": "segmentation", "seg4reg_plus": "mean"}
-
-
-def _err(key: str, expected: str, got) -> ValueError:
-    return ValueError(f"model.{key}: expected {expected}, got {got!r}")
 
 
 @dataclass
@@ -79,20 +69,20 @@ class ModelConfig:
     (set by the `JointWarmup` callback) and 1 afterwards.
     """
 
-    variant: str = "seg4reg_plus"
-    encoder: str = "light"
-    encoder_weights: str | None = None
-    pretrained: bool | None = None
+    variant: Literal["reg_only", "seg4reg", "seg4reg_plus"] = "seg4reg_plus"
+    encoder: Literal["light", "densenet121", "densenet169", "efficientnet_lite0"] = "light"
+    encoder_weights: Optional[str] = None
+    pretrained: Optional[bool] = None
     reg_width: int = 16
     reg_depth: int = 5
-    reg_norm: str = "group"
+    reg_norm: Literal["batch", "group"] = "group"
     seg_width: int = 8
     seg_depth: int = 4
-    seg_norm: str = "batch"
+    seg_norm: Literal["batch", "group"] = "batch"
     angle_scale: float = 180.0
-    angle_prior: tuple | None = (38.3, 19.8, 18.2)
-    head: str = "auto"
-    cam: str = "cam"
+    angle_prior: Optional[tuple[float, float, float]] = (38.3, 19.8, 18.2)
+    head: Literal["auto", "image", "segmentation", "mean"] = "auto"
+    cam: Literal["cam", "gradcam"] = "cam"
     roi_gate: bool = True
     gate_stop_gradient: bool = True
     attention_reg: bool = True
@@ -104,84 +94,43 @@ class ModelConfig:
     w_reg_mask: float = 1.0
     w_reg_seg: float = 1.0
     lambda_att: float = 0.1
-    attention_target: str = "mask_cam"
+    attention_target: Literal["mask_cam", "mask"] = "mask_cam"
     lambda_tri: float = 0.5
     dropout: float = 0.0
-    tta: str = "none"
+    tta: Literal["none", "flip"] = "none"
 
     def __post_init__(self):
-        def choice(key, options):
+        check_fields(self, "model")
+
+        def check(key, ok, expected):
+            require(ok, f"model.{key}", expected, getattr(self, key))
+
+        check("encoder_weights", self.encoder_weights != "", "null or a path to a local .weights.h5 file")
+        check("pretrained", not self.pretrained or self.encoder == "efficientnet_lite0",
+              f"null or false for encoder {self.encoder!r} (only 'efficientnet_lite0' ships ImageNet weights)")
+        for key, hi in (("reg_width", None), ("reg_depth", 7), ("seg_width", None), ("seg_depth", 7)):
             v = getattr(self, key)
-            if v not in options:
-                raise _err(key, "one of " + ", ".join(repr(o) for o in options), v)
-
-        def pos_int(key, lo=1, hi=None):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
-                rng = f"an int >= {lo}" + (f" and <= {hi}" if hi is not None else "")
-                raise _err(key, rng, v)
-
-        def boolean(key):
-            if not isinstance(getattr(self, key), bool):
-                raise _err(key, "true or false", getattr(self, key))
-
-        def nonneg(key):
-            v = getattr(self, key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise _err(key, "a finite number >= 0", v)
-            setattr(self, key, float(v))
-
-        choice("variant", VARIANTS)
-        choice("encoder", ENCODERS)
-        if self.encoder_weights is not None and (not isinstance(self.encoder_weights, str) or not self.encoder_weights):
-            raise _err("encoder_weights", "null or a path to a local .weights.h5 file", self.encoder_weights)
-        if self.pretrained is not None and not isinstance(self.pretrained, bool):
-            raise _err("pretrained", "null, true or false", self.pretrained)
-        if self.pretrained and self.encoder != "efficientnet_lite0":
-            raise _err("pretrained", f"null or false for encoder {self.encoder!r} (only 'efficientnet_lite0' "
-                       "ships ImageNet weights)", self.pretrained)
-        pos_int("reg_width")
-        pos_int("reg_depth", 1, 7)
-        choice("reg_norm", NORMS)
-        pos_int("seg_width")
-        pos_int("seg_depth", 1, 7)
-        choice("seg_norm", NORMS)
-        if self.reg_norm == "group" and self.reg_width % 4:
-            raise _err("reg_width", "a multiple of 4 with reg_norm='group' (4 groups)", self.reg_width)
-        if self.seg_norm == "group" and self.seg_width % 4:
-            raise _err("seg_width", "a multiple of 4 with seg_norm='group' (4 groups)", self.seg_width)
-        nonneg("angle_scale")
-        if self.angle_scale <= 0:
-            raise _err("angle_scale", "a number > 0 (degrees)", self.angle_scale)
-        if self.angle_prior is not None:
-            p = self.angle_prior
-            ok = isinstance(p, (list, tuple)) and len(p) == 3 and all(
-                isinstance(a, (int, float)) and not isinstance(a, bool) and 0 < a < self.angle_scale for a in p)
-            if not ok:
-                raise _err("angle_prior", f"null or 3 angles in (0, angle_scale={self.angle_scale}) degrees", p)
-            self.angle_prior = tuple(float(a) for a in p)
-        choice("head", HEADS)
-        if self.head != "auto" and self.head not in _VARIANT_HEADS[self.variant]:
-            raise _err("head", f"one of {_VARIANT_HEADS[self.variant]} (or 'auto') for variant {self.variant!r}",
-                       self.head)
-        choice("cam", CAMS)
-        for key in ("roi_gate", "gate_stop_gradient", "attention_reg", "triangle"):
-            boolean(key)
-        pos_int("warmup_epochs", 0)
-        for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri"):
-            nonneg(key)
-        choice("tta", TTAS)
-        choice("attention_target", ATTENTION_TARGETS)
-        if self.attention_target == "mask" and self.cam == "gradcam":
-            raise _err("attention_target", "'mask_cam' with cam='gradcam' (the 'mask' target reads the "
-                       "summed CAM of the GAP + linear head)", self.attention_target)
-        nonneg("dropout")
-        if self.dropout >= 1:
-            raise _err("dropout", "a rate in [0, 1)", self.dropout)
-        if self.variant == "reg_only" and self.w_reg_image == 0:
-            raise _err("w_reg_image", "> 0 for variant 'reg_only' (it is the only loss)", self.w_reg_image)
-        if self.variant == "seg4reg" and self.w_reg_mask == 0:
-            raise _err("w_reg_mask", "> 0 for variant 'seg4reg' (R learns from masks only)", self.w_reg_mask)
+            check(key, v >= 1 and (hi is None or v <= hi), "an int >= 1" + (f" and <= {hi}" if hi else ""))
+        check("reg_width", self.reg_norm != "group" or self.reg_width % 4 == 0,
+              "a multiple of 4 with reg_norm='group' (4 groups)")
+        check("seg_width", self.seg_norm != "group" or self.seg_width % 4 == 0,
+              "a multiple of 4 with seg_norm='group' (4 groups)")
+        check("angle_scale", math.isfinite(self.angle_scale) and self.angle_scale > 0, "a number > 0 (degrees)")
+        check("angle_prior", self.angle_prior is None or all(0 < a < self.angle_scale for a in self.angle_prior),
+              f"null or 3 angles in (0, angle_scale={self.angle_scale}) degrees")
+        check("head", self.head == "auto" or self.head in _VARIANT_HEADS[self.variant],
+              f"one of {_VARIANT_HEADS[self.variant]} (or 'auto') for variant {self.variant!r}")
+        check("warmup_epochs", self.warmup_epochs >= 0, "an int >= 0")
+        for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri",
+                    "dropout"):
+            check(key, math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, "a finite number >= 0")
+        check("attention_target", self.attention_target == "mask_cam" or self.cam != "gradcam",
+              "'mask_cam' with cam='gradcam' (the 'mask' target reads the summed CAM of the GAP + linear head)")
+        check("dropout", self.dropout < 1, "a rate in [0, 1)")
+        check("w_reg_image", self.variant != "reg_only" or self.w_reg_image > 0,
+              "> 0 for variant 'reg_only' (it is the only loss)")
+        check("w_reg_mask", self.variant != "seg4reg" or self.w_reg_mask > 0,
+              "> 0 for variant 'seg4reg' (R learns from masks only)")
 
     # Derived switches -------------------------------------------------------------------------
     @property
@@ -217,15 +166,10 @@ class ModelConfig:
         return self.joint and self.triangle
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        if d["angle_prior"] is not None:
-            d["angle_prior"] = list(d["angle_prior"])
-        return d
+        """Plain data (Keras `get_config`); `from_dict` reads it back."""
+        return _to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"model.{unknown[0]}: unknown key (known: {', '.join(sorted(known))})")
-        return cls(**d)
+        """From a mapping (a saved model's `model_config`); errors name `model.<key>`."""
+        return _from_dict(cls, d, prefix="model")

@@ -5,17 +5,13 @@ import keras
 from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution  # Keras' own convention, no public alias
 
-from seg4reg_tf.evaluation.metrics import SMAPE
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.blocks import encoder_stride
 from seg4reg_tf.models.cam import cam_attention, class_activation_maps, gradcam_attention, normalize_attention
 from seg4reg_tf.models.config import ModelConfig
-from seg4reg_tf.models.dice import MeanDice
+from seg4reg_tf.models.metrics import SMAPE, PooledDice
 from seg4reg_tf.models.regression import RegressionNet
 from seg4reg_tf.models.segmentation import SegmentationNet
-
-LOSS_NAMES = ("seg_loss", "seg_ce_loss", "seg_dice_loss", "reg_image_loss", "reg_mask_loss", "reg_seg_loss",
-              "att_loss", "tri_loss")
 
 
 def validate_image_size(cfg: ModelConfig, image_size) -> tuple[int, int]:
@@ -48,8 +44,9 @@ class Seg4RegPlus(keras.Model):
     Training: `compile(optimizer=...)` then `fit` on (features, {"angles" [B, 3] degrees,
     "labels" int [B, H, W]}). `compute_loss` builds the joint loss (see `ModelConfig`), computing
     R(m) on the ground-truth foreground m = labels > 0, and logs every component, `smape` (of
-    `cobb_angles`) and `dice` (mean foreground Dice). The non-trainable `joint_weight` (0 during
-    warm-up, 1 after; set by `JointWarmup`) scales the joint terms and the gate's attention input.
+    `cobb_angles`) and `dice` (`PooledDice`: foreground Dice pooled over the epoch). The
+    non-trainable `joint_weight` (0 during warm-up, 1 after; set by `JointWarmup`) scales the joint
+    terms and the gate's attention input.
     Sample weights are ignored.
 
     Args:
@@ -84,7 +81,7 @@ class Seg4RegPlus(keras.Model):
         self.loss_names = self._loss_names()
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in self.loss_names]
         self.smape_metric = SMAPE(name="smape")
-        self.dice_metric = MeanDice(name="dice") if cfg.has_segmentation else None
+        self.dice_metric = PooledDice(name="dice") if cfg.has_segmentation else None
         self.built = True
 
     # ------------------------------------------------------------------------------------------
@@ -119,13 +116,17 @@ class Seg4RegPlus(keras.Model):
 
     def call(self, inputs, training=None):
         x = self._image(inputs)
-        out = self._forward(x, training)
-        if self.cfg.tta == "flip" and not training:
-            out = self._merge_flipped(out, self._forward(ops.flip(x, axis=2), training))
-        return out
+        if self.cfg.tta != "flip" or training:
+            return self._forward(x, training)
+        # one forward pass over [x; mirror(x)]: the exported graph holds the network once
+        n = ops.shape(x)[0]
+        both = self._forward(ops.concatenate([x, ops.flip(x, axis=2)], axis=0), training)
+        return self._merge_flipped({k: v[:n] for k, v in both.items()}, {k: v[n:] for k, v in both.items()})
 
     def _merge_flipped(self, out, flipped):
-        """Average the outputs on x and on its mirror (maps flipped back along the width axis 2)."""
+        """Average the outputs on x and on its mirror (maps flipped back along the width axis 2).
+
+        Inference only: BatchNorm uses its moving statistics, so the two halves do not interact."""
         merged = {}
         for key, value in out.items():
             other = flipped[key]

@@ -9,10 +9,11 @@ from typing import Callable
 
 import grpc
 
+from seg4reg_tf.export.layout import WARMUP_RELPATH, version_dirs
 from seg4reg_tf.serving.config import ServerConfig
 from seg4reg_tf.serving.errors import ServingError, first_line, invalid_argument
 from seg4reg_tf.serving.versions import LoadedVersion
-from seg4reg_tf.serving.warmup import WARMUP_FILE, run_warmup
+from seg4reg_tf.serving.warmup import run_warmup
 
 log = logging.getLogger("seg4reg_tf.serving")
 
@@ -34,17 +35,12 @@ class ModelManager:
     def _on_disk(self) -> dict[int, str]:
         base = self.config.model_base_path
         try:
-            entries = os.listdir(base)
+            found = version_dirs(base)
         except OSError as err:
             if not self._warned_missing:
                 log.warning("model base path %s: %s; still polling", base, err)
                 self._warned_missing = True
             return {}
-        found = {}
-        for entry in entries:
-            path = os.path.join(base, entry)
-            if entry.isdigit() and os.path.isfile(os.path.join(path, "saved_model.pb")):
-                found[int(entry)] = path
         if self.config.num_versions:
             found = dict(sorted(found.items())[-self.config.num_versions:])
         return found
@@ -69,7 +65,7 @@ class ModelManager:
                 continue
             if self.config.enable_warmup:
                 try:
-                    n = run_warmup(loaded)
+                    n = run_warmup(loaded, self.config.limits, self.config.max_batch_size)
                 except Exception as err:  # noqa: BLE001 - TF Serving fails the load; the server stays up
                     loaded.close()
                     message = err.message if isinstance(err, ServingError) else first_line(str(err))
@@ -79,7 +75,7 @@ class ModelManager:
                     continue
                 if n:
                     self._on_event(f"model {self.config.model_name} version {version}: replayed {n} "
-                                   f"warmup request(s) from {WARMUP_FILE}")
+                                   f"warmup request(s) from {WARMUP_RELPATH}")
             self._failed.pop(version, None)
             with self._lock:
                 self._versions[version] = loaded

@@ -80,7 +80,7 @@ def measure(predict, images: list[tuple[str, bytes]]) -> list[dict]:
     import tensorflow as tf
 
     from seg4reg_tf.data.preprocess import decode_image
-    from seg4reg_tf.serving import measurable
+    from seg4reg_tf.export import measurable
 
     rows = []
     for name, data in images:

@@ -15,8 +15,9 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from seg4reg_tf.evaluation.seg_angles import segmentation_angles_details
-from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
+from seg4reg_tf.export.layout import image_format
+from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, Letterbox
+from seg4reg_tf.geometry.seg_angles import segmentation_angles_details
 from seg4reg_tf.serving.dicom import is_dicom, read_dicom
 from seg4reg_tf.serving.overlay import Curve, render_overlay
 
@@ -28,8 +29,6 @@ DEFAULT_THRESHOLD = 5.0
 DEFAULT_GEOMETRY_THRESHOLD = 20.0
 SUMMARY_FIELDS = ["file", "status", "measurable", "reason", "PT", "MT", "TL", "consistency",
                   "geometry_disagreement", "heads_disagree", "seg_PT", "seg_MT", "seg_TL", "error"]
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI = b"\xff\xd8\xff"
 
 
 class BadInputError(ValueError):
@@ -70,11 +69,9 @@ def load_input(path) -> InputImage:
         except ValueError as err:
             raise BadInputError(str(err)) from None
         data, spacing, kind = dcm.png_bytes, dcm.pixel_spacing_mm, "dicom"
-    elif data.startswith(_PNG_SIG):
-        kind = "png"
-    elif data.startswith(_JPEG_SOI):
-        kind = "jpeg"
     else:
+        kind = image_format(data)
+    if kind is None:
         raise BadInputError(f"{p.name}: not a JPEG, PNG or DICOM image (unrecognised header)")
     display = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if display is None:
@@ -90,7 +87,7 @@ class LocalPredictor:
     def __init__(self, path):
         import tensorflow as tf
 
-        from seg4reg_tf.export.savedmodel import latest_version_dir
+        from seg4reg_tf.export.layout import latest_version_dir
 
         self.version_dir = latest_version_dir(path)
         self._tf = tf
@@ -114,39 +111,19 @@ class ServerPredictor:
         return {k: np.asarray(v) for k, v in self.client.predict({"image_bytes": list(images)}).items()}
 
 
-def _inverse_letterbox_matrix(scale: float, pad_top: float, pad_left: float) -> np.ndarray:
-    """2x3 matrix mapping original pixel indices to model-frame pixel indices (pixel centres at i + 0.5)."""
-    off = 0.5 * scale - 0.5
-    return np.array([[scale, 0.0, pad_left + off], [0.0, scale, pad_top + off]], np.float64)
-
-
-def labels_to_original(labels: np.ndarray, scale, pad_top, pad_left, orig_h: int, orig_w: int) -> np.ndarray:
-    """uint8 [H, W] model-frame labels -> uint8 [orig_h, orig_w] (nearest neighbour)."""
-    m = _inverse_letterbox_matrix(float(scale), float(pad_top), float(pad_left))
-    return cv2.warpAffine(np.ascontiguousarray(labels, np.uint8), m, (int(orig_w), int(orig_h)),
-                          flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP, borderValue=0)
-
-
-def attention_to_original(attention: np.ndarray, model_hw, scale, pad_top, pad_left, orig_h, orig_w) -> np.ndarray:
-    """float [h, w] attention over the model frame [H, W] -> float32 [orig_h, orig_w] (bilinear)."""
-    up = cv2.resize(np.asarray(attention, np.float32), (int(model_hw[1]), int(model_hw[0])), interpolation=cv2.INTER_LINEAR)
-    m = _inverse_letterbox_matrix(float(scale), float(pad_top), float(pad_left))
-    return cv2.warpAffine(up, m, (int(orig_w), int(orig_h)), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0)
-
-
 def _angles_dict(values) -> dict[str, float]:
     return {n: float(v) for n, v in zip(ANGLE_NAMES, np.asarray(values, np.float64).reshape(-1))}
 
 
-def segmentation_geometry(labels_model: np.ndarray, scale, pad_top, pad_left, orig_h: int):
+def segmentation_geometry(labels_model: np.ndarray, letterbox: Letterbox):
     """Cobb geometry of the predicted labels in original pixels.
 
-    Uses `evaluation.seg_angles.segmentation_angles_details` (largest components, implausible fits
+    Uses `geometry.seg_angles.segmentation_angles_details` (largest components, implausible fits
     rejected, a few missing vertebrae filled, curve ends at least two vertebrae apart); its Cobb
     details are used as they are. Returns (info dict for the JSON, landmarks (68, 2) original pixels,
     list[Curve]).
     """
-    seg = segmentation_angles_details(labels_model, (scale, pad_top, pad_left), float(orig_h))
+    seg = segmentation_angles_details(labels_model, letterbox)
     lm, filled = seg.landmarks, list(seg.interpolated)
     missing = [VERTEBRA_NAMES[v] for v in range(len(VERTEBRA_NAMES)) if not np.all(np.isfinite(lm[4 * v : 4 * v + 4]))]
     info = {"angles": None, "unit": "deg", "branch": None, "curves": None,
@@ -184,9 +161,8 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
                  geometry_threshold: float = DEFAULT_GEOMETRY_THRESHOLD):
     """(JSON dict, overlay BGR image) for one image from the batch-of-one model outputs."""
     first = {k: np.asarray(v)[0] for k, v in outputs.items()}
-    orig_h, orig_w = (int(x) for x in first.get("original_size", item.display.shape[:2]))
-    scale = float(first.get("scale", 1.0))
-    pad_top, pad_left = (float(x) for x in first.get("padding", (0.0, 0.0)))
+    letterbox = Letterbox.from_outputs(outputs)
+    orig_h, orig_w = letterbox.original_size
     heads = {k: {**_angles_dict(first[k]), "unit": "deg"} for k in HEADS if k in first}
     consistency = _finite(first["consistency"]) if "consistency" in first else None
     if consistency is None and "cobb_angles_image" in first and "cobb_angles_segmentation" in first:
@@ -196,12 +172,10 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     geometry, landmarks, curves = None, None, []
     if "vertebra_labels" in first:
         labels_model = first["vertebra_labels"]
-        labels_orig = labels_to_original(labels_model, scale, pad_top, pad_left, orig_h, orig_w)
-        geometry, landmarks, curves = segmentation_geometry(labels_model, scale, pad_top, pad_left, orig_h)
+        labels_orig = letterbox.mask_to_original(labels_model.astype(np.uint8))
+        geometry, landmarks, curves = segmentation_geometry(labels_model, letterbox)
     if "attention_map" in first:
-        model_hw = first["vertebra_labels"].shape if "vertebra_labels" in first else (
-            round(orig_h * scale + 2 * pad_top), round(orig_w * scale + 2 * pad_left))
-        attention_orig = attention_to_original(first["attention_map"], model_hw, scale, pad_top, pad_left, orig_h, orig_w)
+        attention_orig = letterbox.grid_to_original(first["attention_map"])
 
     score, reason = measurability(item, outputs)
     chosen = heads.get("cobb_angles") or (geometry or {}).get("angles")
@@ -248,14 +222,14 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
 
 def measurability(item: InputImage, outputs: dict[str, np.ndarray]) -> tuple[float, str]:
     """(score in (0, 1), reason or "") of the first image: the model's `measurable_score` /
-    `measurable_reason` outputs, or `serving.measurable.assess` here for a model exported without them."""
+    `measurable_reason` outputs, or `export.measurable.assess` here for a model exported without them."""
     if "measurable_score" in outputs and "measurable_reason" in outputs:
         score = float(np.asarray(outputs["measurable_score"]).reshape(-1)[0])
         reason = np.asarray(outputs["measurable_reason"]).reshape(-1)[0]
     else:
         import tensorflow as tf
 
-        from seg4reg_tf.serving import measurable
+        from seg4reg_tf.export import measurable
 
         grey = item.display.astype(np.float32) / (65535.0 if item.display.dtype == np.uint16 else 255.0)
         stats = measurable.statistics_dict(tf.reshape(measurable.image_statistics(grey), [1, 2]))

@@ -12,9 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 
-_PNG_SIG = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI = b"\xff\xd8\xff"
-EXAMPLE_IMAGE_KEY = "image/encoded"
+from seg4reg_tf.export.layout import EXAMPLE_IMAGE_KEY, image_format
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,9 +33,10 @@ class RequestLimits:
 
 def image_pixels(data: bytes) -> int | None:
     """height x width from a PNG or JPEG header; None when the bytes are neither (the model refuses them)."""
-    if not isinstance(data, (bytes, bytearray)) or not (data.startswith(_PNG_SIG) or data.startswith(_JPEG_SOI)):
+    kind = image_format(data) if isinstance(data, (bytes, bytearray)) else None
+    if kind is None:
         return None
-    if data.startswith(_PNG_SIG):
+    if kind == "png":
         if len(data) < 24:
             return None
         return int.from_bytes(data[16:20], "big") * int.from_bytes(data[20:24], "big")

@@ -13,14 +13,15 @@ import os
 
 import tensorflow as tf
 
-from seg4reg_tf.serving.core import predict_on_version
+from seg4reg_tf.export.layout import WARMUP_RELPATH
+from seg4reg_tf.serving.core import DEFAULT_MAX_BATCH_SIZE, predict_on_version
 from seg4reg_tf.serving.errors import ServingError, first_line
+from seg4reg_tf.serving.request_limits import RequestLimits
 from seg4reg_tf.serving.tensors import request_inputs
 from seg4reg_tf.serving.versions import LoadedVersion
 
 log = logging.getLogger("seg4reg_tf.serving")
 
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000  # TF Serving's limit: more records fail the load
 
 
@@ -48,13 +49,15 @@ def read_warmup_records(path: str, limit: int | None = None) -> list:
     return out
 
 
-def run_warmup(lv: LoadedVersion) -> int:
-    """Replay `lv.path/assets.extra/tf_serving_warmup_requests` through `predict_on_version`.
+def run_warmup(lv: LoadedVersion, limits: RequestLimits | None = None,
+               max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> int:
+    """Replay `lv.path/assets.extra/tf_serving_warmup_requests` through `predict_on_version` with the
+    server's request limits and chunk size (so warm-up traces the shapes that serving will run).
 
     Returns the number of Predict requests replayed (0 when there is no warmup file). Raises
     ValueError / ServingError naming the file and record on the first problem (the caller fails the load).
     """
-    path = os.path.join(lv.path, WARMUP_FILE)
+    path = os.path.join(lv.path, WARMUP_RELPATH)
     if not os.path.isfile(path):
         return 0
     replayed = 0
@@ -68,7 +71,8 @@ def run_warmup(lv: LoadedVersion) -> int:
         request = entry.predict_log.request
         try:
             info = lv.signature(request.model_spec.signature_name)
-            predict_on_version(lv, info.name, request_inputs(info, request), list(request.output_filter))
+            predict_on_version(lv, info.name, request_inputs(info, request), list(request.output_filter),
+                               limits=limits, max_batch_size=max_batch_size)
         except ServingError as err:
             raise ServingError(err.code, f"{path}: record {i}: {err.message}") from None
         replayed += 1

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from seg4reg_tf.training.config import add_override_argument
+from seg4reg_tf.config_machinery import add_override_argument
 from seg4reg_tf.training.strategies import STRATEGY_NAMES
 
 

@@ -1,24 +1,25 @@
 """`Seg4RegHyperModel`: a Keras Tuner hypermodel whose trials are experiment configs.
 
-Every hyperparameter is a `section.key=value` override of a base `ExperimentConfig`
-(`SearchSpace.overrides(values)`), so a trial is exactly the config `config_for(values)`; datasets
-are built per trial in `fit` because the input size (and augmentation) is tuned.
+Every hyperparameter is a typed change of a base `ExperimentConfig` (`Seg4RegHyperModel.changes(values)`,
+applied by `config_machinery.replace_paths`), so a trial is exactly the config `config_for(values)`;
+datasets are built per trial in `fit` because the input size (and augmentation) is tuned.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
-import numbers
-from typing import Optional
+from typing import Any, Optional
 
 import keras
 import keras_tuner
 
-from seg4reg_tf.training.config import ExperimentConfig, config_from_dict, from_dict, to_dict
+from seg4reg_tf.config_machinery import check_fields, replace_paths
+from seg4reg_tf.training.config import ExperimentConfig
 
 OBJECTIVE = "val_smape"
 
-# hyperparameter name -> what it sets (documentation; `overrides` does the mapping)
+# hyperparameter name -> what it sets (documentation; `changes` does the mapping)
 HP_KEYS = {
     "learning_rate": "train.learning_rate (log-uniform)",
     "schedule": "train.schedule",
@@ -30,6 +31,9 @@ HP_KEYS = {
     "image_size": "data.image_size, as 'HxW'",
     "augment_strength": "data.augment rotation_deg, translate_frac and scale_range spread x strength",
 }
+_PATHS = {"learning_rate": "train.learning_rate", "schedule": "train.schedule", "lambda_att": "model.lambda_att",
+          "lambda_tri": "model.lambda_tri", "joint_warmup_epochs": "model.warmup_epochs",
+          "reg_width": "model.reg_width", "seg_width": "model.seg_width"}
 
 
 def _fail(key: str, expected: str, got) -> ValueError:
@@ -64,6 +68,7 @@ class SearchSpace:
     augment_strength: Optional[tuple[float, float]] = (0.0, 2.0)
 
     def __post_init__(self):
+        check_fields(self, "space")
         for key in ("learning_rate", "lambda_att", "lambda_tri"):
             r = getattr(self, key)
             if r is not None and not (0 < r[0] <= r[1] and math.isfinite(r[1])):
@@ -84,11 +89,6 @@ class SearchSpace:
             if min(hw) < 16:
                 raise _fail("image_sizes", "(H, W) pairs, both >= 16", hw)
 
-    @classmethod
-    def from_dict(cls, data: dict | None) -> "SearchSpace":
-        """From a mapping (e.g. a YAML file); unknown keys and wrong types raise naming `space.<key>`."""
-        return from_dict(cls, data or {}, prefix="space")
-
 
 def size_name(hw) -> str:
     """(H, W) -> "HxW" (Keras Tuner choices must be scalars)."""
@@ -99,23 +99,6 @@ def parse_size(name: str) -> tuple[int, int]:
     """"HxW" -> (H, W)."""
     h, w = str(name).lower().split("x")
     return int(h), int(w)
-
-
-def _yaml_value(v) -> str:
-    """A value as YAML text that reads back as the same type (floats always with a dot)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, numbers.Integral):
-        return str(int(v))
-    if isinstance(v, numbers.Real):  # numpy scalars too (the GP proposes np.float64)
-        text = repr(float(v))
-        if "e" in text and "." not in text.split("e")[0]:
-            head, exp = text.split("e")
-            text = f"{head}.0e{exp}"
-        return text
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
-    return str(v)
 
 
 class Seg4RegHyperModel(keras_tuner.HyperModel):
@@ -187,34 +170,30 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
             rng_float("augment_strength", sp.augment_strength, False)
         return out
 
-    def overrides(self, values: dict) -> list[str]:
-        """`section.key=value` overrides of the base config for hyperparameter `values`
+    def changes(self, values: dict) -> dict[str, Any]:
+        """Typed `{"section.key": value}` changes of the base config for hyperparameter `values`
         (keys "tuner/..." of Hyperband are ignored; an unknown name raises)."""
-        out = []
-        simple = {"learning_rate": "train.learning_rate", "schedule": "train.schedule",
-                  "lambda_att": "model.lambda_att", "lambda_tri": "model.lambda_tri",
-                  "joint_warmup_epochs": "model.warmup_epochs", "reg_width": "model.reg_width",
-                  "seg_width": "model.seg_width"}
+        out = {}
         for name, v in values.items():
             if name.startswith("tuner/"):
                 continue
-            if name in simple:
-                out.append(f"{simple[name]}={_yaml_value(v)}")
+            if name in _PATHS:
+                out[_PATHS[name]] = v
             elif name == "image_size":
-                out.append(f"data.image_size={_yaml_value(list(parse_size(v)))}")
+                out["data.image_size"] = parse_size(v)
             elif name == "augment_strength":
                 a, s = self.base.data.augment, float(v)
                 lo, hi = a.scale_range
-                out += [f"data.augment.rotation_deg={_yaml_value(min(180.0, a.rotation_deg * s))}",
-                        f"data.augment.translate_frac={_yaml_value(min(1.0, a.translate_frac * s))}",
-                        f"data.augment.scale_range={_yaml_value([max(0.05, 1 - (1 - lo) * s), 1 + (hi - 1) * s])}"]
+                out.update({"data.augment.rotation_deg": min(180.0, a.rotation_deg * s),
+                            "data.augment.translate_frac": min(1.0, a.translate_frac * s),
+                            "data.augment.scale_range": (max(0.05, 1 - (1 - lo) * s), 1 + (hi - 1) * s)})
             else:
                 raise ValueError(f"hyperparameter {name!r}: not one of {', '.join(HP_KEYS)}")
         return out
 
     def config_for(self, values: dict) -> ExperimentConfig:
-        """The experiment config of a trial: the base config with `overrides(values)` applied."""
-        return config_from_dict(to_dict(self.base), self.overrides(values))
+        """The experiment config of a trial: a copy of the base config with `changes(values)` applied."""
+        return replace_paths(copy.deepcopy(self.base), self.changes(values))
 
     def steps_per_epoch(self, cfg: ExperimentConfig) -> int:
         return cfg.train.steps_per_epoch or math.ceil(len(self.train_recs) / cfg.data.batch_size)

@@ -22,7 +22,8 @@ import time
 import keras_tuner
 import yaml
 
-from seg4reg_tf.training.config import ExperimentConfig, save_config, to_dict
+from seg4reg_tf.config_machinery import apply_overrides, from_dict, save_config, to_dict
+from seg4reg_tf.training.config import ExperimentConfig
 from seg4reg_tf.tuning.hypermodel import OBJECTIVE, Seg4RegHyperModel, SearchSpace
 
 ALGORITHMS = ("bayesian", "hyperband", "random")
@@ -181,8 +182,6 @@ def run_search(base: ExperimentConfig, data_root: str, out_dir: str, *, trials: 
 
 def load_space(path: str | None, overrides: list[str] | None = None) -> SearchSpace:
     """A `SearchSpace` from an optional YAML file plus `key=value` overrides (YAML values)."""
-    from seg4reg_tf.training.config import apply_overrides
-
     data = {}
     if path:
         if not os.path.isfile(path):
@@ -191,7 +190,7 @@ def load_space(path: str | None, overrides: list[str] | None = None) -> SearchSp
             data = yaml.safe_load(f) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of search-space settings")
-    return SearchSpace.from_dict(apply_overrides(data, overrides))
+    return from_dict(SearchSpace, apply_overrides(data, overrides), prefix="space")
 
 
 __all__ = ["ALGORITHMS", "make_tuner", "run_search", "write_outputs", "best_trial", "load_space"]

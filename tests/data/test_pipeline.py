@@ -1,21 +1,18 @@
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import dataclasses
 import math
+import os
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from _data_helpers import make_records, spine_landmarks
+from seg4reg_tf.data.aasce import load_split
 from seg4reg_tf.data.config import AugmentConfig, DataConfig
 from seg4reg_tf.data.pipeline import augment_example, build_dataset, build_eval_dataset
+from seg4reg_tf.data.synth import write_synthetic_dataset
 from seg4reg_tf.data.tfrecords import convert_split
 from seg4reg_tf.geometry import cobb_angles, landmarks_to_label_map
+from tests.fixtures import sine_spine, write_spine_records
 
 H, W = 64, 32
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    return make_records(tmp_path_factory.mktemp("recs"), n=4)
+    return write_spine_records(tmp_path_factory.mktemp("recs"), n=4)
 
 
 def _cfg(**aug):
@@ -102,7 +99,7 @@ def _cfg_a(**aug):
 
 def _dot_example(points):
     """Model-frame example: black image with 3x3 bright dots centred on the given landmark points."""
-    lm = spine_landmarks(HA, WA, amp=0.06, phase=0.4)
+    lm = sine_spine(HA, WA, amplitude=0.06, phase=0.4)
     img = np.zeros((HA, WA, 1), np.uint8)
     for k in points:
         j, i = int(np.floor(lm[k, 0])), int(np.floor(lm[k, 1]))
@@ -178,11 +175,8 @@ def test_tfrecord_source_equals_record_source(records, tmp_path):
 
 
 def test_aasce_root_source_equals_tfrecords(tmp_path):
-    synth = pytest.importorskip("seg4reg_tf.data.synth")
     root = tmp_path / "aasce"
-    synth.write_synthetic_dataset(root, 3, 0, 0, height_range=(160, 200), progress=False)
-    from seg4reg_tf.data.aasce import load_split
-
+    write_synthetic_dataset(root, 3, 0, 0, height_range=(160, 200), progress=False)
     recs = load_split(str(root), "training")
     paths = convert_split(str(root), str(tmp_path / "tfr"), "training", num_shards=2, progress=False)
     a = _collect(build_eval_dataset(str(root), _cfg(), split="training"))
@@ -206,8 +200,6 @@ def test_real_data_eval_angles_match_csv():
     if not os.path.isdir(root):
         pytest.skip("real AASCE data not available at ../shared/aasce/boostnet_labeldata")
     import warnings
-
-    from seg4reg_tf.data.aasce import load_split
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -234,7 +226,7 @@ def test_pure_hflip_mirrors_image_labels_and_landmarks():
 
 
 def _flat_example(values):
-    lm = spine_landmarks(HA, WA)
+    lm = sine_spine(HA, WA)
     img = np.broadcast_to(np.asarray(values, np.uint8).reshape(1, -1, 1), (HA, WA, 1)).copy()
     return {"image": tf.constant(img), "labels": tf.constant(landmarks_to_label_map(lm, HA, WA)),
             "landmarks_model": tf.constant(lm, tf.float32), "angles": tf.zeros([3]), "filename": tf.constant("x"),

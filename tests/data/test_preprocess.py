@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from seg4reg_tf.config_machinery import from_dict
 from seg4reg_tf.data.config import DataConfig
 from seg4reg_tf.data.preprocess import clahe, decode_image, letterbox, preprocess
 
@@ -132,15 +133,19 @@ def test_preprocess_letterbox_then_clahe():
 
 
 def test_data_config_validation():
-    with pytest.raises(ValueError, match="data.image_size"):
+    with pytest.raises(ValueError, match=r"^data\.image_size:"):
         DataConfig(image_size=(512,))
-    with pytest.raises(ValueError, match="data.batch_size"):
+    with pytest.raises(ValueError, match=r"^data\.batch_size:"):
         DataConfig(batch_size=0)
-    with pytest.raises(ValueError, match="data.augment.hflip_prob"):
+    with pytest.raises(ValueError, match=r"^data\.augment\.hflip_prob:"):
         DataConfig(augment={"hflip_prob": 2.0})
-    with pytest.raises(ValueError, match="data.augment.scale_range"):
-        DataConfig.from_dict({"augment": {"scale_range": [1.2, 0.9]}})
-    with pytest.raises(ValueError, match="data.bogus"):
-        DataConfig.from_dict({"bogus": 1})
-    cfg = DataConfig.from_dict({"image_size": [256, 128], "augment": {"rotation_deg": 5}})
+    with pytest.raises(ValueError, match=r"^data\.clahe: expected a bool"):
+        DataConfig(clahe="yes")
+    with pytest.raises(ValueError, match=r"^data\.augment\.scale_range:"):
+        from_dict(DataConfig, {"augment": {"scale_range": [1.2, 0.9]}}, prefix="data")
+    with pytest.raises(ValueError, match=r"^data\.bogus: unknown key"):
+        from_dict(DataConfig, {"bogus": 1}, prefix="data")
+    with pytest.raises(ValueError, match=r"^data\.augment\.bogus: unknown key"):
+        from_dict(DataConfig, {"augment": {"bogus": 1}}, prefix="data")
+    cfg = from_dict(DataConfig, {"image_size": [256, 128], "augment": {"rotation_deg": 5}}, prefix="data")
     assert cfg.image_size == (256, 128) and cfg.augment.rotation_deg == 5.0

@@ -1,19 +1,15 @@
 import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from _data_helpers import make_records
 from seg4reg_tf.data.tfrecords import convert_split, parse_example, parse_examples, record_to_example
+from tests.fixtures import write_spine_records
 
 
 def test_record_round_trip_exact(tmp_path):
-    recs = make_records(tmp_path / "img", n=2)
+    recs = write_spine_records(tmp_path / "img", n=2)
     # Integer-valued landmarks and 2-decimal angles are exactly representable after float32 cast check.
     for rec in recs:
         ex = record_to_example(rec)
@@ -28,7 +24,7 @@ def test_record_round_trip_exact(tmp_path):
 
 
 def test_landmarks_row_major_order(tmp_path):
-    rec = make_records(tmp_path / "img", n=1)[0]
+    rec = write_spine_records(tmp_path / "img", n=1)[0]
     ex = record_to_example(rec)
     flat = list(ex.features.feature["landmarks"].float_list.value)
     assert len(flat) == 136
@@ -37,7 +33,7 @@ def test_landmarks_row_major_order(tmp_path):
 
 
 def test_convert_split_shards_and_batched_parse(tmp_path):
-    recs = make_records(tmp_path / "img", n=5)
+    recs = write_spine_records(tmp_path / "img", n=5)
     paths = convert_split("unused", str(tmp_path / "tfr"), "training", num_shards=2, records=recs, progress=False)
     assert [os.path.basename(p) for p in paths] == ["training-00000-of-00002.tfrecord",
                                                      "training-00001-of-00002.tfrecord"]
@@ -51,7 +47,7 @@ def test_convert_split_shards_and_batched_parse(tmp_path):
 
 
 def test_record_to_example_bad_landmarks(tmp_path):
-    rec = make_records(tmp_path / "img", n=1)[0]
+    rec = write_spine_records(tmp_path / "img", n=1)[0]
     import dataclasses
 
     bad = dataclasses.replace(rec, landmarks=np.zeros((67, 2)))

@@ -8,8 +8,8 @@ import scipy.io
 
 from seg4reg_tf.evaluation import cli as eval_cli
 from seg4reg_tf.geometry import cobb_angles
-from tests.evaluation.spine_helpers import write_records
 from tests.evaluation.test_evaluate import _save_fake_savedmodel
+from tests.fixtures import write_spine_records
 
 
 def _parser():
@@ -28,7 +28,7 @@ def _write_aasce_layout(root, split="training", n=5):
     img_dir = os.path.join(root, "data", split)
     lab_dir = os.path.join(root, "labels", split)
     os.makedirs(lab_dir)
-    recs = write_records(img_dir, n=n)
+    recs = write_spine_records(img_dir, n=n)
     names, lms, angs = [], [], []
     for r in recs:
         p2 = np.round(r.landmarks).astype(np.uint16)

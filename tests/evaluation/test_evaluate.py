@@ -5,13 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from seg4reg_tf.data.config import DataConfig
 from seg4reg_tf.evaluation.evaluate import evaluate, evaluate_saved_model, resolve_saved_model_dir
 from seg4reg_tf.geometry import landmarks_to_label_map
-from tests.evaluation.spine_helpers import letterbox_transform, numpy_preprocess, to_model, write_records
+from tests.fixtures import letterbox_by_hand, tiny_data_config, to_model_frame, write_spine_records
 
 SIZE = (128, 64)
-CFG = DataConfig(image_size=SIZE, clahe=False)
+CFG = tiny_data_config(image_size=SIZE)
 
 
 def _smape_by_hand(pred, true):
@@ -44,8 +43,8 @@ class Oracle:
             "cobb_angles_image": true + self.offset,
             "cobb_angles_segmentation": true + self.seg_offset,
         }
-        ts = [letterbox_transform(r.height, r.width, SIZE) for r in recs]
-        labs = np.stack([landmarks_to_label_map(to_model(r.landmarks, t), *SIZE) for r, t in zip(recs, ts)])
+        ts = [letterbox_by_hand(r.height, r.width, SIZE) for r in recs]
+        labs = np.stack([landmarks_to_label_map(to_model_frame(r.landmarks, t), *SIZE) for r, t in zip(recs, ts)])
         if self.with_seg:
             if self.bytes_mode:
                 out["vertebra_labels"] = labs
@@ -60,13 +59,12 @@ class Oracle:
 
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
-    return write_records(str(tmp_path_factory.mktemp("imgs")), n=5, orig_h=400, orig_w=160)
+    return write_spine_records(tmp_path_factory.mktemp("imgs"), n=5, sizes=((400, 160),))
 
 
 def test_perfect_predictions_give_zero_smape_and_full_dice(records, tmp_path):
     oracle = Oracle(records)
-    rep = evaluate(oracle, records, CFG, str(tmp_path), head_name="image", batch_size=2,
-                   preprocess_fn=lambda raw: numpy_preprocess(_decode(raw), SIZE))
+    rep = evaluate(oracle, records, CFG, str(tmp_path), head_name="image", batch_size=2)
     assert oracle.calls == 3  # 5 images in batches of 2
     assert rep["n_images"] == 5 and rep["head"] == "image"
     assert rep["smape"] == 0.0 and rep["mae_pt"] == rep["mae_mt"] == rep["mae_tl"] == 0.0
@@ -80,15 +78,9 @@ def test_perfect_predictions_give_zero_smape_and_full_dice(records, tmp_path):
     assert on_disk["smape"] == 0.0
 
 
-def _decode(raw):
-    import cv2
-
-    return cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_GRAYSCALE)
-
-
 def test_offset_gives_hand_computed_smape_and_cases(records, tmp_path):
     rep = evaluate(Oracle(records, offset=3.0, seg_offset=-1.0), records, CFG, str(tmp_path),
-                   head_name="image", batch_size=3, preprocess_fn=lambda raw: numpy_preprocess(_decode(raw), SIZE))
+                   head_name="image", batch_size=3)
     true = [list(r.angles) for r in records]
     expected = _smape_by_hand([[a + 3.0 for a in t] for t in true], true)
     assert rep["smape"] == pytest.approx(expected, rel=1e-9)
@@ -115,8 +107,7 @@ def test_offset_gives_hand_computed_smape_and_cases(records, tmp_path):
 
 
 def test_no_segmentation_gives_null_dice(records, tmp_path):
-    rep = evaluate(Oracle(records, with_seg=False), records, CFG, str(tmp_path), head_name="image",
-                   preprocess_fn=lambda raw: numpy_preprocess(_decode(raw), SIZE), make_plots=False)
+    rep = evaluate(Oracle(records, with_seg=False), records, CFG, str(tmp_path), head_name="image", make_plots=False)
     assert json.load(open(tmp_path / "report.json"))["dice_mean"] is None
     assert rep["seg_angles_failed_fraction"] is None and "seg_angles" not in rep["heads"]
     assert not (tmp_path / "pred_vs_true.png").exists()
@@ -143,15 +134,13 @@ def test_bad_inputs_raise_clear_errors(records, tmp_path):
         return {"cobb_angles_image": np.zeros((len(batch), 3))}
 
     with pytest.raises(ValueError, match="cobb_angles"):
-        evaluate(no_headline, records[:2], CFG, str(tmp_path), head_name="image",
-                 preprocess_fn=lambda raw: numpy_preprocess(_decode(raw), SIZE))
+        evaluate(no_headline, records[:2], CFG, str(tmp_path), head_name="image")
 
     def bad_shape(batch):
         return {"cobb_angles": np.zeros((len(batch), 2))}
 
     with pytest.raises(ValueError, match="'cobb_angles'.*shape"):
-        evaluate(bad_shape, records[:2], CFG, str(tmp_path), head_name="image",
-                 preprocess_fn=lambda raw: numpy_preprocess(_decode(raw), SIZE))
+        evaluate(bad_shape, records[:2], CFG, str(tmp_path), head_name="image")
 
 
 def _save_fake_savedmodel(path, angle_offset):

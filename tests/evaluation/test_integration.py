@@ -1,25 +1,27 @@
-"""Integration with the real models / training packages (skipped while they are missing)."""
+"""Evaluation of the real model: the Keras front end, and a tiny trained run through `seg4reg evaluate`."""
 import json
 import os
 
 import numpy as np
 import pytest
 
-from seg4reg_tf.data.config import DataConfig
+from seg4reg_tf.cli import main
+from seg4reg_tf.data.synth import write_synthetic_dataset
 from seg4reg_tf.evaluation.evaluate import evaluate, keras_predict_fn, model_head_name
-from tests.evaluation.spine_helpers import write_records
-
-SIZE = (64, 32)
+from seg4reg_tf.export.savedmodel import export_run
+from seg4reg_tf.models import build_model
+from seg4reg_tf.training.config import config_from_dict
+from seg4reg_tf.training.run import load_run
+from seg4reg_tf.training.train import train
+from tests.fixtures import TINY_SIZE as SIZE, tiny_data_config, tiny_experiment, tiny_model_config, write_spine_records
 
 
 def test_untrained_real_model_through_keras_front_end(tmp_path):
-    models = pytest.importorskip("seg4reg_tf.models")
-    cfg = models.ModelConfig(reg_width=4, reg_depth=2, seg_width=4, seg_depth=2, head="image")
-    model = models.build_model(cfg, SIZE)
-    records = write_records(str(tmp_path / "imgs"), n=3)
-    data_cfg = DataConfig(image_size=SIZE, clahe=False)
-    rep = evaluate(keras_predict_fn(model), records, data_cfg, str(tmp_path / "out"), head_name=model_head_name(cfg),
-                   batch_size=2, make_plots=False)
+    cfg = tiny_model_config(head="image")
+    model = build_model(cfg, SIZE)
+    records = write_spine_records(tmp_path / "imgs", n=3)
+    rep = evaluate(keras_predict_fn(model), records, tiny_data_config(), str(tmp_path / "out"),
+                   head_name=model_head_name(cfg), batch_size=2, make_plots=False)
     assert rep["head"] == "image" and rep["n_images"] == 3
     assert {"headline", "image", "segmentation", "seg_angles"} <= set(rep["heads"])
     assert rep["model_size"] == list(SIZE)
@@ -31,40 +33,28 @@ def test_untrained_real_model_through_keras_front_end(tmp_path):
 
 def test_end_to_end_tiny_run(tmp_path, capsys):
     """Train 1 tiny epoch on a synthetic set, then `seg4reg evaluate --run`."""
-    run_mod = pytest.importorskip("seg4reg_tf.training.run")
-    train_mod = pytest.importorskip("seg4reg_tf.training.train")
-    synth = pytest.importorskip("seg4reg_tf.data.synth")
-    from seg4reg_tf.cli import main
-    from seg4reg_tf.training.config import config_from_dict
-
     data = tmp_path / "synth"
-    synth.write_synthetic_dataset(str(data), n_train=5, n_test=2, seed=0, height_range=(300, 360),
-                                  progress=False)
-    cfg = config_from_dict({
-        "name": "tiny",
-        "data": {"image_size": list(SIZE), "clahe": False, "batch_size": 2, "cache": False,
-                 "augment": {"enabled": False}},
-        "model": {"reg_width": 4, "reg_depth": 2, "seg_width": 4, "seg_depth": 2, "warmup_epochs": 0},
+    write_synthetic_dataset(str(data), n_train=5, n_test=2, seed=0, height_range=(300, 360), progress=False)
+    cfg = config_from_dict(tiny_experiment({
+        "data": {"batch_size": 2, "cache": False},
+        "model": {"warmup_epochs": 0},
         "train": {"epochs": 1, "steps_per_epoch": 1, "val_steps": 1},
-    })
+    }))
     run_dir = tmp_path / "run"
-    train_mod.train(cfg, str(data), str(run_dir), verbose=0)
+    train(cfg, str(data), str(run_dir), verbose=0)
     assert os.path.isfile(run_dir / "model.keras")
     out = tmp_path / "eval"
     rc = main(["evaluate", "--run", str(run_dir), "--data", str(data), "--split", "test", "--out", str(out)])
     assert rc == 0
     rep = json.loads((out / "report.json").read_text())
-    assert rep["n_images"] == 2 and rep["head"] == run_mod.load_run(str(run_dir))[0].model.resolved_head
+    assert rep["n_images"] == 2 and rep["head"] == load_run(str(run_dir))[0].model.resolved_head
     assert rep["smape"] is not None and np.isfinite(rep["smape"])
     assert "SMAPE" in capsys.readouterr().out
 
     # The same model exported for TF Serving, evaluated through serving_default with image bytes,
     # must agree with the Keras path (same preprocessing inside the SavedModel).
-    export = pytest.importorskip("seg4reg_tf.export.savedmodel")
-    if not hasattr(export, "export_run"):
-        pytest.skip("export.export_run not available yet")
     base = tmp_path / "served"
-    export.export_run(str(run_dir), str(base), 1)
+    export_run(str(run_dir), str(base), 1)
     out2 = tmp_path / "eval_served"
     rc = main(["evaluate", "--model", str(base), "--data", str(data), "--split", "test", "--out", str(out2)])
     assert rc == 0

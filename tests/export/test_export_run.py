@@ -2,29 +2,26 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import tensorflow as tf
 
-from tests.export import helpers_export as he
+from seg4reg_tf import models
+from seg4reg_tf.training import config as training_config
+from tests.fixtures import (
+    TINY_SIZE as SIZE,
+    check_signatures,
+    label_encoded_jpeg,
+    label_encoded_png16,
+    label_map_spine,
+    tiny_data_config,
+    tiny_model_config,
+)
 
-models = pytest.importorskip("seg4reg_tf.models")
-training_config = pytest.importorskip("seg4reg_tf.training.config")
-pytest.importorskip("seg4reg_tf.training.run")
-
-SIZE = (64, 32)
-
-
-def _tiny_model_cfg(**kw):
-    base = dict(reg_width=4, reg_depth=2, seg_width=4, seg_depth=2)
-    base.update(kw)
-    return models.ModelConfig(**base)
+ATTENTION = (SIZE[0] // 8, SIZE[1] // 8)  # the light encoder's stride
 
 
 def _run_dir(tmp_path, **model_kw):
-    from seg4reg_tf.data.config import DataConfig
-
     cfg = training_config.ExperimentConfig(
-        name="tiny", data=DataConfig(image_size=SIZE, clahe=True, clahe_tiles=(4, 4)), model=_tiny_model_cfg(**model_kw))
+        name="tiny", data=tiny_data_config(clahe=True, clahe_tiles=(4, 4)), model=tiny_model_config(**model_kw))
     model = models.build_model(cfg.model, SIZE)
     model({"image": np.zeros((1, *SIZE, 1), np.float32)})
     run = tmp_path / "run"
@@ -47,9 +44,9 @@ def _mark_finished(run):
 
 
 def _images():
-    _, lab_a = he.synthetic_spine(200, 90)
-    _, lab_b = he.synthetic_spine(150, 120, phase=0.5)
-    return [he.encode_labels_jpeg(lab_a), he.encode_labels_png16(lab_b)]
+    _, lab_a = label_map_spine(200, 90)
+    _, lab_b = label_map_spine(150, 120, phase=0.5)
+    return [label_encoded_jpeg(lab_a), label_encoded_png16(lab_b)]
 
 
 def test_cli_export_real_model_matches_keras(tmp_path):
@@ -61,6 +58,7 @@ def test_cli_export_real_model_matches_keras(tmp_path):
     assert main(["export", str(run), "--out", str(base), "--version", "7"]) == 0
     assert (base / "7" / "saved_model.pb").is_file()
     assert main(["export", str(run), "--out", str(base), "--version", "7"]) == 1  # never overwritten
+    check_signatures(base / "7", SIZE, attention_size=ATTENTION)
 
     fn = tf.saved_model.load(str(base / "7")).signatures["serving_default"]
     images = _images()
@@ -76,16 +74,14 @@ def test_cli_export_real_model_matches_keras(tmp_path):
 
 
 def test_reg_only_variant_lacks_segmentation_outputs(tmp_path):
-    from seg4reg_tf.data.config import DataConfig
     from seg4reg_tf.export.savedmodel import export_model
 
-    model = models.build_model(_tiny_model_cfg(variant="reg_only"), SIZE)
+    model = models.build_model(tiny_model_config(variant="reg_only"), SIZE)
     model({"image": np.zeros((1, *SIZE, 1), np.float32)})
-    path = export_model(model, DataConfig(image_size=SIZE, clahe=False), tmp_path / "m", 1)
-    sig = tf.saved_model.load(path).signatures["serving_default"]
-    outputs = set(sig.structured_outputs)
-    assert "cobb_angles" in outputs and {"original_size", "scale", "padding"} <= outputs
-    assert "vertebra_labels" not in outputs and "cobb_angles_segmentation" not in outputs
+    path = export_model(model, tiny_data_config(), tmp_path / "m", 1)
+    # R on the image only: no segmentation, so no labels, no seg-derived angles and no consistency
+    check_signatures(path, SIZE, outputs=("cobb_angles", "cobb_angles_image", "attention_map"),
+                     attention_size=ATTENTION)
 
 
 def test_cli_export_missing_run(tmp_path, capsys):

@@ -14,25 +14,21 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.export import helpers_export as he  # noqa: E402
-
-from seg4reg_tf.export.savedmodel import export_model, latest_version_dir  # noqa: E402
+from seg4reg_tf.data.preprocess import decode_image, preprocess
+from seg4reg_tf.export.layout import latest_version_dir
+from seg4reg_tf.export.savedmodel import export_model
+from tests.export import helpers_export as he
+from tests.fixtures import (
+    MEASURABLE_OUTPUTS,
+    MODEL_OUTPUTS,
+    check_signatures,
+    label_encoded_jpeg,
+    label_encoded_png16,
+    label_map_spine,
+    tiny_data_config,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL_OUTPUTS = {
-    "cobb_angles": (tf.float32, [None, 3]),
-    "cobb_angles_image": (tf.float32, [None, 3]),
-    "cobb_angles_segmentation": (tf.float32, [None, 3]),
-    "consistency": (tf.float32, [None]),
-    "vertebra_labels": (tf.uint8, [None, he.H, he.W]),
-    "attention_map": (tf.float32, [None, he.H // 2, he.W // 2]),
-}
-MEASURABLE_OUTPUTS = {"measurable_score": (tf.float32, [None]), "measurable_reason": (tf.string, [None])}
-MAPPING_OUTPUTS = {
-    "original_size": (tf.int32, [None, 2]),
-    "scale": (tf.float32, [None]),
-    "padding": (tf.float32, [None, 2]),
-}
 
 
 def _png_header_only(height: int, width: int) -> bytes:
@@ -52,11 +48,11 @@ def _jpeg_with_claimed_size(height: int, width: int) -> bytes:
 
 
 def _test_images() -> list[bytes]:
-    _, lab_a = he.synthetic_spine(300, 150)
-    _, lab_b = he.synthetic_spine(200, 180, phase=1.0)
+    _, lab_a = label_map_spine(300, 150)
+    _, lab_b = label_map_spine(200, 180, phase=1.0)
     rgb = cv2.cvtColor((lab_a * 15).astype(np.uint8), cv2.COLOR_GRAY2BGR)
     rgb[..., 2] = 255 - rgb[..., 2]
-    return [he.encode_labels_jpeg(lab_a), he.encode_labels_png16(lab_b),
+    return [label_encoded_jpeg(lab_a), label_encoded_png16(lab_b),
             cv2.imencode(".png", rgb)[1].tobytes()]
 
 
@@ -64,8 +60,8 @@ def _test_images() -> list[bytes]:
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("models") / "seg4reg"
     model = he.oracle_model(oracle=False)  # smooth in its input: numeric comparisons are meaningful
-    cfg = he.data_config(clahe=True)  # the full training preprocessing, CLAHE included
-    path = he.export_standin(base, 1, model=model, data_cfg=cfg)
+    cfg = tiny_data_config(image_size=he.ORACLE_SIZE, clahe=True)  # the training preprocessing, CLAHE included
+    path = he.export_oracle(base, 1, model=model, data_cfg=cfg)
     return base, Path(path), model, cfg
 
 
@@ -81,42 +77,16 @@ def test_layout_and_no_overwrite(exported):
     assert (path / "variables" / "variables.index").is_file()
     assert (path / "assets.extra" / "tf_serving_warmup_requests").is_file()
     with pytest.raises(FileExistsError, match="1"):
-        he.export_standin(base, 1, model=model, data_cfg=cfg)
+        he.export_oracle(base, 1, model=model, data_cfg=cfg)
     assert sorted(p.name for p in base.iterdir()) == ["1"]  # no temp dir left, nothing partial
     assert latest_version_dir(base) == path
     with pytest.raises(ValueError, match="version"):
-        he.export_standin(base, 0, model=model, data_cfg=cfg)
+        he.export_oracle(base, 0, model=model, data_cfg=cfg)
 
 
 def test_signature_defs(exported):
-    from tensorflow.core.protobuf import saved_model_pb2
-
     _, path, _, _ = exported
-    sm = saved_model_pb2.SavedModel()
-    sm.ParseFromString((path / "saved_model.pb").read_bytes())
-    sigs = sm.meta_graphs[0].signature_def
-    assert {"serving_default", "predict_image", "predict_example"} <= set(sigs)
-    expected_inputs = {
-        "serving_default": ("image_bytes", tf.string, [-1]),
-        "predict_image": ("image", tf.float32, [-1, he.H, he.W, 1]),
-        "predict_example": ("examples", tf.string, [-1]),
-    }
-    for name, (key, dtype, shape) in expected_inputs.items():
-        sig = sigs[name]
-        assert sig.method_name == "tensorflow/serving/predict"
-        assert list(sig.inputs) == [key]
-        assert sig.inputs[key].dtype == dtype.as_datatype_enum
-        assert [d.size for d in sig.inputs[key].tensor_shape.dim] == shape
-        assert key in sig.inputs[key].name
-        outputs = dict(MODEL_OUTPUTS)
-        outputs.update(MEASURABLE_OUTPUTS)
-        if name != "predict_image":
-            outputs.update(MAPPING_OUTPUTS)
-        assert set(sig.outputs) == set(outputs), name
-        for out_key, (out_dtype, out_shape) in outputs.items():
-            info = sig.outputs[out_key]
-            assert info.dtype == out_dtype.as_datatype_enum, (name, out_key)
-            assert [d.size if d.size >= 0 else None for d in info.tensor_shape.dim] == out_shape, (name, out_key)
+    check_signatures(path, he.ORACLE_SIZE, attention_size=(he.H // 2, he.W // 2))  # the oracle pools by 2
 
 
 @pytest.mark.slow
@@ -139,8 +109,7 @@ def test_fresh_process_matches_python_pipeline(exported, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = dict(np.load(tmp_path / "out.npz"))
 
-    decode_fn, preprocess_fn = he.pipeline_fns()
-    prepped = [preprocess_fn(decode_fn(tf.constant(d)), cfg) for d in images]
+    prepped = [preprocess(decode_image(tf.constant(d)), cfg) for d in images]
     batch = tf.stack([p[0] for p in prepped])
     transforms = np.stack([p[1].numpy() for p in prepped])
     ref = {k: np.asarray(v) for k, v in model({"image": batch}, training=False).items()}
@@ -177,8 +146,7 @@ def test_predict_image_and_example_agree_with_bytes(exported):
             assert by_example[key].numpy().tolist() == by_bytes[key].numpy().tolist(), key
             continue
         np.testing.assert_allclose(by_example[key].numpy(), by_bytes[key].numpy(), atol=1e-6, err_msg=key)
-    decode_fn, preprocess_fn = he.pipeline_fns()
-    batch = tf.stack([preprocess_fn(decode_fn(tf.constant(d)), cfg)[0] for d in images])
+    batch = tf.stack([preprocess(decode_image(tf.constant(d)), cfg)[0] for d in images])
     by_image = loaded.signatures["predict_image"](image=batch)
     assert set(by_image) == set(MODEL_OUTPUTS) | set(MEASURABLE_OUTPUTS)
     np.testing.assert_allclose(by_image["cobb_angles"].numpy(), by_bytes["cobb_angles"].numpy(), atol=1e-5)
@@ -187,7 +155,7 @@ def test_predict_image_and_example_agree_with_bytes(exported):
 @pytest.mark.parametrize(
     "make, pattern",
     [
-        (lambda: he.encode_labels_png16(np.zeros((40, 200), np.uint8)), "size out of range.*40.*200"),
+        (lambda: label_encoded_png16(np.zeros((40, 200), np.uint8)), "size out of range.*40.*200"),
         (lambda: _png_header_only(50000, 50000), "size out of range.*50000"),
         (lambda: _png_header_only(8000, 7000), "at most 50000000 pixels.*8000.*7000"),
         (lambda: _jpeg_with_claimed_size(50000, 50000), "size out of range.*50000"),

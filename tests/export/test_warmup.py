@@ -39,7 +39,7 @@ def test_write_and_read_back(tmp_path):
 
 
 def test_exported_warmup_replays(tmp_path):
-    path = Path(he.export_standin(tmp_path / "m", 3))
+    path = Path(he.export_oracle(tmp_path / "m", 3))
     logs = read_warmup_requests(path / "assets.extra" / "tf_serving_warmup_requests")
     assert len(logs) == 5  # 4 synthetic images (2 sizes x 8/16-bit) + 1 batch
     fn = tf.saved_model.load(str(path)).signatures["serving_default"]

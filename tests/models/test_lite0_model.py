@@ -8,9 +8,9 @@ from seg4reg_tf.models import build_model
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.efficientnet_lite import build_efficientnet_lite0, load_pretrained
 
-from tests.models.helpers import spine_batch, tiny_dataset
+from tests.fixtures import TINY_SIZE, box_spine_batch, box_spine_dataset
 
-H, W = 64, 32
+H, W = TINY_SIZE
 
 
 def lite_config(**kw):
@@ -55,13 +55,13 @@ def test_fit_save_reload_keeps_weights_and_frozen_statistics(tmp_path):
     model = build_model(lite_config(), (H, W))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), run_eagerly=True)
     before = np.asarray(model.regressor.encoder.get_layer("head_bn").moving_mean).copy()
-    hist = model.fit(tiny_dataset(n=2), epochs=1, verbose=0)
+    hist = model.fit(box_spine_dataset(n=2), epochs=1, verbose=0)
     assert np.isfinite(hist.history["att_loss"][-1])
     np.testing.assert_array_equal(np.asarray(model.regressor.encoder.get_layer("head_bn").moving_mean), before)
     path = str(tmp_path / "m.keras")
     model.save(path)
     loaded = keras.models.load_model(path)
-    x = spine_batch(2)[0]
+    x = box_spine_batch(2)[0]
     a, b = model({"image": x}), loaded({"image": x})
     np.testing.assert_allclose(np.asarray(a["cobb_angles"]), np.asarray(b["cobb_angles"]), atol=1e-4)
     assert not any(l.trainable for l in _bn_layers(loaded.regressor.encoder))

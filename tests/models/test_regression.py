@@ -3,7 +3,9 @@ import pytest
 
 from seg4reg_tf.models.regression import RegressionNet
 
-from tests.models.helpers import H, W
+from tests.fixtures import TINY_SIZE
+
+H, W = TINY_SIZE
 
 
 def test_prior_sets_initial_angles_and_scale_reaches_beyond_90():

@@ -3,7 +3,9 @@ import pytest
 
 from seg4reg_tf.models.segmentation import SegmentationNet
 
-from tests.models.helpers import H, W
+from tests.fixtures import TINY_SIZE
+
+H, W = TINY_SIZE
 
 
 def test_softmax_output_and_gate():

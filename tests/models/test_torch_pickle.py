@@ -5,13 +5,16 @@ import numpy as np
 import pytest
 
 from seg4reg_tf.models.efficientnet_lite import pretrained_weights_path
-from seg4reg_tf.models.torch_pickle import LEGACY_MAGIC, LEGACY_PROTOCOL, load_legacy_state_dict
+from seg4reg_tf.models.torch_pickle import load_legacy_state_dict
+
+# torch.serialization's legacy (non-zip) format, written out from torch's source, not read from the reader
+MAGIC_NUMBER, PROTOCOL_VERSION = 0x1950A86A20F9469CFC6C, 1001
 
 
 def _header():
-    sys_info = {"protocol_version": LEGACY_PROTOCOL, "little_endian": True,
+    sys_info = {"protocol_version": PROTOCOL_VERSION, "little_endian": True,
                 "type_sizes": {"short": 2, "int": 4, "long": 4}}
-    return pickle.dumps(LEGACY_MAGIC) + pickle.dumps(LEGACY_PROTOCOL) + pickle.dumps(sys_info)
+    return pickle.dumps(MAGIC_NUMBER) + pickle.dumps(PROTOCOL_VERSION) + pickle.dumps(sys_info)
 
 
 def test_packaged_lite0_file_reads_to_the_documented_state_dict():

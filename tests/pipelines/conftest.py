@@ -9,20 +9,17 @@ import subprocess
 import sys
 
 import pytest
+import yaml
+
+from tests.fixtures import tiny_experiment
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIDE_ENV = os.path.join(REPO, ".venv-tfx")
 SIDE_PYTHON = os.path.join(SIDE_ENV, "bin", "python")
 PIPELINE = os.path.join(SIDE_ENV, "bin", "seg4reg-pipeline")
 MAIN_SEG4REG = os.path.join(os.path.dirname(sys.executable), "seg4reg")
-TINY_CONFIG = """\
-name: tiny_pipeline
-data: {image_size: [64, 32], clahe: false, batch_size: 4, shuffle_buffer: 16, augment: {enabled: false}}
-model: {variant: seg4reg_plus, encoder: light, reg_width: 4, reg_depth: 3, seg_width: 4, seg_depth: 2,
-        warmup_epochs: 1}
-train: {epochs: 2, optimizer: adam, learning_rate: 0.003, schedule: constant, seed: 0}
-pipeline: {bless_smape: 90.0}
-"""
+TINY_PIPELINE = tiny_experiment({"name": "tiny_pipeline", "train": {"learning_rate": 0.003},
+                                 "pipeline": {"bless_smape": 90.0}})
 
 
 def require_side_env() -> None:
@@ -60,7 +57,7 @@ def pipeline_data(tmp_path_factory):
     write_synthetic_dataset(root, 10, 0, 0, height_range=(200, 260), progress=False)
     config = str(work / "tiny_pipeline.yaml")
     with open(config, "w") as f:
-        f.write(TINY_CONFIG)
+        yaml.safe_dump(TINY_PIPELINE, f, sort_keys=False)
     return {"work": str(work), "root": root, "config": config}
 
 

@@ -12,8 +12,19 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
-from tests.pipelines.conftest import MAIN_SEG4REG, REPO, SIDE_PYTHON, require_side_env, run_pipeline, side_env, versions
+from tests.fixtures import TINY_SIZE, check_signatures
+from tests.pipelines.conftest import (
+    MAIN_SEG4REG,
+    REPO,
+    SIDE_PYTHON,
+    TINY_PIPELINE,
+    require_side_env,
+    run_pipeline,
+    side_env,
+    versions,
+)
 
 ALL_NODES = ("FileBasedExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "ValidationGate",
              "Trainer", "latest_blessed_model_resolver", "Seg4RegEvaluator", "LoadCheck", "ServingPusher")
@@ -45,6 +56,8 @@ def test_pipeline_pushes_a_blessed_model(first_run):
     assert versions(base) == ["1"]  # no staging leftovers beside the version
     assert os.path.isfile(os.path.join(base, "1", "saved_model.pb"))
     assert os.path.isfile(os.path.join(base, "1", "assets.extra", "tf_serving_warmup_requests"))
+    # the TF 2.16 export keeps the signature contract (light encoder: attention at stride 8)
+    check_signatures(os.path.join(base, "1"), TINY_SIZE, attention_size=(TINY_SIZE[0] // 8, TINY_SIZE[1] // 8))
     assert node_states(res.stderr) == {n: "COMPLETE" for n in ALL_NODES}
     for line in ("FileBasedExampleGen: finished", "ValidationGate: no anomalies", "Evaluator: SMAPE",
                  "LoadCheck: loaded in", "Pusher: pushed to"):
@@ -236,7 +249,7 @@ def test_side_environment_helpers():
 
 def test_missing_threshold_is_a_usage_error(pipeline_data, tmp_path):
     config = tmp_path / "no_threshold.yaml"
-    config.write_text(open(pipeline_data["config"]).read().replace("pipeline: {bless_smape: 90.0}\n", ""))
+    config.write_text(yaml.safe_dump({k: v for k, v in TINY_PIPELINE.items() if k != "pipeline"}))
     res = run_pipeline("run", "--data", pipeline_data["root"], "--config", str(config), "--pipeline-root",
                        str(tmp_path / "proot"), "--serving-base", str(tmp_path / "serving"))
     assert res.returncode == 2 and "--bless-smape" in res.stderr, explain(res)

@@ -13,12 +13,11 @@ import tensorflow as tf
 
 from seg4reg_tf.serving.client import PredictClient, ServingClientError
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
-from tests.serving.serving_testmodel import free_port, half_image, png, save_version
+from tests.serving.served import GOOD, WHITE
+from tests.serving.serving_testmodel import free_port, save_version
 
 pytestmark = pytest.mark.slow  # starts servers (and a `seg4reg serve` process)
 
-GOOD = png(half_image())
-WHITE = png(np.full((40, 20), 255, np.uint8))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

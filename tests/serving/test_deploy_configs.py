@@ -1,6 +1,7 @@
 """The real TF Serving deployment files under serving/ parse as the protos / YAML they claim to be."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
@@ -8,6 +9,8 @@ import pytest
 import yaml
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 from tensorflow_serving.config import model_server_config_pb2
+
+from seg4reg_tf.serving.config import ServerConfig
 
 SERVING = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "serving")
 
@@ -95,19 +98,23 @@ def test_models_config_canary_example_is_valid_when_uncommented():
     assert dict(model.version_labels) == {"stable": 1, "canary": 2}
 
 
-def test_batching_parameters_parse():
+def test_batching_parameters_parse_and_match_the_local_server():
     params = text_format.Parse(_read("batching_parameters.txt"), batching_parameters_class()())
-    assert params.max_batch_size.value == 8
-    assert params.batch_timeout_micros.value == 5000
+    local = {f.name: f.default for f in dataclasses.fields(ServerConfig)}  # `seg4reg serve` batches alike
+    assert params.max_batch_size.value == local["max_batch_size"]
+    assert params.batch_timeout_micros.value == round(local["batch_timeout_ms"] * 1000)
     assert params.num_batch_threads.value >= 1
     sizes = list(params.allowed_batch_sizes)
     assert sizes == sorted(sizes) and sizes[-1] == params.max_batch_size.value  # TF Serving's rule
 
 
-def test_monitoring_config_parses():
+def test_monitoring_config_parses_and_is_where_k8s_scrapes():
     cfg = text_format.Parse(_read("monitoring.config"), monitoring_config_class()())
     assert cfg.prometheus_config.enable is True
-    assert cfg.prometheus_config.path == "/monitoring/prometheus/metrics"
+    deployment = next(d for d in yaml.safe_load_all(_read("k8s/seg4reg-serving.yaml")) if d["kind"] == "Deployment")
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert cfg.prometheus_config.path == annotations["prometheus.io/path"]
 
 
 def _flags(args: list[str]) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.request
 
@@ -19,35 +18,28 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
-from seg4reg_tf.data.config import DataConfig
 from seg4reg_tf.export.savedmodel import export_model
-from seg4reg_tf.models import ModelConfig, build_model
+from seg4reg_tf.models import build_model
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
+from tests.fixtures import TINY_SIZE as SIZE
+from tests.fixtures import check_signatures, sine_spine, spine_xray, tiny_data_config, tiny_model_config
 
 pytestmark = pytest.mark.slow  # exports an untrained model and starts a server
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-SIZE = (64, 32)
 OPTIONS = [("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)]
 TOL = 1e-4
 
 
 def _xray(h: int, w: int, seed: int) -> np.ndarray:
-    """float [h, w] in [0, 1]: a bright vertical band (a 'spine') with a tilt, plus noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    centre = w / 2 + (w / 6) * np.sin(yy / h * np.pi * (1 + seed))
-    img = np.exp(-((xx - centre) / (w / 10)) ** 2) * 0.8 + rng.uniform(0, 0.2, (h, w))
-    return np.clip(img, 0, 1)
+    return spine_xray(h, w, sine_spine(h, w, amplitude=0.1, phase=seed), seed=seed)
 
 
 def _images() -> list[bytes]:
     """Three encodings of different sizes: 8-bit PNG 200x90, JPEG 150x80, 16-bit PNG 300x120."""
-    png8 = cv2.imencode(".png", np.round(_xray(200, 90, 0) * 255).astype(np.uint8))[1].tobytes()
-    ok, jpg = cv2.imencode(".jpg", np.round(_xray(150, 80, 1) * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    png8 = cv2.imencode(".png", _xray(200, 90, 0))[1].tobytes()
+    ok, jpg = cv2.imencode(".jpg", _xray(150, 80, 1), [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok
-    png16 = cv2.imencode(".png", np.round(_xray(300, 120, 2) * 65535).astype(np.uint16))[1].tobytes()
+    png16 = cv2.imencode(".png", _xray(300, 120, 2).astype(np.uint16) * 257)[1].tobytes()
     assert png16[:8] == b"\x89PNG\r\n\x1a\n" and png16[24] == 16  # IHDR bit depth: really 16-bit
     assert jpg.tobytes()[:3] == b"\xff\xd8\xff"
     return [png8, jpg.tobytes(), png16]
@@ -57,8 +49,8 @@ def _images() -> list[bytes]:
 def e2e(tmp_path_factory):
     keras_seed = 0
     tf.random.set_seed(keras_seed)
-    model = build_model(ModelConfig(reg_width=4, seg_width=4), SIZE)
-    data_cfg = DataConfig(image_size=SIZE)
+    model = build_model(tiny_model_config(), SIZE)
+    data_cfg = tiny_data_config(clahe=True)
     base = tmp_path_factory.mktemp("e2e") / "base"
     version_dir = export_model(model, data_cfg, str(base), 1)
     assert version_dir == str(base / "1")
@@ -131,14 +123,7 @@ def test_grpc_metadata_has_serving_default(e2e):
     assert resp.model_spec.version.value == 1
     sigs = get_model_metadata_pb2.SignatureDefMap()
     assert resp.metadata["signature_def"].Unpack(sigs)
-    assert {"serving_default", "predict_image", "predict_example"} <= set(sigs.signature_def)
-    sd = sigs.signature_def["serving_default"]
-    assert sd.method_name == "tensorflow/serving/predict"
-    assert list(sd.inputs) == ["image_bytes"]
-    assert sd.inputs["image_bytes"].dtype == tf.string.as_datatype_enum
-    assert [d.size for d in sd.inputs["image_bytes"].tensor_shape.dim] == [-1]
-    assert sd.outputs["cobb_angles"].dtype == tf.float32.as_datatype_enum
-    assert [d.size for d in sd.outputs["cobb_angles"].tensor_shape.dim] == [-1, 3]
+    check_signatures(sigs.signature_def, SIZE, attention_size=(SIZE[0] // 8, SIZE[1] // 8))
 
 
 def test_rest_predict_matches_in_process(e2e):

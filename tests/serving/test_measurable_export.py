@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from tests.export import helpers_export as he
+from tests.fixtures import label_encoded_png16, label_map_spine
 
 SECRET = b"PATIENT^SECRET^NAME"
 
@@ -19,7 +20,7 @@ SECRET = b"PATIENT^SECRET^NAME"
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("m") / "seg4reg"
-    path = he.export_standin(str(base), 1)
+    path = he.export_oracle(str(base), 1)
     return str(base), tf.saved_model.load(path)
 
 
@@ -29,8 +30,8 @@ def _black_jpeg():
 
 def test_signatures_expose_measurable_score(exported):
     _, loaded = exported
-    _, labels = he.synthetic_spine(256, 128)
-    spine = he.encode_labels_png16(labels)
+    _, labels = label_map_spine(256, 128)
+    spine = label_encoded_png16(labels)
     out = loaded.signatures["serving_default"](image_bytes=tf.constant([spine, _black_jpeg()]))
     score = out["measurable_score"].numpy()
     reason = [r.decode() for r in out["measurable_reason"].numpy()]

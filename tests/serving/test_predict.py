@@ -9,17 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.export import helpers_export as he  # noqa: E402
-from tests.serving.test_dicom import SECRET_ID, write_dicom  # noqa: E402
-
-from seg4reg_tf.geometry import VERTEBRA_NAMES, cobb_angles_details  # noqa: E402
-from seg4reg_tf.serving.predict import (  # noqa: E402
-    LocalPredictor,
-    ServerPredictor,
-    labels_to_original,
-    load_input,
-    run_predict,
-)
+from seg4reg_tf.geometry import VERTEBRA_NAMES, Letterbox, cobb_angles_details
+from seg4reg_tf.serving.predict import LocalPredictor, ServerPredictor, load_input, run_predict
+from tests.export import helpers_export as he
+from tests.fixtures import label_encoded_jpeg, label_encoded_png16, label_map_spine, tiny_data_config
+from tests.serving.test_dicom import SECRET_ID, write_dicom
 
 SIZE = (512, 256)
 SECRETS = (b"SECRETNAME", SECRET_ID.encode(), b"Doe^Jane")
@@ -28,7 +22,7 @@ SECRETS = (b"SECRETNAME", SECRET_ID.encode(), b"Doe^Jane")
 @pytest.fixture(scope="module")
 def model_base(tmp_path_factory):
     base = tmp_path_factory.mktemp("served") / "seg4reg"
-    he.export_standin(base, 1, model=he.oracle_model(SIZE), data_cfg=he.data_config(image_size=SIZE))
+    he.export_oracle(base, 1, model=he.oracle_model(SIZE), data_cfg=tiny_data_config(image_size=SIZE))
     return base
 
 
@@ -39,7 +33,7 @@ def predictor(model_base):
 
 @pytest.fixture(scope="module")
 def spine():
-    return he.synthetic_spine(600, 300, phase=2.0)  # a C curve: PT 41.2, MT 1.3, TL 13.8 deg
+    return label_map_spine(600, 300, phase=2.0)  # PT 42.6, MT 8.5, TL 26.9 deg
 
 
 @pytest.fixture()
@@ -47,8 +41,8 @@ def inputs(tmp_path, spine):
     _, labels = spine
     d = tmp_path / "in"
     d.mkdir()
-    (d / "spine.jpg").write_bytes(he.encode_labels_jpeg(labels))
-    (d / "spine16.png").write_bytes(he.encode_labels_png16(labels))
+    (d / "spine.jpg").write_bytes(label_encoded_jpeg(labels))
+    (d / "spine16.png").write_bytes(label_encoded_png16(labels))
     stored = labels.astype(np.uint16) * 200  # 0..3400 in 12 bits
     write_dicom(d / "mono1.dcm", 4095 - stored, "MONOCHROME1", spacing=(0.15, 0.15))
     write_dicom(d / "mono2.dcm", stored, "MONOCHROME2", spacing=(0.15, 0.15))
@@ -59,8 +53,8 @@ def test_labels_mapped_back_to_original(predictor, spine, inputs):
     _, labels = spine
     item = load_input(inputs / "spine16.png")
     out = predictor.predict([item.model_bytes])
-    scale, (pad_top, pad_left) = out["scale"][0], out["padding"][0]
-    back = labels_to_original(out["vertebra_labels"][0], scale, pad_top, pad_left, 600, 300)
+    lb = Letterbox.from_outputs(out)
+    back = lb.mask_to_original(out["vertebra_labels"][0])
     assert back.shape == (600, 300)
 
     def agreement(b):
@@ -73,7 +67,8 @@ def test_labels_mapped_back_to_original(predictor, spine, inputs):
     assert np.mean((back > 0) == (labels > 0)) > 0.97  # measured 0.985
     # The mapping is aligned: shifting it by one model pixel either way only makes it worse.
     for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
-        shifted = labels_to_original(out["vertebra_labels"][0], scale, pad_top + dy, pad_left + dx, 600, 300)
+        moved = Letterbox(lb.scale, lb.pad_top + dy, lb.pad_left + dx, lb.orig_height, lb.orig_width)
+        shifted = moved.mask_to_original(out["vertebra_labels"][0])
         assert agreement(shifted) < agreement(back), (dy, dx)
 
 
@@ -124,9 +119,9 @@ def test_predict_folder_jpeg_png16_dicom(predictor, spine, inputs, tmp_path, cap
 def test_bad_files_reported_and_skipped(predictor, spine, inputs, tmp_path, capsys):
     _, labels = spine
     (inputs / "notes.txt").write_text("not an image")
-    good = he.encode_labels_png16(labels)
+    good = label_encoded_png16(labels)
     (inputs / "cut.png").write_bytes(good[: len(good) // 2])
-    (inputs / "tiny.png").write_bytes(he.encode_labels_png16(labels[:40, :40]))
+    (inputs / "tiny.png").write_bytes(label_encoded_png16(labels[:40, :40]))
     for name in ("mono1.dcm", "mono2.dcm", "spine.jpg"):
         (inputs / name).unlink()
     out = tmp_path / "out"

@@ -186,8 +186,8 @@ def test_rest_hostile_clients_get_quick_4xx_and_do_not_block_others(served):
 
 
 def test_measurable_assessment_unit():
-    """Hand-made inputs far on either side of every threshold (serving.measurable)."""
-    from seg4reg_tf.serving import measurable
+    """Hand-made inputs far on either side of every threshold (export.measurable)."""
+    from seg4reg_tf.export import measurable
 
     spine = np.zeros((1, 256, 128), np.uint8)
     for v in range(17):

@@ -16,6 +16,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from seg4reg_tf.export.layout import WARMUP_RELPATH
 from seg4reg_tf.export.warmup import prediction_log, write_warmup_requests
 from seg4reg_tf.serving import warmup as warmup_mod
 from seg4reg_tf.serving.core import PredictionCore
@@ -48,10 +49,10 @@ def save_counting_version(base: str, version: int, warmup: list[bytes] | None = 
     model = CountingModel()
     tf.saved_model.save(model, tmp, signatures={"serving_default": model.serve})
     if warmup is not None:
-        write_warmup_requests(os.path.join(tmp, warmup_mod.WARMUP_FILE), warmup)
+        write_warmup_requests(os.path.join(tmp, WARMUP_RELPATH), warmup)
     if raw_warmup is not None:
         os.makedirs(os.path.join(tmp, "assets.extra"))
-        with open(os.path.join(tmp, warmup_mod.WARMUP_FILE), "wb") as f:
+        with open(os.path.join(tmp, WARMUP_RELPATH), "wb") as f:
             f.write(raw_warmup)
     final = os.path.join(base, str(version))
     os.rename(tmp, final)
@@ -136,7 +137,7 @@ def test_corrupt_warmup_file_fails_that_version_and_server_keeps_serving(tmp_pat
             assert states[1][0] == AVAILABLE
             assert states[2][0] == END and "warmup failed" in states[2][1]
             # fixing the file changes the version's fingerprint: the next poll retries and warms it up
-            write_logs(os.path.join(base, "2", warmup_mod.WARMUP_FILE), [prediction_log([b"4"])])
+            write_logs(os.path.join(base, "2", WARMUP_RELPATH), [prediction_log([b"4"])])
             server.manager.scan()
             assert sorted(server.manager.versions()) == [1, 2] and 2 not in server.manager.failed()
             response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
@@ -170,7 +171,7 @@ def test_failing_warmup_request_fails_the_load(tmp_path, logs, text):
 
 def _mk(path: str) -> str:
     os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
-    return os.path.join(path, warmup_mod.WARMUP_FILE)
+    return os.path.join(path, WARMUP_RELPATH)
 
 
 def test_more_records_than_the_limit_fail_before_running(tmp_path, monkeypatch):
@@ -182,7 +183,7 @@ def test_more_records_than_the_limit_fail_before_running(tmp_path, monkeypatch):
     assert manager.versions() == {}
     assert "exceeds the maximum (2)" in manager.failed()[1]
     monkeypatch.setattr(warmup_mod, "MAX_WARMUP_RECORDS", 3)  # exactly at the limit: loads
-    os.utime(os.path.join(base, "1", warmup_mod.WARMUP_FILE), ns=(1, 1))  # new fingerprint -> retry
+    os.utime(os.path.join(base, "1", WARMUP_RELPATH), ns=(1, 1))  # new fingerprint -> retry
     manager.scan()
     assert first_calls(manager, 1) == 4
     manager.stop()

@@ -4,7 +4,7 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))  # the repo root
 
 if __name__ == "__main__":
     strategy, data, run = sys.argv[1:4]
@@ -13,9 +13,9 @@ if __name__ == "__main__":
     if len(sys.argv) > 4:  # must happen before TensorFlow initialises its devices
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(sys.argv[4]))
-    from conftest import TINY
     from seg4reg_tf.training.config import config_from_dict
     from seg4reg_tf.training.train import train
+    from tests.fixtures import TINY_EXPERIMENT as TINY
 
     cfg = config_from_dict(TINY, ["model.variant=reg_only", "train.epochs=1", "train.steps_per_epoch=2",
                                   "train.val_steps=1", "data.batch_size=2"])

@@ -1,73 +1,26 @@
-"""Config loader: errors name the key, overrides, base files, save/load round trip, shipped configs."""
+"""Experiment configs: errors name the key, overrides, base files, save/load round trip, shipped configs.
+
+The generic converter is tested in tests/test_config_machinery.py.
+"""
 from __future__ import annotations
 
-import dataclasses
 import glob
 import os
-from typing import Literal, Optional
 
 import pytest
 import yaml
 
-from seg4reg_tf.training.config import (ConfigError, ExperimentConfig, TrainConfig, from_dict, load_config,
-                                        save_config)
+from seg4reg_tf.data.config import DataConfig
+from seg4reg_tf.models.config import ModelConfig
+from seg4reg_tf.training.config import ExperimentConfig, SyntheticConfig, TrainConfig, load_config, save_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@dataclasses.dataclass
-class _Inner:
-    size: tuple[int, int] = (4, 2)
-    rate: float = 0.5
-    mode: Literal["a", "b"] = "a"
-    flag: bool = False
-
-    def __post_init__(self):
-        if self.rate > 1:
-            raise ValueError(f"rate: expected <= 1, got {self.rate}")
-
-
-@dataclasses.dataclass
-class _Outer:
-    name: str = "x"
-    count: Optional[int] = None
-    inner: _Inner = dataclasses.field(default_factory=_Inner)
 
 
 def _write(path, data):
     with open(path, "w") as f:
         yaml.safe_dump(data, f)
     return str(path)
-
-
-def test_generic_loader_converts_nested_lists_and_ints():
-    cfg = from_dict(_Outer, {"count": 3, "inner": {"size": [8, 6], "rate": 1, "mode": "b", "flag": True}})
-    assert cfg.inner.size == (8, 6) and isinstance(cfg.inner.size, tuple)
-    assert cfg.inner.rate == 1.0 and isinstance(cfg.inner.rate, float)
-    assert cfg.count == 3 and cfg.inner.mode == "b" and cfg.inner.flag is True
-    assert from_dict(_Outer, {"count": None}).count is None
-
-
-@pytest.mark.parametrize("data, key, words", [
-    ({"inner": {"sise": [1, 2]}}, "inner.sise", ["size", "rate", "mode", "flag"]),
-    ({"inner": {"rate": "fast"}}, "inner.rate", ["float", "str"]),
-    ({"inner": {"size": [1.5, 2]}}, "inner.size[0]", ["int", "1.5"]),
-    ({"inner": {"size": [1, 2, 3]}}, "inner.size", ["3 items"]),
-    ({"inner": {"mode": "c"}}, "inner.mode", ["'a'", "'b'", "'c'"]),
-    ({"inner": {"flag": 1}}, "inner.flag", ["bool", "1"]),
-    ({"count": 2.5}, "count", ["int", "2.5"]),
-    ({"count": True}, "count", ["int", "True"]),
-    ({"name": 3}, "name", ["string"]),
-    ({"inner": 5}, "inner", ["mapping"]),
-    ({"inner": {"rate": 2}}, "inner.rate", ["<= 1"]),  # the dataclass's own validation, placed in the tree
-])
-def test_generic_loader_errors_name_the_key(data, key, words):
-    with pytest.raises(ConfigError) as err:
-        from_dict(_Outer, data)
-    msg = str(err.value)
-    assert msg.startswith(key + ":"), msg
-    for w in words:
-        assert w in msg, msg
 
 
 def test_experiment_errors_name_dotted_key(tmp_path):
@@ -169,10 +122,17 @@ def test_paper_and_ablation_settings():
     assert (c("seg4reg_plus_no_tri.yaml").triangle, c("seg4reg_plus_no_tri.yaml").attention_reg) == (False, True)
 
 
-def test_overrides_do_not_mutate_the_callers_mapping():
-    from seg4reg_tf.training.config import apply_overrides
-
-    data = {"train": {"epochs": 5}, "data": {"augment": {"enabled": True}}}
-    out = apply_overrides(data, ["train.epochs=1", "data.augment.enabled=false"])
-    assert out["train"]["epochs"] == 1 and out["data"]["augment"]["enabled"] is False
-    assert data == {"train": {"epochs": 5}, "data": {"augment": {"enabled": True}}}
+def test_direct_construction_checks_types_and_values():
+    cfg = ExperimentConfig(name="d", data={"image_size": [64, 32]}, model={"variant": "reg_only"},
+                           train={"epochs": 2, "learning_rate": 1}, synthetic={"n_train": 5})
+    assert cfg.data == DataConfig(image_size=(64, 32)) and cfg.model == ModelConfig(variant="reg_only")
+    assert cfg.train.learning_rate == 1.0 and type(cfg.train.learning_rate) is float
+    assert cfg.synthetic == SyntheticConfig(n_train=5)
+    with pytest.raises(ValueError, match=r"^train\.epochs: expected an int, got str '3'"):
+        TrainConfig(epochs="3")
+    with pytest.raises(ValueError, match=r"^train\.optimizer: expected one of 'sgd', 'adam', 'adamw', got 'rmsprop'"):
+        TrainConfig(optimizer="rmsprop")
+    with pytest.raises(ValueError, match=r"^synthetic\.n_train: expected an int >= 5"):
+        ExperimentConfig(synthetic={"n_train": 4})
+    with pytest.raises(ValueError, match=r"^name: expected a non-empty name without '/'"):
+        ExperimentConfig(name="a/b")

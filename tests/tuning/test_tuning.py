@@ -1,4 +1,4 @@
-"""`seg4reg tune`: search space -> config overrides, a 2-trial search with resume, bad config keys, the GP."""
+"""`seg4reg tune`: search space -> typed config changes, a 2-trial search with resume, bad config keys, the GP."""
 from __future__ import annotations
 
 import copy
@@ -11,17 +11,18 @@ import pytest
 import yaml
 
 from seg4reg_tf.cli import main
+from seg4reg_tf.config_machinery import save_config
 from seg4reg_tf.training.config import config_from_dict, load_config
 from seg4reg_tf.tuning.hypermodel import Seg4RegHyperModel, SearchSpace
+from seg4reg_tf.tuning.search import load_space
 from tests.tuning.conftest import TINY
 
 
 def _hm(tiny_data, overrides=(), **space):
-    # deepcopy: training.config.apply_overrides writes into nested dicts of its input
-    return Seg4RegHyperModel(config_from_dict(copy.deepcopy(TINY), list(overrides)), tiny_data, SearchSpace(**space))
+    return Seg4RegHyperModel(config_from_dict(TINY, list(overrides)), tiny_data, SearchSpace(**space))
 
 
-def test_values_become_config_overrides(tiny_data):
+def test_values_become_typed_config_changes(tiny_data):
     hm = _hm(tiny_data, image_sizes=((64, 32), (96, 48)), reg_widths=(4, 8), seg_widths=(4, 8))
     values = {"learning_rate": np.float64(3e-5), "schedule": "cosine", "lambda_att": 0.25, "lambda_tri": 1.5,
               "joint_warmup_epochs": 2, "reg_width": 8, "seg_width": 4, "image_size": "96x48",
@@ -38,6 +39,24 @@ def test_values_become_config_overrides(tiny_data):
     assert cfg.data.batch_size == 4 and cfg.model.variant == "seg4reg_plus" and cfg.train.epochs == 1
     with pytest.raises(ValueError, match="'bogus'"):
         hm.config_for({"bogus": 1})
+    assert hm.base == config_from_dict(TINY)  # the base config is not changed
+
+
+def test_trial_config_has_python_types_and_is_checked(tiny_data, tmp_path):
+    hm = _hm(tiny_data, image_sizes=((64, 32), (96, 48)))
+    changes = hm.changes({"learning_rate": np.float64(0.002), "reg_width": np.int64(8), "image_size": "96x48"})
+    assert changes == {"train.learning_rate": 0.002, "model.reg_width": 8, "data.image_size": (96, 48)}
+    cfg = hm.config_for({"learning_rate": np.float64(0.002), "reg_width": np.int64(8), "schedule": np.str_("step")})
+    assert type(cfg.train.learning_rate) is float and type(cfg.model.reg_width) is int
+    assert type(cfg.train.schedule) is str
+    save_config(cfg, tmp_path / "c.yaml")  # plain YAML: no numpy scalars left
+    assert load_config(tmp_path / "c.yaml") == cfg
+    with pytest.raises(ValueError, match=r"^model\.reg_width: expected a multiple of 4"):
+        hm.config_for({"reg_width": 6})
+    with pytest.raises(ValueError, match=r"^train\.schedule: expected one of 'constant', 'step', 'cosine'"):
+        hm.config_for({"schedule": "linear"})
+    with pytest.raises(ValueError, match=r"^train\.learning_rate: expected a positive float"):
+        hm.config_for({"learning_rate": -1.0})
 
 
 def test_declared_space_follows_variant(tiny_data):
@@ -61,8 +80,17 @@ def test_space_errors_name_the_setting(tiny_data):
         _hm(tiny_data, reg_widths=(6,))  # group norm needs multiples of 4
     with pytest.raises(ValueError, match=r"space.learning_rate"):
         SearchSpace(learning_rate=(0.0, 1e-3))
-    with pytest.raises(ValueError, match=r"space.bogus: unknown key"):
-        SearchSpace.from_dict({"bogus": 1})
+    with pytest.raises(ValueError, match=r"^space\.bogus: unknown key"):
+        load_space(None, ["bogus=1"])
+    with pytest.raises(ValueError, match=r"^space\.reg_widths\[1\]: expected an int"):
+        SearchSpace(reg_widths=(4, "8"))
+
+
+def test_space_file_and_space_set(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump({"reg_widths": [4, 8], "learning_rate": [1e-3, 1e-2]}))
+    sp = load_space(str(path), ["image_sizes=[[64, 32]]", "schedules=null"])
+    assert sp == SearchSpace(reg_widths=(4, 8), learning_rate=(1e-3, 1e-2), image_sizes=((64, 32),), schedules=None)
 
 
 def _tune_args(tmp_path, tiny_data, out, *extra):

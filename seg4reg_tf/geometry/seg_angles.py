@@ -2,7 +2,7 @@
 
 Pipeline per label map: keep the largest connected component of each vertebra label (predicted
 speckles are ignored) -> 4 corners per vertebra (TL, TR, BL, BR) -> fill a few missing vertebrae
-from their neighbours -> undo the letterbox (`(x - pad_left) / scale`) -> the OFFICIAL
+from their neighbours -> undo the letterbox (`Letterbox.to_original`) -> the OFFICIAL
 `geometry.cobb_angles` with the original image height.
 
 Corner fits (`fit=`):
@@ -42,8 +42,9 @@ import dataclasses
 import cv2
 import numpy as np
 
-from seg4reg_tf.geometry import (N_LANDMARKS, N_VERTEBRAE, VERTEBRA_NAMES, CobbDetails, cobb_angles_details,
-                                 label_map_to_landmarks)
+from seg4reg_tf.geometry.cobb import N_LANDMARKS, N_VERTEBRAE, VERTEBRA_NAMES, CobbDetails, cobb_angles_details
+from seg4reg_tf.geometry.letterbox import Letterbox
+from seg4reg_tf.geometry.masks import label_map_to_landmarks
 
 DEFAULT_MAX_MISSING = 3
 DEFAULT_OUTLIER_DEG = 0.0  # off: measured no help on predicted masks (BENCHMARKS.md)
@@ -280,36 +281,9 @@ def fill_missing(corners: np.ndarray, max_missing: int = DEFAULT_MAX_MISSING) ->
     return c.reshape(N_LANDMARKS, 2), missing, ""
 
 
-def _transform_parts(transform) -> tuple[float, float, float, float | None]:
-    t = np.asarray(transform, dtype=np.float64).reshape(-1)
-    if t.size < 3:
-        raise ValueError(
-            f"transform: expected (scale, pad_top, pad_left[, orig_h, orig_w]), got {t.size} values"
-        )
-    scale, pad_top, pad_left = float(t[0]), float(t[1]), float(t[2])
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"transform: expected a positive scale, got {scale}")
-    return scale, pad_top, pad_left, (float(t[3]) if t.size >= 4 else None)
-
-
-def model_to_original(points, transform) -> np.ndarray:
-    """(N, 2) model-frame (x, y) -> original pixels: ((x - pad_left) / scale, (y - pad_top) / scale)."""
-    scale, pad_top, pad_left, _ = _transform_parts(transform)
-    p = np.asarray(points, dtype=np.float64)
-    return np.stack([(p[:, 0] - pad_left) / scale, (p[:, 1] - pad_top) / scale], axis=1)
-
-
-def original_to_model(points, transform) -> np.ndarray:
-    """(N, 2) original pixels -> model frame: (x * scale + pad_left, y * scale + pad_top)."""
-    scale, pad_top, pad_left, _ = _transform_parts(transform)
-    p = np.asarray(points, dtype=np.float64)
-    return np.stack([p[:, 0] * scale + pad_left, p[:, 1] * scale + pad_top], axis=1)
-
-
 def segmentation_angles_details(
     label_map,
-    transform,
-    orig_height: float | None = None,
+    letterbox: Letterbox,
     *,
     max_missing: int = DEFAULT_MAX_MISSING,
     min_pixels: int = 4,
@@ -322,8 +296,7 @@ def segmentation_angles_details(
 
     Args:
         label_map: [H, W] integers in the model frame (letterboxed).
-        transform: (scale, pad_top, pad_left[, orig_h, orig_w]) of the letterbox.
-        orig_height: original image height in pixels (default: transform[3]).
+        letterbox: how the original was fitted into the model frame (its height is the Cobb one).
         max_missing: most vertebrae that may be filled from neighbours before giving NaN.
         min_pixels: smallest component kept as a vertebra.
         fit: "quad" (default) or "rect" corner fit (module notes).
@@ -332,10 +305,8 @@ def segmentation_angles_details(
     """
     if fit not in FITS:
         raise ValueError(f"fit: expected one of {FITS}, got {fit!r}")
-    scale, pad_top, pad_left, t_height = _transform_parts(transform)
-    height = orig_height if orig_height is not None else t_height
-    if height is None or not np.isfinite(height) or height <= 0:
-        raise ValueError(f"orig_height: expected a positive number (or transform[3]), got {height}")
+    if not isinstance(letterbox, Letterbox):
+        raise TypeError(f"letterbox: expected a geometry.Letterbox, got {type(letterbox).__name__}")
     clean = largest_components(label_map, min_pixels=min_pixels)
     if fit == "quad":
         corners = fit_quadrilaterals(clean, min_pixels=min_pixels)
@@ -349,21 +320,21 @@ def segmentation_angles_details(
     filled, filled_idx, reason = fill_missing(corners, max_missing=max_missing)
     if not reason:
         filled = rebuild_with_tilts(filled, outlier_deg)
-    original = model_to_original(filled, (scale, pad_top, pad_left))
+    original = letterbox.to_original(filled)
     names = tuple(VERTEBRA_NAMES[v] for v in filled_idx)
     if reason:
         return SegAngles(np.full(3, np.nan), original, n_found, names, reason, rejected=rejected)
-    details = cobb_angles_details(original, float(height), min_span=min_span)
+    details = cobb_angles_details(original, letterbox.orig_height, min_span=min_span)
     if not np.all(np.isfinite(details.angles)):
         return SegAngles(np.full(3, np.nan), original, n_found, names, "degenerate vertebra geometry",
                          rejected=rejected)
     return SegAngles(details.angles, original, n_found, names, "", details, rejected)
 
 
-def segmentation_angles(label_map, transform, orig_height: float | None = None, **kwargs):
+def segmentation_angles(label_map, letterbox: Letterbox, **kwargs):
     """(angles (3,) degrees or NaN, landmarks (68, 2) original pixels, n_found) of a label map.
 
     See `segmentation_angles_details` for the arguments and the missing-vertebra policy.
     """
-    r = segmentation_angles_details(label_map, transform, orig_height, **kwargs)
+    r = segmentation_angles_details(label_map, letterbox, **kwargs)
     return r.angles, r.landmarks, r.n_found

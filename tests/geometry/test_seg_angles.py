@@ -1,31 +1,36 @@
 import numpy as np
 import pytest
 
-from seg4reg_tf.evaluation.seg_angles import (
+from seg4reg_tf.geometry.seg_angles import (
     fill_missing,
     largest_components,
-    model_to_original,
     segmentation_angles,
     segmentation_angles_details,
 )
-from seg4reg_tf.geometry import cobb_angles, landmarks_to_label_map
-from tests.evaluation.spine_helpers import letterbox_transform, make_spine, to_model
+from seg4reg_tf.geometry import Letterbox, cobb_angles, landmarks_to_label_map
+from tests.fixtures import letterbox_by_hand, sine_spine, to_model_frame
 
-SPINES = [(60, 1.0, 0.0), (100, 1.0, 0.5), (150, 1.5, 0.3), (200, 1.0, 1.0)]
+SPINES = [(60, 1.0, 0.0), (100, 1.0, 0.5), (150, 1.5, 0.3), (200, 1.0, 1.0)]  # (amplitude px, periods, phase)
+
+
+def _spine(amp_px=100.0, periods=1.0, phase=0.5):
+    """A 2000 x 800 px X-ray's spine: vertebrae 150 px wide in rows 300 .. 1700."""
+    return sine_spine(2000, 800, amplitude=amp_px / 800, periods=periods, phase=phase, span=(0.15, 0.85),
+                      width=150 / 800, height=0.75)
 
 
 def _rasterise(lm, orig_h=2000, orig_w=800, size=(512, 256)):
-    t = letterbox_transform(orig_h, orig_w, size)
-    return landmarks_to_label_map(to_model(lm, t), *size), t
+    t = letterbox_by_hand(orig_h, orig_w, size)
+    return landmarks_to_label_map(to_model_frame(lm, t), *size), Letterbox(*t)
 
 
 @pytest.mark.parametrize("fit", ["quad", "rect"])
 @pytest.mark.parametrize("amp,periods,phase", SPINES)
 def test_angles_from_rasterised_known_landmarks(amp, periods, phase, fit):
-    lm = make_spine(2000, 800, amp, periods, phase)
+    lm = _spine(amp, periods, phase)
     lab, t = _rasterise(lm)
     # min_span=1: the official end-vertebra selection (the default 2 may pick other ends, see below)
-    angles, landmarks, n_found = segmentation_angles(lab, t, 2000, fit=fit, min_span=1)
+    angles, landmarks, n_found = segmentation_angles(lab, t, fit=fit, min_span=1)
     true = cobb_angles(lm, 2000)
     assert n_found == 17
     # Measured at 512x256: errors up to ~2.3 degrees (MT of the 1.5-period spine); PT within 1.2.
@@ -36,22 +41,14 @@ def test_angles_from_rasterised_known_landmarks(amp, periods, phase, fit):
     np.testing.assert_allclose(centres, lm.reshape(17, 4, 2).mean(axis=1), atol=4.0)
 
 
-def test_orig_height_defaults_to_transform():
-    lm = make_spine(2000, 800, 100, 1.0, 0.5)
-    lab, t = _rasterise(lm)
-    a1, _, _ = segmentation_angles(lab, t)
-    a2, _, _ = segmentation_angles(lab, t, 2000)
-    np.testing.assert_array_equal(a1, a2)
-
-
 def test_speckles_are_ignored():
-    lm = make_spine(2000, 800, 100, 1.0, 0.5)
+    lm = _spine()
     lab, t = _rasterise(lm)
-    clean, _, _ = segmentation_angles(lab, t, 2000)
+    clean, _, _ = segmentation_angles(lab, t)
     noisy = lab.copy()
     noisy[5:9, 5:9] = 1  # a T1 speckle far from the spine
     noisy[500:503, 250:253] = 9
-    a, _, n = segmentation_angles(noisy, t, 2000)
+    a, _, n = segmentation_angles(noisy, t)
     assert n == 17
     np.testing.assert_allclose(a, clean, atol=1e-9)
     kept = largest_components(noisy)
@@ -60,11 +57,11 @@ def test_speckles_are_ignored():
 
 
 def test_missing_interior_vertebrae_are_interpolated():
-    lm = make_spine(2000, 800, 100, 1.0, 0.5)
+    lm = _spine()
     lab, t = _rasterise(lm)
     lab[lab == 8] = 0  # T8 missing
     lab[lab == 12] = 0  # T12 missing
-    r = segmentation_angles_details(lab, t, 2000)
+    r = segmentation_angles_details(lab, t)
     assert r.ok and r.n_found == 15
     assert set(r.interpolated) == {"T8", "T12"}
     np.testing.assert_allclose(r.angles, cobb_angles(lm, 2000), atol=3.0)
@@ -74,14 +71,14 @@ def test_missing_interior_vertebrae_are_interpolated():
 
 
 def test_too_many_missing_gives_nan():
-    lm = make_spine(2000, 800, 100, 1.0, 0.5)
+    lm = _spine()
     lab, t = _rasterise(lm)
     for v in (2, 4, 6, 8):
         lab[lab == v] = 0
-    r = segmentation_angles_details(lab, t, 2000)
+    r = segmentation_angles_details(lab, t)
     assert not r.ok and np.all(np.isnan(r.angles)) and r.n_found == 13
     assert "4 vertebrae missing" in r.reason and "T2" in r.reason
-    a, _, n = segmentation_angles(np.zeros((512, 256), np.uint8), t, 2000)
+    a, _, n = segmentation_angles(np.zeros((512, 256), np.uint8), t)
     assert np.all(np.isnan(a)) and n == 0
 
 
@@ -96,23 +93,21 @@ def test_fill_missing_by_hand():
     np.testing.assert_allclose(filled, c)  # interior: linear; end: shifted by the 10 px step
 
 
-def test_model_to_original_inverts_letterbox():
-    t = np.array([0.25, 6.0, 28.0, 2000, 800])
-    p = np.array([[28.0, 6.0], [128.0, 256.0]])
-    np.testing.assert_allclose(model_to_original(p, t), [[0, 0], [400, 1000]])
-    with pytest.raises(ValueError, match="scale"):
-        model_to_original(p, [0.0, 1, 1])
+def test_bad_inputs_are_named():
+    t = Letterbox(0.25, 6.0, 28.0, 2000, 800)
     with pytest.raises(ValueError, match="label_map"):
         segmentation_angles(np.zeros((2, 3, 4)), t)
+    with pytest.raises(TypeError, match="letterbox"):
+        segmentation_angles(np.zeros((512, 256), np.uint8), np.array([0.25, 6.0, 28.0, 2000, 800]))
 
 
 def test_quad_fit_recovers_a_wedge_vertebra_exactly_enough():
     """A trapezoid (endplates tilted +6 and -6 degrees): the official vector is horizontal; the
     quadrilateral fit finds the four corners."""
-    from seg4reg_tf.evaluation.seg_angles import fit_quadrilaterals
+    from seg4reg_tf.geometry.seg_angles import fit_quadrilaterals
 
-    lm = make_spine(2000, 800, 0.0)
-    lm = to_model(lm, letterbox_transform(2000, 800, (1024, 512)))
+    lm = _spine(0.0, phase=0.0)
+    lm = to_model_frame(lm, letterbox_by_hand(2000, 800, (1024, 512)))
     c = lm.reshape(17, 4, 2).copy()
     v = 8
     centre = c[v].mean(axis=0)
@@ -122,7 +117,7 @@ def test_quad_fit_recovers_a_wedge_vertebra_exactly_enough():
     q = fit_quadrilaterals(lab).reshape(17, 4, 2)
     np.testing.assert_allclose(q[v], c[v], atol=1.5)
     with pytest.raises(ValueError, match="fit"):
-        segmentation_angles(lab, letterbox_transform(2000, 800, (1024, 512)), fit="ellipse")
+        segmentation_angles(lab, Letterbox(*letterbox_by_hand(2000, 800, (1024, 512))), fit="ellipse")
 
 
 def test_real_labels_rasterised_at_512x256():
@@ -145,9 +140,9 @@ def test_real_labels_rasterised_at_512x256():
     res = {"quad": [], "rect": []}
     true = []
     for r in recs:
-        t = letterbox_transform(r.height, r.width, (512, 256))
-        lab = landmarks_to_label_map(to_model(r.landmarks, t), 512, 256)
-        out = {fit: segmentation_angles(lab, t, r.height, fit=fit)[0] for fit in res}
+        t = letterbox_by_hand(r.height, r.width, (512, 256))
+        lab = landmarks_to_label_map(to_model_frame(r.landmarks, t), 512, 256)
+        out = {fit: segmentation_angles(lab, Letterbox(*t), fit=fit)[0] for fit in res}
         if all(np.all(np.isfinite(a)) for a in out.values()):
             true.append(r.angles)
             for fit in res:
@@ -166,7 +161,7 @@ def _box_spine_labels(h=512, w=256, x0=100, vw=40, vh=20, pitch=28, top=20):
 
 
 def test_reject_implausible_names_cut_oversized_and_out_of_order_vertebrae():
-    from seg4reg_tf.evaluation.seg_angles import fit_quadrilaterals, reject_implausible
+    from seg4reg_tf.geometry.seg_angles import fit_quadrilaterals, reject_implausible
 
     lab = _box_spine_labels()
     lab[lab == 1] = 0
@@ -183,7 +178,7 @@ def test_reject_implausible_names_cut_oversized_and_out_of_order_vertebrae():
 
 
 def test_robust_tilts_replace_an_isolated_outlier_and_keep_a_line():
-    from seg4reg_tf.evaluation.seg_angles import robust_tilts
+    from seg4reg_tf.geometry.seg_angles import robust_tilts
 
     line = np.radians(np.linspace(-20, 20, 17))
     np.testing.assert_array_equal(robust_tilts(line, 5.0), line)
@@ -197,7 +192,7 @@ def test_robust_tilts_replace_an_isolated_outlier_and_keep_a_line():
 def test_min_span_keeps_curve_ends_apart():
     from seg4reg_tf.geometry import cobb_angles_details
 
-    lm = make_spine(2000, 800, 150, 1.5, 0.3)
+    lm = _spine(150, 1.5, 0.3)
     corners = lm.reshape(17, 4, 2).copy()
     # one noisy tilt at T2: rotate its corners by 25 degrees about its centre
     c = corners[1].mean(axis=0)
