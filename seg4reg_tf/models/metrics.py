@@ -15,33 +15,26 @@ from seg4reg_tf.geometry.cobb import ANGLE_NAMES
 from seg4reg_tf.geometry.masks import N_CLASSES
 
 
-@keras.saving.register_keras_serializable(package="seg4reg_tf")
-class SMAPE(keras.metrics.Metric):
-    """Official AASCE SMAPE in percent, accumulated over images.
+class _MeanPerImage(keras.metrics.Metric):
+    """Running (optionally weighted) mean of one value per image; subclasses give `values(y_true, y_pred)`."""
 
-    `update_state(y_true, y_pred)` takes `[B, 3]` angles in degrees; per image
-    `100 * sum|p - t| / sum(p + t)` (0/0 = 0), averaged over all images seen.
-    Pure twin: `seg4reg_tf.geometry.smape`.
-    """
-
-    def __init__(self, name="smape", dtype="float32", **kwargs):
+    def __init__(self, name, dtype="float32", **kwargs):
         super().__init__(name=name, dtype=dtype, **kwargs)
         self.total = self.add_variable(shape=(), initializer="zeros", name="total", dtype="float64")
         self.count = self.add_variable(shape=(), initializer="zeros", name="count", dtype="float64")
 
+    def values(self, y_true, y_pred):
+        raise NotImplementedError
+
     def update_state(self, y_true, y_pred, sample_weight=None):
-        t = ops.cast(ops.reshape(y_true, (-1, 3)), "float64")
-        p = ops.cast(ops.reshape(y_pred, (-1, 3)), "float64")
-        num = ops.sum(ops.abs(p - t), axis=1)
-        den = ops.sum(p + t, axis=1)
-        ratio = ops.where(ops.equal(den, 0.0), ops.zeros_like(num), num / ops.where(ops.equal(den, 0.0), 1.0, den))
+        v = self.values(y_true, y_pred)
         if sample_weight is not None:
             w = ops.cast(ops.reshape(sample_weight, (-1,)), "float64")
-            self.total.assign_add(ops.sum(100.0 * ratio * w))
+            self.total.assign_add(ops.sum(v * w))
             self.count.assign_add(ops.sum(w))
         else:
-            self.total.assign_add(ops.sum(100.0 * ratio))
-            self.count.assign_add(ops.cast(ops.shape(ratio)[0], "float64"))
+            self.total.assign_add(ops.sum(v))
+            self.count.assign_add(ops.cast(ops.shape(v)[0], "float64"))
 
     def result(self):
         return ops.cast(ops.where(self.count > 0, self.total / ops.maximum(self.count, 1.0), 0.0), self.dtype)
@@ -52,7 +45,28 @@ class SMAPE(keras.metrics.Metric):
 
 
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
-class AngleMAE(keras.metrics.Metric):
+class SMAPE(_MeanPerImage):
+    """Official AASCE SMAPE in percent, accumulated over images.
+
+    `update_state(y_true, y_pred)` takes `[B, 3]` angles in degrees; per image
+    `100 * sum|p - t| / sum(p + t)` (0/0 = 0), averaged over all images seen.
+    Pure twin: `seg4reg_tf.geometry.smape`.
+    """
+
+    def __init__(self, name="smape", dtype="float32", **kwargs):
+        super().__init__(name=name, dtype=dtype, **kwargs)
+
+    def values(self, y_true, y_pred):
+        t = ops.cast(ops.reshape(y_true, (-1, 3)), "float64")
+        p = ops.cast(ops.reshape(y_pred, (-1, 3)), "float64")
+        num = ops.sum(ops.abs(p - t), axis=1)
+        den = ops.sum(p + t, axis=1)
+        return 100.0 * ops.where(ops.equal(den, 0.0), ops.zeros_like(num),
+                                 num / ops.where(ops.equal(den, 0.0), 1.0, den))
+
+
+@keras.saving.register_keras_serializable(package="seg4reg_tf")
+class AngleMAE(_MeanPerImage):
     """Mean absolute error in degrees of one angle (`angle` = 0 PT, 1 MT, 2 TL) over `[B, 3]` inputs.
 
     Pure twin: `seg4reg_tf.geometry.angle_mae`.
@@ -63,27 +77,11 @@ class AngleMAE(keras.metrics.Metric):
             raise ValueError(f"angle: expected 0, 1 or 2 (PT, MT, TL), got {angle!r}")
         super().__init__(name=name or f"mae_{ANGLE_NAMES[angle].lower()}", dtype=dtype, **kwargs)
         self.angle = angle
-        self.total = self.add_variable(shape=(), initializer="zeros", name="total", dtype="float64")
-        self.count = self.add_variable(shape=(), initializer="zeros", name="count", dtype="float64")
 
-    def update_state(self, y_true, y_pred, sample_weight=None):
+    def values(self, y_true, y_pred):
         t = ops.cast(ops.reshape(y_true, (-1, 3))[:, self.angle], "float64")
         p = ops.cast(ops.reshape(y_pred, (-1, 3))[:, self.angle], "float64")
-        err = ops.abs(p - t)
-        if sample_weight is not None:
-            w = ops.cast(ops.reshape(sample_weight, (-1,)), "float64")
-            self.total.assign_add(ops.sum(err * w))
-            self.count.assign_add(ops.sum(w))
-        else:
-            self.total.assign_add(ops.sum(err))
-            self.count.assign_add(ops.cast(ops.shape(err)[0], "float64"))
-
-    def result(self):
-        return ops.cast(ops.where(self.count > 0, self.total / ops.maximum(self.count, 1.0), 0.0), self.dtype)
-
-    def reset_state(self):
-        self.total.assign(0.0)
-        self.count.assign(0.0)
+        return ops.abs(p - t)
 
     def get_config(self):
         return {**super().get_config(), "angle": self.angle}
