@@ -3,7 +3,7 @@
 A point (x, y) of the original (pixel edges at integers, centre of pixel (i, j) at (j + 0.5, i + 0.5))
 maps to (x * scale + pad_left, y * scale + pad_top) in the model frame, exactly (no rounding of the
 resized size). The TF twin that builds it inside graphs is `data.preprocess.letterbox_transform`
-(the same five numbers as a float32 [5] tensor, `to_vector`); the SavedModel returns it as
+(the same five numbers as a float32 [5] tensor, read back by `from_vector`); the SavedModel returns it as
 `original_size` [B, 2], `scale` [B], `padding` [B, 2] (`from_outputs`).
 """
 from __future__ import annotations
@@ -38,14 +38,6 @@ class Letterbox:
                 raise ValueError(f"letterbox.{name}: expected a finite number, got {getattr(self, name)}")
 
     @classmethod
-    def fit(cls, orig_hw, model_hw) -> "Letterbox":
-        """The letterbox of an (h, w) image into the model size (H, W): centred, aspect kept."""
-        h, w = (float(v) for v in orig_hw)
-        H, W = (float(v) for v in model_hw)
-        scale = min(H / h, W / w)
-        return cls(scale, (H - h * scale) / 2.0, (W - w * scale) / 2.0, h, w)
-
-    @classmethod
     def from_vector(cls, vector) -> "Letterbox":
         """From the pipeline's (scale, pad_top, pad_left, orig_h, orig_w) vector."""
         t = np.asarray(vector, dtype=np.float64).reshape(-1)
@@ -63,10 +55,6 @@ class Letterbox:
         top, left = np.asarray(outputs["padding"], np.float64).reshape(-1, 2)[index]
         return cls(float(np.asarray(outputs["scale"], np.float64).reshape(-1)[index]), float(top), float(left),
                    float(h), float(w))
-
-    def to_vector(self) -> np.ndarray:
-        """float64 (5,) (scale, pad_top, pad_left, orig_h, orig_w)."""
-        return np.array([self.scale, self.pad_top, self.pad_left, self.orig_height, self.orig_width])
 
     @property
     def original_size(self) -> tuple[int, int]:
