@@ -1,4 +1,4 @@
-"""`seg4reg export RUN_DIR --out BASE --version N` (`seg4reg predict` is registered by serving.cli)."""
+"""`seg4reg export RUN_DIR [RUN_DIR ...] --out BASE --version N` (`seg4reg predict` is registered by serving.cli)."""
 from __future__ import annotations
 
 import argparse
@@ -19,9 +19,12 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "export",
         help="export a trained run as a TF Serving SavedModel (BASE/N/)",
-        description="Export RUN_DIR's model (with in-graph decoding + preprocessing) to BASE_PATH/VERSION/.",
+        description="Export RUN_DIR's model (with in-graph decoding + preprocessing) to BASE_PATH/VERSION/; "
+                    "several RUN_DIRs export their ensemble (the mean of their outputs).",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="run directory written by `seg4reg train`")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="run directory written by `seg4reg train`; several (same data config and head): "
+                        "their ensemble")
     p.add_argument("--out", required=True, metavar="BASE_PATH", help="TF Serving model base path")
     p.add_argument("--version", required=True, type=_positive_int, metavar="N", help="version number (never overwritten)")
     p.add_argument("--tta", choices=("none", "flip"), default=None,
@@ -29,6 +32,9 @@ def register(subparsers) -> None:
     p.add_argument("--head", choices=("image", "segmentation", "mean"), default=None,
                    help="which regression head is `cobb_angles` (default: the run config's model.head); "
                         "choose it on validation data")
+    p.add_argument("--weights", choices=("float32", "float16"), default="float32",
+                   help="dtype the variables are stored in; float16 halves the model's size and still "
+                        "computes in float32 (default float32)")
     p.add_argument("--allow-unfinished", action="store_true",
                    help="export an interrupted or unfinished run's best checkpoint so far (refused otherwise)")
     p.set_defaults(func=_export)
@@ -38,16 +44,17 @@ def _export(args) -> int:
     from seg4reg_tf.export.savedmodel import export_run
 
     try:
-        path = export_run(args.run_dir, args.out, args.version, tta=args.tta, head=args.head,
-                          allow_unfinished=args.allow_unfinished)
+        path = export_run(args.run_dirs, args.out, args.version, tta=args.tta, head=args.head,
+                          allow_unfinished=args.allow_unfinished, weights_dtype=args.weights)
     except (FileExistsError, FileNotFoundError, ValueError) as err:
         print(f"export: {err}", file=sys.stderr)
         return 1
     if args.allow_unfinished:
         from seg4reg_tf.training.run import run_state
 
-        state = run_state(args.run_dir)
-        if state.status != "finished":
-            print(f"export: {state.detail}; exported its best checkpoint so far (model.keras)", file=sys.stderr)
+        for run_dir in args.run_dirs:
+            state = run_state(run_dir)
+            if state.status != "finished":
+                print(f"export: {state.detail}; exported its best checkpoint so far (model.keras)", file=sys.stderr)
     print(path)
     return 0

@@ -17,6 +17,7 @@ EXAMPLE_IMAGE_KEY = "image/encoded"  # the `data.tfrecords` feature `predict_exa
 
 WARMUP_RELPATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 CONFIG_RELPATH = os.path.join("assets.extra", "config.yaml")
+MEMBER_CONFIG_RELPATH = os.path.join("assets.extra", "ensemble", "member_{index}.yaml")  # an ensemble's
 SAVED_MODEL_FILE = "saved_model.pb"
 
 # the headers `image_bytes` accepts (the rest of the bytes are decoded in the graph)

@@ -22,9 +22,10 @@ from typing import Sequence
 import tensorflow as tf
 
 from seg4reg_tf.export import measurable
+from seg4reg_tf.export.half_precision import HalfPrecisionWeights
 from seg4reg_tf.export.layout import (CONFIG_RELPATH, EXAMPLE_IMAGE_KEY, IMAGE_BYTES_INPUT, JPEG_SOI,
-                                      PNG_SIGNATURE, PREDICT_EXAMPLE, PREDICT_IMAGE, SERVING_DEFAULT,
-                                      WARMUP_RELPATH)
+                                      MEMBER_CONFIG_RELPATH, PNG_SIGNATURE, PREDICT_EXAMPLE, PREDICT_IMAGE,
+                                      SERVING_DEFAULT, WARMUP_RELPATH)
 from seg4reg_tf.data import preprocess as pp
 from seg4reg_tf.data.tfrecords import FEATURES as EXAMPLE_FEATURES
 
@@ -93,15 +94,23 @@ def check_image_size(hw: tf.Tensor) -> tf.Operation:
 
 
 class _Graph:
-    """The in-graph functions shared by the three signatures."""
+    """The in-graph functions shared by the three signatures (`half`: the model's float16 weights, or None)."""
 
-    def __init__(self, model, data_cfg):
+    def __init__(self, model, data_cfg, half: HalfPrecisionWeights | None = None):
         self.model = model
         self.data_cfg = data_cfg
         self.size = image_size_of(data_cfg)
+        self.half = half
+        # one traced function for the three signatures: saved_model.pb holds the network's graph once
+        self.model_outputs = tf.function(self._model_outputs, input_signature=[
+            tf.TensorSpec([None, *self.size, 1], tf.float32)])
 
-    def model_outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
-        raw = self.model({"image": images}, training=False)
+    def _model_outputs(self, images: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self.half is None:
+            raw = self.model({"image": images}, training=False)
+        else:
+            with self.half.scope():
+                raw = self.model({"image": images}, training=False)
         if not isinstance(raw, dict):
             raise TypeError(f"model: expected a dict of outputs, got {type(raw).__name__}")
         out = {}
@@ -163,6 +172,8 @@ def export_model(
     *,
     warmup_images: Sequence[bytes] | None = None,
     config=None,
+    member_configs: Sequence | None = None,
+    weights_dtype: str = "float32",
 ) -> str:
     """Write `base_path/version/` (saved_model.pb, variables/, assets.extra/) and return its path.
 
@@ -174,6 +185,9 @@ def export_model(
         warmup_images: JPEG/PNG byte strings for the warmup requests (default: synthetic images).
         config: an `ExperimentConfig` to write as `assets.extra/config.yaml` (provenance; its
             model.head names the headline head for `seg4reg evaluate --model`).
+        member_configs: an ensemble's member configs, written as `assets.extra/ensemble/member_<i>.yaml`.
+        weights_dtype: "float32", or "float16" to store the variables at half the size (`HalfPrecisionWeights`;
+            the graph still computes in float32).
     """
     import keras
 
@@ -186,7 +200,10 @@ def export_model(
     if final.exists():
         raise FileExistsError(f"{final}: version {version} already exists; refusing to overwrite")
 
-    graph = _Graph(model, data_cfg)
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(f"weights_dtype: expected 'float32' or 'float16', got {weights_dtype!r}")
+    half = HalfPrecisionWeights(model) if weights_dtype == "float16" else None
+    graph = _Graph(model, data_cfg, half)
 
     def serving_default(image_bytes):
         return graph.from_bytes(image_bytes)
@@ -200,6 +217,8 @@ def export_model(
 
     archive = keras.export.ExportArchive()
     # variables are tracked through the endpoints; track(model) would store every variable twice
+    if half is not None:
+        archive.add_variable_collection("weights_float16", half.weights)
     archive.add_endpoint(
         SERVING_DEFAULT, serving_default, input_signature=[tf.TensorSpec([None], tf.string, name=IMAGE_BYTES_INPUT)]
     )
@@ -218,10 +237,12 @@ def export_model(
 
         images = list(warmup_images) if warmup_images is not None else synthetic_images()
         write_warmup_requests(staged / WARMUP_RELPATH, images)
-        if config is not None:
-            from seg4reg_tf.training.config import save_config
+        from seg4reg_tf.training.config import save_config
 
+        if config is not None:
             save_config(config, staged / CONFIG_RELPATH)
+        for index, member in enumerate(member_configs or ()):
+            save_config(member, staged / MEMBER_CONFIG_RELPATH.format(index=index))
         if final.exists():
             raise FileExistsError(f"{final}: version {version} appeared while exporting; refusing to overwrite")
         os.rename(staged, final)
@@ -230,17 +251,35 @@ def export_model(
     return str(final)
 
 
-def export_run(run_dir, base_path, version: int, *, tta: str | None = None, head: str | None = None,
-               allow_unfinished: bool = False) -> str:
-    """Load a run directory (`training.run.load_run`, `tta` and `head` as there) and export its model with its
-    config in assets.extra; returns the version dir.
+def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, head: str | None = None,
+               allow_unfinished: bool = False, weights_dtype: str = "float32") -> str:
+    """Load one run directory, or several for an ensemble (`training.run.load_run`, `tta` and `head` as
+    there, applied to every member) and export the model with its config in assets.extra; returns the
+    version dir.
 
-    Only a finished, consistent run is exported (`training.run.require_finished`; RunStateError, a
-    ValueError, says what state it is in); `allow_unfinished=True` exports an unfinished run's best
-    checkpoint so far, with a warning."""
+    Several runs export a `Seg4RegEnsemble` (the mean of their outputs); they must share the data config
+    (the graph preprocesses once) and the headline head. config.yaml is the first run's; every member's
+    is in assets.extra/ensemble/. Only finished, consistent runs are exported
+    (`training.run.require_finished`; RunStateError, a ValueError, says what state a run is in);
+    `allow_unfinished=True` exports an unfinished run's best checkpoint so far, with a warning."""
+    from seg4reg_tf.models.ensemble import Seg4RegEnsemble
     from seg4reg_tf.training.run import load_run, require_finished
 
-    if os.path.isdir(run_dir):  # a missing directory: load_run's FileNotFoundError names it
-        require_finished(os.fspath(run_dir), allow_unfinished=allow_unfinished)
-    cfg, model = load_run(run_dir, tta=tta, head=head)
-    return export_model(model, cfg.data, base_path, version, config=cfg)
+    run_dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
+    loaded = []
+    for run_dir in run_dirs:
+        if os.path.isdir(run_dir):  # a missing directory: load_run's FileNotFoundError names it
+            require_finished(os.fspath(run_dir), allow_unfinished=allow_unfinished)
+        loaded.append(load_run(run_dir, tta=tta, head=head))
+    cfg, model = loaded[0]
+    if len(loaded) == 1:
+        return export_model(model, cfg.data, base_path, version, config=cfg, weights_dtype=weights_dtype)
+    for run_dir, (other, _) in zip(run_dirs[1:], loaded[1:]):
+        for field, want, got in (("data", cfg.data, other.data),
+                                 ("model.head", cfg.model.resolved_head, other.model.resolved_head)):
+            if got != want:
+                raise ValueError(f"{os.path.join(run_dir, 'config.yaml')}: {field} differs from "
+                                 f"{run_dirs[0]}'s; the members of an ensemble must share it")
+    ensemble = Seg4RegEnsemble([m for _, m in loaded])
+    return export_model(ensemble, cfg.data, base_path, version, config=cfg,
+                        member_configs=[c for c, _ in loaded], weights_dtype=weights_dtype)

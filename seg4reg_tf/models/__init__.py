@@ -1,7 +1,8 @@
-"""Models: R (regression), CAM, ROI gate, S (segmentation), losses and the joint Seg4Reg+ model."""
+"""Models: R (regression), CAM, ROI gate, S (segmentation), losses, the joint Seg4Reg+ model and its ensembles."""
 from __future__ import annotations
 
 from seg4reg_tf.models.config import ModelConfig
+from seg4reg_tf.models.ensemble import Seg4RegEnsemble
 from seg4reg_tf.models.gate import RoiGate
 from seg4reg_tf.models.metrics import SMAPE, AngleMAE, PooledDice
 from seg4reg_tf.models.regression import RegressionNet
@@ -23,5 +24,5 @@ def build_model(cfg: ModelConfig, image_size=(512, 256)) -> Seg4RegPlus:
     return Seg4RegPlus(cfg, image_size=image_size)
 
 
-__all__ = ["ModelConfig", "build_model", "Seg4RegPlus", "RegressionNet", "SegmentationNet", "RoiGate",
-           "JointWarmup", "SMAPE", "AngleMAE", "PooledDice"]
+__all__ = ["ModelConfig", "build_model", "Seg4RegPlus", "Seg4RegEnsemble", "RegressionNet", "SegmentationNet",
+           "RoiGate", "JointWarmup", "SMAPE", "AngleMAE", "PooledDice"]

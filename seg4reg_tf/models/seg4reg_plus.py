@@ -29,6 +29,19 @@ def validate_image_size(cfg: ModelConfig, image_size) -> tuple[int, int]:
     return h, w
 
 
+SPATIAL_OUTPUTS = ("segmentation", "attention_map", "attention_logits")  # [B, h, w, ...] maps
+
+
+def mean_outputs(outputs: list[dict]) -> dict:
+    """The element-wise mean of output dicts with the same keys; `consistency` [B] is recomputed as
+    mean_j |cobb_angles_image - cobb_angles_segmentation| of the averaged heads (not averaged)."""
+    merged = {key: ops.mean(ops.stack([out[key] for out in outputs]), axis=0) for key in outputs[0]}
+    if "consistency" in merged:
+        merged["consistency"] = ops.mean(
+            ops.abs(merged["cobb_angles_image"] - merged["cobb_angles_segmentation"]), axis=-1)
+    return merged
+
+
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
 class Seg4RegPlus(keras.Model):
     """Joint segmentation S + Cobb angle regression R (Seg4Reg+ reconstruction, design notes 1).
@@ -127,16 +140,8 @@ class Seg4RegPlus(keras.Model):
         """Average the outputs on x and on its mirror (maps flipped back along the width axis 2).
 
         Inference only: BatchNorm uses its moving statistics, so the two halves do not interact."""
-        merged = {}
-        for key, value in out.items():
-            other = flipped[key]
-            if key in ("segmentation", "attention_map", "attention_logits"):
-                other = ops.flip(other, axis=2)
-            merged[key] = 0.5 * (value + other)
-        if "consistency" in merged:
-            merged["consistency"] = ops.mean(
-                ops.abs(merged["cobb_angles_image"] - merged["cobb_angles_segmentation"]), axis=-1)
-        return merged
+        unflipped = {k: ops.flip(v, axis=2) if k in SPATIAL_OUTPUTS else v for k, v in flipped.items()}
+        return mean_outputs([out, unflipped])
 
     def _forward(self, x, training):
         cfg = self.cfg

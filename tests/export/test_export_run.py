@@ -19,12 +19,15 @@ from tests.fixtures import (
 ATTENTION = (SIZE[0] // 8, SIZE[1] // 8)  # the light encoder's stride
 
 
-def _run_dir(tmp_path, **model_kw):
+def _run_dir(tmp_path, name="run", seed=0, data=None, **model_kw):
+    import keras
+
+    keras.utils.set_random_seed(seed)
     cfg = training_config.ExperimentConfig(
-        name="tiny", data=tiny_data_config(clahe=True, clahe_tiles=(4, 4)), model=tiny_model_config(**model_kw))
+        name="tiny", data=data or tiny_data_config(clahe=True, clahe_tiles=(4, 4)), model=tiny_model_config(**model_kw))
     model = models.build_model(cfg.model, SIZE)
     model({"image": np.zeros((1, *SIZE, 1), np.float32)})
-    run = tmp_path / "run"
+    run = tmp_path / name
     run.mkdir()
     training_config.save_config(cfg, run / "config.yaml")
     model.save(run / "model.keras")
@@ -155,3 +158,41 @@ def test_export_head_choice_makes_the_image_head_the_headline(tmp_path):
     out = tf.saved_model.load(str(base / "1")).signatures["serving_default"](image_bytes=tf.constant(_images()))
     np.testing.assert_array_equal(out["cobb_angles"].numpy(), out["cobb_angles_image"].numpy())
     assert np.abs(out["cobb_angles"].numpy() - out["cobb_angles_segmentation"].numpy()).max() > 1e-4
+
+
+def test_cli_export_of_several_runs_is_their_ensemble(tmp_path, capsys):
+    from seg4reg_tf.cli import main
+    from seg4reg_tf.data.preprocess import decode_image, preprocess
+    from seg4reg_tf.training.config import load_config
+
+    runs = [_run_dir(tmp_path, name=f"seed{seed}", seed=seed, head="segmentation") for seed in (1, 2)]
+    base = tmp_path / "serving" / "seg4reg"
+    assert main(["export", *(str(run) for run, _, _ in runs), "--out", str(base), "--version", "1",
+                 "--tta", "flip"]) == 0
+    check_signatures(base / "1", SIZE, attention_size=ATTENTION)
+    extra = base / "1" / "assets.extra"
+    assert load_config(extra / "config.yaml") == load_config(extra / "ensemble" / "member_0.yaml")
+    assert [load_config(extra / "ensemble" / f"member_{i}.yaml").model.tta for i in (0, 1)] == ["flip", "flip"]
+
+    images = _images()
+    got = tf.saved_model.load(str(base / "1")).signatures["serving_default"](image_bytes=tf.constant(images))
+    batch = tf.stack([preprocess(decode_image(tf.constant(d)), runs[0][1].data)[0] for d in images])
+    mirrored = batch[:, :, ::-1]
+    each = [0.5 * (np.asarray(m({"image": batch}, training=False)["cobb_angles_segmentation"])
+                   + np.asarray(m({"image": mirrored}, training=False)["cobb_angles_segmentation"]))
+            for _, _, m in runs]
+    assert np.abs(each[0] - each[1]).max() > 1e-3
+    np.testing.assert_allclose(got["cobb_angles"].numpy(), 0.5 * (each[0] + each[1]), atol=1e-4)
+
+    assert main(["export", *(str(run) for run, _, _ in runs), "--out", str(base), "--version", "3",
+                 "--tta", "flip", "--weights", "float16"]) == 0
+    stored = tf.train.load_checkpoint(str(base / "3" / "variables" / "variables")).get_variable_to_dtype_map()
+    assert {d for d in stored.values() if d.is_floating} == {tf.float16}
+    half = tf.saved_model.load(str(base / "3")).signatures["serving_default"](image_bytes=tf.constant(images))
+    np.testing.assert_allclose(half["cobb_angles"].numpy(), got["cobb_angles"].numpy(), atol=0.05)
+
+    other, _, _ = _run_dir(tmp_path, name="other_data", data=tiny_data_config(clahe=False), head="segmentation")
+    assert main(["export", str(runs[0][0]), str(other), "--out", str(base), "--version", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"{other / 'config.yaml'}: data differs" in err and "Traceback" not in err
+    assert not (base / "2").exists()
