@@ -24,8 +24,8 @@ from seg4reg_tf.serving.overlay import Curve, render_overlay
 HEADS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
 DEFAULT_THRESHOLD = 5.0
 # The geometric head (Cobb angles of the fitted vertebrae) is much noisier than the regression heads:
-# with the shipped model its mean |difference| from the reported angles exceeds 20 deg on 10 of the 96
-# validation X-rays (its 90th percentile; median 11.9 deg). BENCHMARKS.md "Accuracy II".
+# with the shipped model its mean |difference| from the reported angles exceeds 20 deg on 8 of the 95
+# validation X-rays with a fit (about its 90th percentile; median 9.9 deg). BENCHMARKS.md "Accuracy II".
 DEFAULT_GEOMETRY_THRESHOLD = 20.0
 SUMMARY_FIELDS = ["file", "status", "measurable", "reason", "PT", "MT", "TL", "consistency",
                   "geometry_disagreement", "heads_disagree", "seg_PT", "seg_MT", "seg_TL", "error"]

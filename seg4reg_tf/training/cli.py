@@ -54,12 +54,13 @@ def _train(args: argparse.Namespace) -> int:
         return 2
 
     from seg4reg_tf.data.aasce import AasceFormatError
+    from seg4reg_tf.training.config import ConfigError
     from seg4reg_tf.training.run import RunStateError
     from seg4reg_tf.training.train import train
 
     try:
         summary = train(cfg, data_root, run_dir, strategy_name=args.strategy)
-    except (RunStateError, AasceFormatError, FileNotFoundError) as err:  # clear messages, no traceback
+    except (RunStateError, AasceFormatError, ConfigError, FileNotFoundError) as err:  # clear messages, no traceback
         print(f"seg4reg train: {err}", file=sys.stderr)
         return 2
     monitor = cfg.train.checkpoint_monitor

@@ -38,6 +38,10 @@ class TrainConfig:
         clipnorm: gradient-norm clipping (None = off).
         strategy: "default" | "mirrored" | "multiworker" (overridable on the command line).
         checkpoint_monitor: the logged metric selecting `model.keras` (minimised).
+        init_weights: start from the weights of a finished run (its directory: its model.keras) or of a
+            .keras file, instead of the model's initialisation: fine-tuning, e.g. at a larger
+            `data.image_size` (the networks are fully convolutional; the model config must match). A path
+            relative to the working directory; None = off. A resumed run continues from its backup.
     """
 
     epochs: int = 30
@@ -55,6 +59,7 @@ class TrainConfig:
     clipnorm: Optional[float] = None
     strategy: Literal["default", "mirrored", "multiworker"] = "default"
     checkpoint_monitor: str = "val_smape"
+    init_weights: Optional[str] = None
 
     def __post_init__(self):
         check_fields(self, "train")
@@ -73,6 +78,8 @@ class TrainConfig:
         require(self.clipnorm is None or self.clipnorm > 0, "train.clipnorm", "a positive float or null",
                self.clipnorm)
         require(bool(self.checkpoint_monitor), "train.checkpoint_monitor", "a metric name", self.checkpoint_monitor)
+        require(self.init_weights is None or bool(self.init_weights), "train.init_weights",
+               "a run directory, a .keras file or null", self.init_weights)
 
 
 @dataclasses.dataclass

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from seg4reg_tf.training.backup import find_states
 from seg4reg_tf.training.callbacks import best_of_history, make_callbacks, read_history
-from seg4reg_tf.training.config import ExperimentConfig, TrainConfig, load_config, save_config
+from seg4reg_tf.training.config import ConfigError, ExperimentConfig, TrainConfig, load_config, save_config
 from seg4reg_tf.training.run import SUMMARY, check_can_train, config_fingerprint
 from seg4reg_tf.training.schedules import EpochSchedule
 from seg4reg_tf.training.strategies import STRATEGY_NAMES, is_chief, make_strategy
@@ -72,6 +72,50 @@ def compile_model(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.Model:
     return model
 
 
+def init_weights_file(path: str) -> str:
+    """The model file `train.init_weights` names: a run directory's model.keras, or the .keras file itself.
+
+    Raises:
+        FileNotFoundError / ConfigError naming `train.init_weights` when there is no such run or file.
+    """
+    if os.path.isdir(path):
+        model_path = os.path.join(path, "model.keras")
+        if not os.path.isfile(model_path):
+            raise FileNotFoundError(f"train.init_weights: {path!r} is a directory without model.keras "
+                                    "(expected a finished run directory or a .keras file)")
+        return model_path
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"train.init_weights: {path!r} does not exist (expected a finished run "
+                                "directory or a .keras file)")
+    if not path.endswith(".keras"):
+        raise ConfigError(f"train.init_weights: {path!r} is not a .keras file or a run directory")
+    return path
+
+
+def load_init_weights(model: keras.Model, path: str) -> None:
+    """Set `model`'s weights to those of the model in `init_weights_file(path)`.
+
+    Every variable must have its counterpart (same order and shape; only the input size may differ), so
+    a different architecture is refused rather than partly loaded.
+
+    Raises:
+        ConfigError naming `train.init_weights`, the file and the first variable that does not fit.
+    """
+    model_path = init_weights_file(path)
+    source = keras.models.load_model(model_path, compile=False)
+    src, dst = source.weights, model.weights
+    if len(src) != len(dst):
+        raise ConfigError(f"train.init_weights: {model_path!r} holds {len(src)} variables, this model has "
+                         f"{len(dst)}: expected a model of the same model config (only the input size may differ)")
+    for s, d in zip(src, dst):
+        if tuple(s.shape) != tuple(d.shape):
+            raise ConfigError(f"train.init_weights: variable {d.path} of this model has shape {tuple(d.shape)}, "
+                             f"{model_path!r} has {s.path} of shape {tuple(s.shape)}: expected a model of the "
+                             "same model config (only the input size may differ)")
+    model.set_weights(source.get_weights())
+    log.info("initial weights from %s", model_path)
+
+
 def load_records(data_root: str):
     """(train, val) `AasceRecord` lists of split "training" of `data_root` (fixed split: index % 5 == 4 validates)."""
     from seg4reg_tf.data import aasce
@@ -117,6 +161,8 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
     if chief:
         check_can_train(cfg, run_dir)  # RunStateError: another config's run lives here
     train_recs, val_recs = load_records(data_root)  # data errors before anything in run_dir changes
+    if tc.init_weights:
+        init_weights_file(tc.init_weights)  # likewise a missing init_weights file
     resuming = False
     if chief:
         resuming = _prepare_run_dir(run_dir, backup_dir, history_path)
@@ -133,6 +179,8 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
 
     with strategy.scope():
         model = compile_model(cfg, steps_per_epoch)
+        if tc.init_weights:
+            load_init_weights(model, tc.init_weights)
 
     t0 = time.perf_counter()
     if multiworker:

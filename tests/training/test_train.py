@@ -71,6 +71,43 @@ def test_train_writes_run_and_resumes_after_crash(tmp_path, tiny_data, tiny_cfg)
     assert summary2["initial_epoch"] == 0
 
 
+class _WeightsAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = [w.numpy().copy() for w in self.model.weights]
+
+
+def test_init_weights_start_training_from_a_model_at_another_input_size(tmp_path, tiny_data, tiny_cfg):
+    from seg4reg_tf.models import build_model
+    from seg4reg_tf.training.config import ConfigError
+
+    source_cfg = tiny_cfg()
+    source = build_model(source_cfg.model, source_cfg.data.image_size)
+    source({"image": np.zeros((1, *source_cfg.data.image_size, 1), "float32")})
+    rng = np.random.default_rng(0)
+    for w in source.weights:  # weights no fresh model has
+        w.assign(rng.normal(size=w.shape).astype(w.dtype) * 0.01)
+    source_path = str(tmp_path / "source.keras")
+    source.save(source_path)
+
+    start = _WeightsAtStart()
+    cfg = tiny_cfg(["train.epochs=1", "data.image_size=[128, 64]", f"train.init_weights={source_path}"])
+    train(cfg, tiny_data, str(tmp_path / "run"), extra_callbacks=[start], verbose=0)
+    assert len(start.weights) == len(source.weights)
+    for got, want in zip(start.weights, source.weights):
+        np.testing.assert_array_equal(got, want.numpy())
+
+    run = str(tmp_path / "run2")
+    other = tiny_cfg(["train.epochs=1", "model.seg_width=8", f"train.init_weights={source_path}"])
+    with pytest.raises(ConfigError, match=r"train.init_weights: variable .* has shape .*source.keras"):
+        train(other, tiny_data, run, verbose=0)
+    missing = tiny_cfg([f"train.init_weights={tmp_path / 'nope'}"])
+    with pytest.raises(FileNotFoundError, match="train.init_weights: .*nope.* does not exist"):
+        train(missing, tiny_data, str(tmp_path / "run3"), verbose=0)
+    assert not os.path.exists(tmp_path / "run3" / "config.yaml"), "nothing written for a missing init_weights"
+    with pytest.raises(FileNotFoundError, match="directory without model.keras"):
+        train(tiny_cfg([f"train.init_weights={tmp_path}"]), tiny_data, str(tmp_path / "run4"), verbose=0)
+
+
 def test_load_run_names_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="run directory not found"):
         load_run(str(tmp_path / "nope"))
