@@ -30,9 +30,18 @@ def normalize_attention(raw, eps: float = EPS):
     return a / (peak + eps)
 
 
+def summed_cam(features, kernel, centered: bool = False):
+    """sum_k M_k [B, h, w] (logit units) from F [B, h, w, C] and the Dense kernel [C, K].
+
+    Its spatial mean is sum_k (logit_k - b_k), so a loss on the map also pulls on the sum of the logits.
+    `centered` subtracts that mean per image: the map then says only where, not how much."""
+    m = ops.sum(class_activation_maps(features, kernel), axis=-1)
+    return m - ops.mean(m, axis=(1, 2), keepdims=True) if centered else m
+
+
 def cam_attention(features, kernel, eps: float = EPS):
     """Attention A(x) [B, h, w] in [0, 1] from F [B, h, w, C] and the Dense kernel [C, K] (pure keras.ops)."""
-    return normalize_attention(ops.sum(class_activation_maps(features, kernel), axis=-1), eps)
+    return normalize_attention(summed_cam(features, kernel), eps)
 
 
 def gradcam_attention(features, head_fn, eps: float = EPS):

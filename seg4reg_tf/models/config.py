@@ -59,6 +59,10 @@ class ModelConfig:
     binary cross-entropy on the summed CAM before its ReLU (output `attention_logits`). A(m) of an R
     that never learnt to look at the spine is itself off the spine, and an L1 on the ReLU'd A(x)
     has a dead state (an all-negative CAM: A = 0, no gradient) that training was seen to fall into.
+    `attention_centered` (target "mask" only): the summed CAM minus its per-image spatial mean, for the
+    loss and the served map. The mean is the sum of the three logits (minus biases), which the loss
+    would otherwise pull towards one value for every image (seen as an image head whose TL ignores the
+    image, BENCHMARKS.md "Where the error comes from").
 
     `head`: which regression output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean"
     their average, or "auto" (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
@@ -95,6 +99,7 @@ class ModelConfig:
     w_reg_seg: float = 1.0
     lambda_att: float = 0.1
     attention_target: Literal["mask_cam", "mask"] = "mask_cam"
+    attention_centered: bool = False
     lambda_tri: float = 0.5
     dropout: float = 0.0
     tta: Literal["none", "flip"] = "none"
@@ -126,6 +131,8 @@ class ModelConfig:
             check(key, math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, "a finite number >= 0")
         check("attention_target", self.attention_target == "mask_cam" or self.cam != "gradcam",
               "'mask_cam' with cam='gradcam' (the 'mask' target reads the summed CAM of the GAP + linear head)")
+        check("attention_centered", not self.attention_centered or self.attention_target == "mask",
+              "false unless attention_target is 'mask' (it centres the summed CAM that target is matched on)")
         check("dropout", self.dropout < 1, "a rate in [0, 1)")
         check("w_reg_image", self.variant != "reg_only" or self.w_reg_image > 0,
               "> 0 for variant 'reg_only' (it is the only loss)")

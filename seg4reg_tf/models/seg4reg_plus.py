@@ -7,7 +7,7 @@ from keras.src.losses.loss import scale_loss_for_distribution  # Keras' own conv
 
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.blocks import encoder_stride
-from seg4reg_tf.models.cam import cam_attention, class_activation_maps, gradcam_attention, normalize_attention
+from seg4reg_tf.models.cam import cam_attention, gradcam_attention, normalize_attention, summed_cam
 from seg4reg_tf.models.config import ModelConfig
 from seg4reg_tf.models.metrics import SMAPE, PooledDice
 from seg4reg_tf.models.regression import RegressionNet
@@ -153,7 +153,7 @@ class Seg4RegPlus(keras.Model):
             out["cobb_angles_image"] = ang_x
             if cfg.attention_target == "mask":
                 # raw summed CAM (logit units): its loss must not pass through the ReLU of A(x)
-                logits_map = ops.sum(class_activation_maps(f_x, self.regressor.kernel), axis=-1)
+                logits_map = summed_cam(f_x, self.regressor.kernel, centered=cfg.attention_centered)
                 out["attention_logits"] = logits_map
                 out["attention_map"] = normalize_attention(logits_map)
             else:

@@ -46,3 +46,20 @@ def test_gradcam_equals_cam_for_gap_linear_head():
     a_grad = np.asarray(gradcam_attention(f, lambda t: r.logits(t, training=False)))
     assert a_cam.max() == pytest.approx(1.0, abs=1e-4)
     np.testing.assert_allclose(a_grad, a_cam, atol=1e-4)
+
+
+def test_summed_cam_centered_ignores_the_sum_of_the_logits():
+    from seg4reg_tf.models.cam import summed_cam
+
+    rng = np.random.default_rng(0)
+    f = rng.normal(size=(2, 4, 3, 5)).astype("float32")
+    w = rng.normal(size=(5, 3)).astype("float32")
+    by_hand = np.einsum("bhwc,ck->bhw", f, w)
+    np.testing.assert_allclose(summed_cam(f, w), by_hand, rtol=1e-5, atol=1e-5)
+    centred = np.asarray(summed_cam(f, w, centered=True))
+    np.testing.assert_allclose(centred, by_hand - by_hand.mean(axis=(1, 2), keepdims=True), rtol=1e-5, atol=1e-5)
+    # the same feature vector added at every location moves every logit (and the plain map's mean),
+    # but not the centred map: a loss on it cannot pull on the logits' sum
+    shifted = f + rng.normal(size=(1, 1, 1, 5)).astype("float32")
+    assert not np.allclose(np.asarray(summed_cam(shifted, w)).mean(), by_hand.mean(), atol=1e-3)
+    np.testing.assert_allclose(summed_cam(shifted, w, centered=True), centred, rtol=1e-4, atol=1e-4)

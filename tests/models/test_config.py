@@ -11,7 +11,8 @@ from seg4reg_tf.models.config import ModelConfig
     ("w_reg_seg", float("inf")), ("lambda_att", -0.1), ("lambda_tri", -1), ("dropout", 1.0),
     ("encoder_weights", ""), ("angle_prior", (10, 20)), ("angle_prior", (10, 20, 200)), ("reg_norm", "layer"),
     ("seg_norm", "instance"), ("reg_width", 6), ("tta", "rotate"), ("tta", True),
-    ("pretrained", "yes"), ("pretrained", True), ("attention_target", "band"),
+    ("pretrained", "yes"), ("pretrained", True), ("attention_target", "band"), ("attention_centered", True),
+    ("attention_centered", "yes"),
 ])
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(ValueError, match=rf"^model\.{key}:"):

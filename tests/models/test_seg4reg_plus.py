@@ -224,3 +224,18 @@ def test_segmentation_loss_terms_by_hand():
     assert float(terms["seg_ce_loss"]) == pytest.approx(ce, rel=1e-5)
     cfg = model.cfg
     assert float(terms["seg_loss"]) == pytest.approx(cfg.w_seg_ce * ce + cfg.w_seg_dice * dice_loss, rel=1e-5)
+
+
+def test_centred_attention_has_no_spatial_mean_and_is_served():
+    from seg4reg_tf.models.cam import normalize_attention, summed_cam
+
+    x = box_spine_batch(2)[0]
+    for centred in (False, True):
+        model = build_model(tiny_model_config(attention_target="mask", attention_centered=centred), (H, W))
+        out = model({"image": x})
+        z = np.asarray(out["attention_logits"])
+        plain = np.asarray(summed_cam(model.regressor.features(x), model.regressor.kernel))
+        want = plain - plain.mean(axis=(1, 2), keepdims=True) if centred else plain
+        np.testing.assert_allclose(z, want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(out["attention_map"], normalize_attention(want), rtol=1e-4, atol=1e-5)
+        assert np.allclose(z.mean(axis=(1, 2)), 0.0, atol=1e-5) == centred
