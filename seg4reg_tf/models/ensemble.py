@@ -31,7 +31,9 @@ class Seg4RegEnsemble(keras.Model):
             for field, want, got in (("image_size", members[0].image_size, member.image_size),
                                      ("model.variant", members[0].cfg.variant, member.cfg.variant),
                                      ("model.attention_target", members[0].cfg.attention_target,
-                                      member.cfg.attention_target)):
+                                      member.cfg.attention_target),
+                                     ("model.attention_centered", members[0].cfg.attention_centered,
+                                      member.cfg.attention_centered)):
                 if got != want:
                     raise ValueError(f"members[{i}]: {field} {got!r} differs from members[0]'s {want!r}; "
                                      f"an ensemble averages outputs of one shape and meaning")

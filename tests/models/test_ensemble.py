@@ -41,6 +41,9 @@ def test_ensemble_refuses_members_that_cannot_be_averaged():
         Seg4RegEnsemble([_member(1), _member(2, size=(H * 2, W))])
     with pytest.raises(ValueError, match=r"members\[1\]: model.variant"):
         Seg4RegEnsemble([_member(1), _member(2, variant="reg_only")])
+    with pytest.raises(ValueError, match=r"members\[1\]: model.attention_centered True"):
+        Seg4RegEnsemble([_member(1, attention_target="mask"),
+                         _member(2, attention_target="mask", attention_centered=True)])
     with pytest.raises(ValueError, match=r"members\[0\]: expected a Seg4RegPlus"):
         Seg4RegEnsemble([keras.layers.Dense(3), _member(2)])
 
