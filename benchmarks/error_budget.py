@@ -5,7 +5,7 @@ the X-ray (the image head R(x)), the predicted spine foreground (the segmentatio
 the ground-truth spine mask (R(m): what the segmentation head would score with a perfect segmentation).
 SMAPE % and MAE PT/MT/TL in degrees per input.
 
-    python benchmarks/error_budget.py --data ../shared/aasce/boostnet_labeldata runs/lite0_long_s1 [RUN ...]
+    python benchmarks/error_budget.py --data ROOT RUN [RUN ...]    (ROOT: an AASCE-format root)
 """
 from __future__ import annotations
 
