@@ -73,7 +73,8 @@ def render_overlay(
         attention: float [h, w] in [0, 1] in original pixels, or None.
         landmarks: (68, 2) x, y original pixels (NaN rows allowed) for the Cobb lines, or None.
         curves: Cobb curves; a line is drawn along the upper endplate of `upper` and the lower
-            endplate of `lower`, with "NAME angle deg (T?-T?)" beside it.
+            endplate of `lower`, with "NAME angle deg (T?-T?)" beside it. A curve with upper == lower
+            (the official algorithm's "no curve", angle 0) is not drawn.
         title: text lines for the title band.
     """
     h, w = np.asarray(image).shape[:2]
@@ -97,6 +98,8 @@ def render_overlay(
     if landmarks is not None:
         lm = np.asarray(landmarks, np.float64)
         for curve in curves:
+            if curve.upper == curve.lower:
+                continue
             colour = CURVE_COLOURS.get(curve.name, (255, 255, 255))
             top = lm[4 * curve.upper : 4 * curve.upper + 2]  # TL, TR of the upper end vertebra
             bottom = lm[4 * curve.lower + 2 : 4 * curve.lower + 4]  # BL, BR of the lower one

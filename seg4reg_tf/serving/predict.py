@@ -24,8 +24,8 @@ from seg4reg_tf.serving.overlay import Curve, render_overlay
 HEADS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
 DEFAULT_THRESHOLD = 5.0
 # The geometric head (Cobb angles of the fitted vertebrae) is much noisier than the regression heads:
-# with the shipped model its mean |difference| from the reported angles exceeds 20 deg on 8 of the 95
-# validation X-rays with a fit (about its 90th percentile; median 9.9 deg). BENCHMARKS.md "Accuracy II".
+# with the shipped model its mean |difference| from the reported angles exceeds 20 deg on 7 of the 95
+# validation X-rays with a fit (above its 90th percentile; median 10.2 deg). BENCHMARKS.md "Accuracy II".
 DEFAULT_GEOMETRY_THRESHOLD = 20.0
 SUMMARY_FIELDS = ["file", "status", "measurable", "reason", "PT", "MT", "TL", "consistency",
                   "geometry_disagreement", "heads_disagree", "seg_PT", "seg_MT", "seg_TL", "error"]
@@ -208,7 +208,9 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     if result["angles"]:
         title.append("Cobb " + "  ".join(f"{k} {v:.1f}" for k, v in result["angles"].items()) + " deg")
     if geometry and geometry["curves"]:
-        title.append("seg: " + "  ".join(f"{k} {c['angle']:.1f} ({c['end_vertebrae']})" for k, c in geometry["curves"].items()))
+        title.append("seg: " + "  ".join(
+            f"{k} {c['angle']:.1f} ({'no curve' if c['upper'] == c['lower'] else c['end_vertebrae']})"
+            for k, c in geometry["curves"].items()))
     if consistency is not None or geometry_disagreement is not None:
         parts = [f"heads differ {consistency:.1f} deg" if consistency is not None else "",
                  f"geometry {geometry_disagreement:.1f} deg" if geometry_disagreement is not None else ""]

@@ -56,6 +56,16 @@ def test_overlay_layout_and_content():
     assert out[:band, :w].max() > 200
 
 
+def test_overlay_skips_a_curve_without_extent():
+    h, w = 360, 200
+    image = np.full((h, w), 100, np.uint8)
+    lm = _landmarks_flat(h, w)
+    plain = render_overlay(image, landmarks=lm)
+    # S-shaped spines with the main curve from T1 give the official TL curve (T1, T1), angle 0.
+    np.testing.assert_array_equal(render_overlay(image, landmarks=lm, curves=[Curve("TL", 0.0, 0, 0)]), plain)
+    assert not np.array_equal(render_overlay(image, landmarks=lm, curves=[Curve("TL", 4.0, 0, 2)]), plain)
+
+
 def test_overlay_shape_mismatch_named():
     with pytest.raises(ValueError, match="labels"):
         render_overlay(np.zeros((100, 80)), labels=np.zeros((50, 40), np.uint8))
