@@ -53,7 +53,8 @@ class DataConfig:
         clahe: apply CLAHE after letterboxing (in training and inside the SavedModel).
         clahe_clip: CLAHE clip limit (OpenCV semantics).
         clahe_tiles: CLAHE tile grid (rows, cols).
-        batch_size: examples per batch.
+        batch_size: examples per batch on each replica (device); the global batch of a step is this x the
+            number of replicas (`train.strategy`), printed when training starts.
         shuffle_buffer: shuffle buffer size (training only).
         cache: cache the decoded, preprocessed examples in memory (uint8).
         num_parallel_calls: parallel map calls; -1 means tf.data.AUTOTUNE.

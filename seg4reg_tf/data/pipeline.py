@@ -2,7 +2,8 @@
 
 Elements (docs/architecture.md): `(features, targets)` with
     features = {"image": float32 [B, H, W, 1] in [0, 1]}
-    targets  = {"angles": float32 [B, 3] degrees [PT, MT, TL], "labels": int32 [B, H, W] in 0..17}
+    targets  = {"angles": float32 [B, 3] degrees [PT, MT, TL], "labels": int32 [B, H, W] in 0..17,
+                "landmarks": float32 [B, 68, 2] model-frame pixels (x, y), after augmentation}
 and, with `with_metadata=True`, a third dict
     meta = {"filename": string [B], "transform": float32 [B, 5] (scale, pad_top, pad_left, h, w),
             "landmarks": float32 [B, 68, 2] original pixels, "landmarks_model": float32 [B, 68, 2]
@@ -283,7 +284,8 @@ def _finalize(ex: dict, with_metadata: bool):
     if image.dtype == tf.uint8:
         image = tf.cast(image, tf.float32) / 255.0
     features = {"image": image}
-    targets = {"angles": tf.cast(ex["angles"], tf.float32), "labels": tf.cast(ex["labels"], tf.int32)}
+    targets = {"angles": tf.cast(ex["angles"], tf.float32), "labels": tf.cast(ex["labels"], tf.int32),
+               "landmarks": tf.cast(ex["landmarks_model"], tf.float32)}
     if not with_metadata:
         return features, targets
     meta = {"filename": ex["filename"], "transform": ex["transform"], "landmarks": ex["landmarks"],

@@ -20,17 +20,16 @@ from tqdm.auto import tqdm
 
 from seg4reg_tf.evaluation import plots as plots_lib
 from seg4reg_tf.evaluation.attention import attention_in_spine
-from seg4reg_tf.evaluation.report import head_metrics, per_image_smape, write_cases_csv, write_report
+from seg4reg_tf.evaluation.report import (head_metrics, per_image_smape, severity_metrics, write_cases_csv,
+                                          write_report)
+from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Prediction
 from seg4reg_tf.export.layout import CONFIG_RELPATH, IMAGE_BYTES_INPUT, SERVING_DEFAULT, latest_version_dir
 from seg4reg_tf.geometry import ANGLE_NAMES, Letterbox, landmarks_to_label_map, vertebra_dice
 from seg4reg_tf.geometry.seg_angles import DEFAULT_MAX_MISSING, segmentation_angles_details
 
-# Report head name -> model output key (docs/architecture.md). "seg_angles" is computed here.
-HEAD_OUTPUTS = {
-    "headline": "cobb_angles",
-    "image": "cobb_angles_image",
-    "segmentation": "cobb_angles_segmentation",
-}
+# Report head name of each `Prediction` head ("headline": the config's, output `cobb_angles`); "seg_angles"
+# (the vertebrae fitted to the predicted labels) is computed here.
+REPORT_HEADS = {"reported": "headline", "image": "image", "segmentation": "segmentation", "geometry": "geometry"}
 SEG_ANGLES = "seg_angles"
 INPUT_KINDS = ("image", "bytes")
 
@@ -131,6 +130,7 @@ def evaluate(
     seg_interp = [""] * n
     att_share = np.full(n, np.nan)
     att_area = np.full(n, np.nan)
+    ends = [""] * n
     has_seg = False
     model_size = None
 
@@ -148,36 +148,38 @@ def evaluate(
                 out = predict_fn(raws)
                 letterboxes = [Letterbox.from_outputs(out, i) for i in range(b)]
             out = {k: np.asarray(v) for k, v in out.items()}
-            for name, key in HEAD_OUTPUTS.items():
-                a = _angles(out, key, b)
-                if a is not None:
-                    heads.setdefault(name, np.full((n, 3), np.nan))[start : start + b] = a
-            if "consistency" in out:
-                consistency[start : start + b] = np.asarray(out["consistency"], dtype=np.float64).reshape(b)
-            labels = _labels_from_outputs(out)
+            for key in HEAD_OUTPUTS.values():
+                _angles(out, key, b)  # a wrong shape is named here
+            if "segmentation" in out and "vertebra_labels" not in out:  # a Keras model's softmax
+                out["vertebra_labels"] = _labels_from_outputs(out)
             frame = (tuple(images.shape[1:3]) if inputs == "image"
-                     else tuple(labels.shape[1:3]) if labels is not None else None)
+                     else tuple(out["vertebra_labels"].shape[1:3]) if "vertebra_labels" in out else None)
             for i, rec in enumerate(batch):
                 k = start + i
+                pred = Prediction.from_outputs(out, i, letterbox=letterboxes[i])
+                for name, angles in pred.heads.items():
+                    heads.setdefault(REPORT_HEADS[name], np.full((n, 3), np.nan))[k] = angles
+                if pred.consistency is not None:
+                    consistency[k] = pred.consistency
+                ends[k] = " ".join(f"{c.name}:{c.end_vertebrae}" for c in pred.curves)
                 t_ang = np.asarray(rec.angles, dtype=np.float64).reshape(-1)
                 if t_ang.shape != (3,) or not np.all(np.isfinite(t_ang)):
                     raise ValueError(f"{rec.filename}: expected 3 finite true angles, got {rec.angles!r}")
                 true[k] = t_ang
                 lm = getattr(rec, "landmarks", None)
                 lm_ok = lm is not None and np.all(np.isfinite(np.asarray(lm, dtype=np.float64)))
-                if "attention_map" in out and lm_ok and frame is not None:
-                    att_share[k], att_area[k] = attention_in_spine(
-                        out["attention_map"][i], letterboxes[i].to_model(lm), frame)
-                if labels is None:
+                if pred.attention is not None and lm_ok and frame is not None:
+                    att_share[k], att_area[k] = attention_in_spine(pred.attention, pred.letterbox.to_model(lm), frame)
+                if pred.labels is None:
                     continue
                 has_seg = True
-                lab = labels[i]
+                lab = pred.labels
                 model_size = tuple(int(s) for s in lab.shape)
-                r = segmentation_angles_details(lab, letterboxes[i], max_missing=max_missing, fit=seg_fit)
+                r = segmentation_angles_details(lab, pred.letterbox, max_missing=max_missing, fit=seg_fit)
                 seg_pred[k], seg_found[k], seg_reason[k] = r.angles, r.n_found, r.reason
                 seg_interp[k] = " ".join(r.interpolated)
                 if lm_ok:
-                    true_lab = landmarks_to_label_map(letterboxes[i].to_model(lm), *lab.shape)
+                    true_lab = landmarks_to_label_map(pred.letterbox.to_model(lm), *lab.shape)
                     dice[k] = vertebra_dice(lab, true_lab)
             bar.update(b)
 
@@ -201,6 +203,7 @@ def evaluate(
         "mae_tl": headline["mae_tl"],
         "dice_mean": float(np.nanmean(dice)) if np.isfinite(dice).any() else None,
         "heads": {name: head_metrics(pred, true) for name, pred in heads.items()},
+        "severity": severity_metrics(heads["headline"], true),
         "seg_angles_failed_fraction": float(np.mean(~np.all(np.isfinite(seg_pred), axis=1))) if has_seg else None,
         "seg_angles_max_missing": max_missing,
         "seg_angles_fit": seg_fit,
@@ -222,6 +225,7 @@ def evaluate(
         for name, pred in heads.items():
             for j, a in enumerate(ANGLE_NAMES):
                 row[f"{name}_{a.lower()}"] = pred[k, j]
+        row["end_vertebrae"] = ends[k]
         row["disagreement"] = consistency[k]
         row["attention_in_spine"] = att_share[k]
         for name in heads:

@@ -35,6 +35,21 @@ def head_metrics(pred, true) -> dict[str, Any]:
     }
 
 
+SEVERITY_BINS = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, math.inf))  # true PT, degrees
+
+
+def severity_metrics(pred, true) -> dict[str, dict[str, Any]]:
+    """`head_metrics` per band of the true main curve (PT, degrees): "<20", "20-40", "40-60", ">=60"."""
+    t = np.asarray(true, dtype=np.float64).reshape(-1, 3)
+    p = np.asarray(pred, dtype=np.float64).reshape(-1, 3)
+    out = {}
+    for lo, hi in SEVERITY_BINS:
+        name = f"<{hi:g}" if lo == 0 else f">={lo:g}" if math.isinf(hi) else f"{lo:g}-{hi:g}"
+        sel = (t[:, 0] >= lo) & (t[:, 0] < hi)
+        out[name] = head_metrics(p[sel], t[sel]) if sel.any() else {"n": 0, "smape": None}
+    return out
+
+
 def per_image_smape(pred, true) -> np.ndarray:
     """(N,) SMAPE percent per image; NaN where the prediction has a NaN."""
     p = np.asarray(pred, dtype=np.float64).reshape(-1, 3)

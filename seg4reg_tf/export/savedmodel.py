@@ -5,8 +5,10 @@ Signatures (method `tensorflow/serving/predict`), as docs/architecture.md fixes 
   outputs `original_size` int32 [B, 2] (h, w), `scale` float32 [B], `padding` float32 [B, 2] (top, left).
 - `predict_image`: `image` float32 [B, H, W, 1] (preprocessed) -> model outputs.
 - `predict_example`: `examples` tf.string [B] (serialized tf.Example) -> as `serving_default`.
-Model outputs: `cobb_angles`, `cobb_angles_image`, `cobb_angles_segmentation` float32 [B, 3] deg,
-`consistency` float32 [B] deg, `vertebra_labels` uint8 [B, H, W] (argmax of `segmentation`),
+Model outputs: `cobb_angles`, `cobb_angles_image`, `cobb_angles_segmentation`, `cobb_angles_geometry`
+float32 [B, 3] deg, `consistency` float32 [B] deg, with a geometry head `end_vertebrae` int32 [B, 3, 2]
+(0 = T1 .. 16 = L5, upper and lower of PT, MT, TL), `vertebra_landmarks` float32 [B, 68, 2] (model-frame
+px), `vertebra_tilts` [B, 17] deg, `vertebra_visible` [B, 17] (0/1), `vertebra_labels` uint8 [B, H, W] (argmax of `segmentation`),
 `attention_map` float32 [B, h, w]; heads the model lacks are absent; and every signature adds
 `measurable_score` float32 [B] in (0, 1) (>= 0.5: measurable) and `measurable_reason` tf.string [B]
 ("" or why not: `export.measurable`). `predict_image` refuses non-finite pixels (InvalidArgument).
@@ -32,7 +34,9 @@ from seg4reg_tf.data.tfrecords import FEATURES as EXAMPLE_FEATURES
 MIN_SIDE = 64
 MAX_SIDE = 16384
 MAX_PIXELS = 50_000_000
-ANGLE_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
+ANGLE_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation", "cobb_angles_geometry")
+# the geometry head's vertebrae (model frame, before the letterbox is undone): float32 outputs
+VERTEBRA_OUTPUTS = ("vertebra_landmarks", "vertebra_tilts", "vertebra_visible")
 
 
 def image_size_of(data_cfg) -> tuple[int, int]:
@@ -119,6 +123,11 @@ class _Graph:
                 out[key] = tf.identity(tf.cast(raw[key], tf.float32), name=key)
         if "consistency" in raw:
             out["consistency"] = tf.reshape(tf.cast(raw["consistency"], tf.float32), [-1])
+        for key in VERTEBRA_OUTPUTS:
+            if key in raw:
+                out[key] = tf.cast(raw[key], tf.float32)
+        if "end_vertebrae" in raw:
+            out["end_vertebrae"] = tf.cast(raw["end_vertebrae"], tf.int32)
         if "segmentation" in raw:
             out["vertebra_labels"] = tf.cast(tf.argmax(raw["segmentation"], axis=-1), tf.uint8)
         if "attention_map" in raw:

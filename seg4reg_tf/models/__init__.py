@@ -4,6 +4,7 @@ from __future__ import annotations
 from seg4reg_tf.models.config import ModelConfig
 from seg4reg_tf.models.ensemble import Seg4RegEnsemble
 from seg4reg_tf.models.gate import RoiGate
+from seg4reg_tf.models.geometry_head import GeometryHead
 from seg4reg_tf.models.metrics import SMAPE, AngleMAE, PooledDice
 from seg4reg_tf.models.regression import RegressionNet
 from seg4reg_tf.models.seg4reg_plus import Seg4RegPlus
@@ -25,4 +26,4 @@ def build_model(cfg: ModelConfig, image_size=(512, 256)) -> Seg4RegPlus:
 
 
 __all__ = ["ModelConfig", "build_model", "Seg4RegPlus", "Seg4RegEnsemble", "RegressionNet", "SegmentationNet",
-           "RoiGate", "JointWarmup", "SMAPE", "AngleMAE", "PooledDice"]
+           "RoiGate", "GeometryHead", "JointWarmup", "SMAPE", "AngleMAE", "PooledDice"]

@@ -35,7 +35,7 @@ def summed_cam(features, kernel, centered: bool = False):
 
     Its spatial mean is sum_k (logit_k - b_k), so a loss on the map also pulls on the sum of the logits.
     `centered` subtracts that mean per image: the map then says only where, not how much."""
-    m = ops.sum(class_activation_maps(features, kernel), axis=-1)
+    m = ops.sum(class_activation_maps(ops.cast(features, "float32"), kernel), axis=-1)  # float32 under mixed precision
     return m - ops.mean(m, axis=(1, 2), keepdims=True) if centered else m
 
 

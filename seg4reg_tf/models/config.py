@@ -10,8 +10,8 @@ from seg4reg_tf.config_machinery import check_fields, from_dict as _from_dict, r
 # Which heads each variant can produce, and what `head="auto"` resolves to.
 _VARIANT_HEADS = {
     "reg_only": ("image",),
-    "seg4reg": ("segmentation",),
-    "seg4reg_plus": ("image", "segmentation", "mean"),
+    "seg4reg": ("segmentation", "geometry"),
+    "seg4reg_plus": ("image", "segmentation", "mean", "geometry"),
 }
 _AUTO_HEAD = {"reg_only": "image", "seg4reg": "segmentation", "seg4reg_plus": "mean"}
 
@@ -64,8 +64,17 @@ class ModelConfig:
     would otherwise pull towards one value for every image (seen as an image head whose TL ignores the
     image, BENCHMARKS.md "Where the error comes from").
 
-    `head`: which regression output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean"
-    their average, or "auto" (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
+    `head`: which output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean" their
+    average, "geometry" the official Cobb angles of the vertebrae the geometry head finds (needs
+    `geometry_head`), or "auto" (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
+
+    `geometry_head` (variants with S): `GeometryHead` on S's last decoder features and its vertebra
+    softmax: per vertebra T1..L5 a tilt (degrees) and a centre, rebuilt into 68 landmarks, and the
+    official Cobb angles with their end vertebrae (`cobb_angles_geometry`, `end_vertebrae`). Its losses
+    need the model-frame landmarks as targets["landmarks"] [B, 68, 2]: w_tilt * tilt loss (L1, degrees,
+    on the tilts relative to the spine's mean tilt, plus a quarter of the mean tilt's error: a rotation
+    of the whole spine leaves every Cobb angle unchanged) + w_centre * L1 (px) of the centres. Not
+    inside the joint warm-up. `geometry_width`: filters of its 1-D convolutions along the spine.
 
     Loss (seg4reg_plus): w_seg_ce * CE + w_seg_dice * Dice + w_reg_image * L1(R(x)) + w_reg_mask *
     L1(R(m)) + joint * (w_reg_seg * L1(R(s_hat)) + lambda_att * L_att + lambda_tri * L_tri), where the
@@ -85,7 +94,7 @@ class ModelConfig:
     seg_norm: Literal["batch", "group"] = "batch"
     angle_scale: float = 180.0
     angle_prior: Optional[tuple[float, float, float]] = (38.3, 19.8, 18.2)
-    head: Literal["auto", "image", "segmentation", "mean"] = "auto"
+    head: Literal["auto", "image", "segmentation", "mean", "geometry"] = "auto"
     cam: Literal["cam", "gradcam"] = "cam"
     roi_gate: bool = True
     gate_stop_gradient: bool = True
@@ -103,6 +112,10 @@ class ModelConfig:
     lambda_tri: float = 0.5
     dropout: float = 0.0
     tta: Literal["none", "flip"] = "none"
+    geometry_head: bool = False
+    geometry_width: int = 128
+    w_tilt: float = 0.05
+    w_centre: float = 0.02
 
     def __post_init__(self):
         check_fields(self, "model")
@@ -127,13 +140,17 @@ class ModelConfig:
               f"one of {_VARIANT_HEADS[self.variant]} (or 'auto') for variant {self.variant!r}")
         check("warmup_epochs", self.warmup_epochs >= 0, "an int >= 0")
         for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri",
-                    "dropout"):
+                    "dropout", "w_tilt", "w_centre"):
             check(key, math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, "a finite number >= 0")
         check("attention_target", self.attention_target == "mask_cam" or self.cam != "gradcam",
               "'mask_cam' with cam='gradcam' (the 'mask' target reads the summed CAM of the GAP + linear head)")
         check("attention_centered", not self.attention_centered or self.attention_target == "mask",
               "false unless attention_target is 'mask' (it centres the summed CAM that target is matched on)")
         check("dropout", self.dropout < 1, "a rate in [0, 1)")
+        check("geometry_head", not self.geometry_head or self.variant != "reg_only",
+              "false for variant 'reg_only' (the geometry head reads the segmentation)")
+        check("head", self.head != "geometry" or self.geometry_head, "not 'geometry' unless model.geometry_head is true")
+        check("geometry_width", self.geometry_width >= 1, "an int >= 1")
         check("w_reg_image", self.variant != "reg_only" or self.w_reg_image > 0,
               "> 0 for variant 'reg_only' (it is the only loss)")
         check("w_reg_mask", self.variant != "seg4reg" or self.w_reg_mask > 0,

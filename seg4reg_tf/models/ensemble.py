@@ -28,6 +28,9 @@ class Seg4RegEnsemble(keras.Model):
         for i, member in enumerate(members):
             if not isinstance(member, Seg4RegPlus):
                 raise ValueError(f"members[{i}]: expected a Seg4RegPlus, got {type(member).__name__}")
+            if member.cfg.geometry_head:
+                raise ValueError(f"members[{i}]: model.geometry_head is true; an ensemble averages outputs, and "
+                                 "end vertebrae (indices) cannot be averaged: ship one geometry-head model")
             for field, want, got in (("image_size", members[0].image_size, member.image_size),
                                      ("model.variant", members[0].cfg.variant, member.cfg.variant),
                                      ("model.attention_target", members[0].cfg.attention_target,

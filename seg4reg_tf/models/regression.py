@@ -100,8 +100,8 @@ class RegressionNet(keras.layers.Layer):
         return self.dense(self.drop(self.pool(features), training=training))
 
     def to_angles(self, logits):
-        """Degrees [B, 3] = sigmoid(logits) * angle_scale."""
-        return ops.sigmoid(logits) * self.angle_scale
+        """Degrees [B, 3] float32 (also under mixed precision) = sigmoid(logits) * angle_scale."""
+        return ops.sigmoid(ops.cast(logits, "float32")) * self.angle_scale
 
     def call(self, x, training=None):
         if len(x.shape) != 4 or x.shape[-1] != 1:

@@ -9,6 +9,7 @@ from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.blocks import encoder_stride
 from seg4reg_tf.models.cam import cam_attention, gradcam_attention, normalize_attention, summed_cam
 from seg4reg_tf.models.config import ModelConfig
+from seg4reg_tf.models.geometry_head import GeometryHead, landmark_geometry
 from seg4reg_tf.models.metrics import SMAPE, PooledDice
 from seg4reg_tf.models.regression import RegressionNet
 from seg4reg_tf.models.segmentation import SegmentationNet
@@ -30,6 +31,7 @@ def validate_image_size(cfg: ModelConfig, image_size) -> tuple[int, int]:
 
 
 SPATIAL_OUTPUTS = ("segmentation", "attention_map", "attention_logits")  # [B, h, w, ...] maps
+GEOMETRY_OUTPUTS = ("vertebra_landmarks", "cobb_angles_geometry", "end_vertebrae")  # from the merged geometry
 
 
 def mean_outputs(outputs: list[dict]) -> dict:
@@ -54,8 +56,13 @@ class Seg4RegPlus(keras.Model):
     mean_j |R(x) - R(s_hat)| degrees. reg_only: no segmentation keys; seg4reg: no image keys.
     With `model_config.tta == "flip"` inference (training falsy) averages x and its mirror.
 
+    With `model_config.geometry_head` also `vertebra_tilts` [B, 17] degrees, `vertebra_centres`,
+    `vertebra_sizes` [B, 17, 2] px, `vertebra_visible` [B, 17],
+    `vertebra_landmarks` [B, 68, 2] px (model frame), `cobb_angles_geometry` [B, 3] degrees (the
+    official algorithm on those vertebrae) and `end_vertebrae` int32 [B, 3, 2] (see `GeometryHead`).
+
     Training: `compile(optimizer=...)` then `fit` on (features, {"angles" [B, 3] degrees,
-    "labels" int [B, H, W]}). `compute_loss` builds the joint loss (see `ModelConfig`), computing
+    "labels" int [B, H, W]}, and with the geometry head "landmarks" [B, 68, 2] model-frame px). `compute_loss` builds the joint loss (see `ModelConfig`), computing
     R(m) on the ground-truth foreground m = labels > 0, and logs every component, `smape` (of
     `cobb_angles`) and `dice` (`PooledDice`: foreground Dice pooled over the epoch). The
     non-trainable `joint_weight` (0 during warm-up, 1 after; set by `JointWarmup`) scales the joint
@@ -90,6 +97,12 @@ class Seg4RegPlus(keras.Model):
                                              gate=cfg.use_gate, gate_stop_gradient=cfg.gate_stop_gradient,
                                              encoder=cfg.encoder, pretrained=cfg.use_pretrained,
                                              load_weights=load_encoder_weights, name="segmenter")
+        self.geometry = None
+        if cfg.geometry_head:
+            body = self.segmenter.body.output
+            strides = tuple(k for k in (4, 8) if f"s{k}" in body)  # a shallow plain U-Net has fewer levels
+            self.geometry = GeometryHead(context=cfg.geometry_width, strides=strides, name="geometry_head")
+            self.geometry.build({k: v.shape[-1] for k, v in body.items()})
         self.joint_weight = self.add_weight(name="joint_weight", shape=(), initializer="ones", trainable=False)
         self.loss_names = self._loss_names()
         self.loss_trackers = [keras.metrics.Mean(name=n) for n in self.loss_names]
@@ -112,6 +125,8 @@ class Seg4RegPlus(keras.Model):
             names.append("att_loss")
         if cfg.use_triangle:
             names.append("tri_loss")
+        if cfg.geometry_head:
+            names += ["tilt_loss", "centre_loss"]
         return names
 
     def attention(self, features):
@@ -130,18 +145,40 @@ class Seg4RegPlus(keras.Model):
     def call(self, inputs, training=None):
         x = self._image(inputs)
         if self.cfg.tta != "flip" or training:
-            return self._forward(x, training)
+            return self._answer(self._forward(x, training))
         # one forward pass over [x; mirror(x)]: the exported graph holds the network once
         n = ops.shape(x)[0]
         both = self._forward(ops.concatenate([x, ops.flip(x, axis=2)], axis=0), training)
-        return self._merge_flipped({k: v[:n] for k, v in both.items()}, {k: v[n:] for k, v in both.items()})
+        return self._answer(self._merge_flipped({k: v[:n] for k, v in both.items()},
+                                                {k: v[n:] for k, v in both.items()}))
 
     def _merge_flipped(self, out, flipped):
-        """Average the outputs on x and on its mirror (maps flipped back along the width axis 2).
+        """Average the outputs on x and on its mirror (maps flipped back along the width axis 2; the
+        mirror's vertebra tilts negated and centres mirrored). The geometry's Cobb angles are then
+        computed once, on the averaged vertebrae (`_answer`).
 
         Inference only: BatchNorm uses its moving statistics, so the two halves do not interact."""
         unflipped = {k: ops.flip(v, axis=2) if k in SPATIAL_OUTPUTS else v for k, v in flipped.items()}
+        if "vertebra_tilts" in unflipped:
+            unflipped["vertebra_tilts"] = -unflipped["vertebra_tilts"]
+            c = unflipped["vertebra_centres"]
+            unflipped["vertebra_centres"] = ops.stack([self.image_size[1] - c[..., 0], c[..., 1]], axis=-1)
         return mean_outputs([out, unflipped])
+
+    def _answer(self, out):
+        """Adds the geometry's landmarks and Cobb angles, and `cobb_angles` (the configured head)."""
+        if self.geometry is not None:
+            out = GeometryHead.answer(out, float(self.image_size[0]))
+        head = self.cfg.resolved_head
+        if head == "image":
+            out["cobb_angles"] = out["cobb_angles_image"]
+        elif head == "segmentation":
+            out["cobb_angles"] = out["cobb_angles_segmentation"]
+        elif head == "geometry":
+            out["cobb_angles"] = out["cobb_angles_geometry"]
+        else:
+            out["cobb_angles"] = 0.5 * (out["cobb_angles_image"] + out["cobb_angles_segmentation"])
+        return out
 
     def _forward(self, x, training):
         cfg = self.cfg
@@ -160,7 +197,9 @@ class Seg4RegPlus(keras.Model):
                 out["attention_map"] = self.attention(f_x)
         if cfg.has_segmentation:
             gate_input = out["attention_map"] * jw if cfg.use_gate else None
-            probs = self.segmenter(x, attention=gate_input, training=training)
+            probs, feats = self.segmenter(x, attention=gate_input, training=training, return_features=True)
+            if self.geometry is not None:
+                out.update(self.geometry(feats, probs))
             s_hat = 1.0 - probs[..., :1]
             if not cfg.joint:  # seg4reg: two independent stages
                 s_hat = ops.stop_gradient(s_hat)
@@ -169,13 +208,6 @@ class Seg4RegPlus(keras.Model):
         if cfg.has_image_regression and cfg.has_segmentation:
             out["consistency"] = ops.mean(ops.abs(out["cobb_angles_image"] - out["cobb_angles_segmentation"]),
                                           axis=-1)
-        head = cfg.resolved_head
-        if head == "image":
-            out["cobb_angles"] = out["cobb_angles_image"]
-        elif head == "segmentation":
-            out["cobb_angles"] = out["cobb_angles_segmentation"]
-        else:
-            out["cobb_angles"] = 0.5 * (out["cobb_angles_image"] + out["cobb_angles_segmentation"])
         return out
 
     # ------------------------------------------------------------------------------------------
@@ -223,7 +255,26 @@ class Seg4RegPlus(keras.Model):
                 t["tri_loss"] = L.triangle_loss(y_pred["cobb_angles_image"], y_pred["cobb_angles_segmentation"], s)
                 joint = joint + cfg.lambda_tri * t["tri_loss"]
             total = total + jw * joint
+        if cfg.geometry_head:
+            g_terms = self._geometry_loss_terms(y, y_pred)
+            t.update(g_terms)
+            total = total + cfg.w_tilt * g_terms["tilt_loss"] + cfg.w_centre * g_terms["centre_loss"]
         return t, total
+
+    def _geometry_loss_terms(self, y, y_pred):
+        """tilt_loss (degrees) and centre_loss (px) of the geometry head (`ModelConfig`)."""
+        if "landmarks" not in y:
+            raise ValueError('targets: the geometry head needs "landmarks" float32 [B, 68, 2] (model-frame px), '
+                             f"got keys {sorted(y)}")
+        lm = ops.cast(y["landmarks"], "float32")
+        if len(lm.shape) != 3 or tuple(lm.shape[1:]) != (68, 2):
+            raise ValueError(f'targets["landmarks"]: expected float32 [B, 68, 2], got shape {tuple(lm.shape)}')
+        tilt_true, centre_true = landmark_geometry(lm)
+        err = ops.cast(y_pred["vertebra_tilts"], "float32") - tilt_true
+        mean_err = ops.mean(err, axis=1, keepdims=True)
+        tilt_loss = ops.mean(ops.abs(err - mean_err)) + 0.25 * ops.mean(ops.abs(mean_err))
+        centre_loss = ops.mean(ops.abs(ops.cast(y_pred["vertebra_centres"], "float32") - centre_true))
+        return {"tilt_loss": tilt_loss, "centre_loss": centre_loss}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         if y_pred is None:

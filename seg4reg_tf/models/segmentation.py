@@ -12,7 +12,8 @@ from seg4reg_tf.models.gate import RoiGate
 
 def build_unet_body(image_shape, width: int, depth: int, norm: str, name: str = "unet_body"):
     """Encoder-decoder: `depth` max-pool levels with filters width * 2**level, nearest upsampling,
-    skip concatenation. [B, H, W, 1] -> decoder features G [B, H, W, width] (one level before the head)."""
+    skip concatenation. [B, H, W, 1] -> {"g": decoder features G [B, H, W, width] (one level before the
+    head), "s<k>": the decoder's feature map at stride k = 2, 4, ... (up to 2**(depth-1))}."""
     inp = keras.Input(shape=tuple(image_shape), name=f"{name}_input")
     x = conv_norm_relu(inp, width, norm, f"{name}_e0a")
     x = conv_norm_relu(x, width, norm, f"{name}_e0b")
@@ -23,13 +24,16 @@ def build_unet_body(image_shape, width: int, depth: int, norm: str, name: str = 
         x = conv_norm_relu(x, f, norm, f"{name}_e{level}a")
         x = conv_norm_relu(x, f, norm, f"{name}_e{level}b")
         skips.append(x)
+    levels = {}
     for level in range(depth - 1, -1, -1):
         f = width * 2 ** level
         x = layers.UpSampling2D(2, name=f"{name}_up{level}")(x)
         x = layers.Concatenate(name=f"{name}_cat{level}")([x, skips[level]])
         x = conv_norm_relu(x, f, norm, f"{name}_d{level}a")
         x = conv_norm_relu(x, f, norm, f"{name}_d{level}b")
-    return keras.Model(inp, x, name=name)
+        if level:
+            levels[f"s{2 ** level}"] = x
+    return keras.Model(inp, {"g": x, **levels}, name=name)
 
 
 def build_lite0_unet_body(image_shape, width: int, norm: str, pretrained: bool, load_weights: bool,
@@ -37,17 +41,21 @@ def build_lite0_unet_body(image_shape, width: int, norm: str, pretrained: bool, 
     """U-Net decoder on EfficientNet-Lite0 features (strides 32 -> 16 -> 8 -> 4 -> 2 -> 1): at each
     level nearest 2x upsampling, concatenation with the encoder's feature map of that stride (none at
     stride 1) and one 3x3 conv-norm-ReLU of width * min(2**level, 8) filters. [B, H, W, 1] ->
-    G [B, H, W, width]. `pretrained`: ImageNet weights (loaded when `load_weights`), frozen BatchNorm."""
+    {"g": G [B, H, W, width], "s<k>": the decoder's map at stride k = 2..16}. `pretrained`: ImageNet
+    weights (loaded when `load_weights`), frozen BatchNorm."""
     encoder = build_efficientnet_lite0(image_shape, name=f"{name}_encoder", pretrained=pretrained,
                                        load_weights=load_weights)
     feats = encoder.output
     x = feats["s32"]
+    levels = {}
     for level in (4, 3, 2, 1, 0):
         x = layers.UpSampling2D(2, name=f"{name}_up{level}")(x)
         if level:
             x = layers.Concatenate(name=f"{name}_cat{level}")([x, feats[f"s{2 ** level}"]])
         x = conv_norm_relu(x, width * min(2 ** level, 8), norm, f"{name}_d{level}")
-    return keras.Model(encoder.input, x, name=name)
+        if level:
+            levels[f"s{2 ** level}"] = x
+    return keras.Model(encoder.input, {"g": x, **levels}, name=name)
 
 
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
@@ -86,15 +94,19 @@ class SegmentationNet(keras.layers.Layer):
         self.head.build((None, *self.image_shape[:2], self.width))
         self.built = True
 
-    def call(self, x, attention=None, training=None):
+    def call(self, x, attention=None, training=None, return_features=False):
+        """Softmax [B, H, W, n_classes]; with `return_features` also the body's feature maps (a dict,
+        "g" after the gate)."""
         if len(x.shape) != 4 or x.shape[-1] != 1:
             raise ValueError(f"SegmentationNet: expected input [B, H, W, 1], got shape {x.shape}")
-        g = self.body(x, training=training)
+        feats = dict(self.body(x, training=training))
+        g = feats["g"]
         if self.gate is not None:
             if attention is None:
                 raise ValueError("SegmentationNet: gate=True needs an attention map [B, h, w]")
             g = self.gate(g, attention)
-        return ops.softmax(self.head(g), axis=-1)
+        probs = ops.softmax(ops.cast(self.head(g), "float32"), axis=-1)  # float32 under mixed precision
+        return (probs, {**feats, "g": g}) if return_features else probs
 
     def get_config(self):
         return {**super().get_config(), "image_shape": list(self.image_shape), "width": self.width,

@@ -1,27 +1,17 @@
 """Overlay PNG on the original X-ray: vertebra labels, attention heat map, Cobb lines, legend."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
 import cv2
 import numpy as np
 
+from seg4reg_tf.export.prediction import Curve
 from seg4reg_tf.geometry import N_VERTEBRAE, VERTEBRA_NAMES
 
 LABEL_ALPHA = 0.35
 HEAT_ALPHA = 0.45
 CURVE_COLOURS = {"PT": (0, 0, 255), "MT": (0, 200, 0), "TL": (255, 120, 0)}  # BGR
-
-
-@dataclasses.dataclass(frozen=True)
-class Curve:
-    """A Cobb curve to draw: its name (PT/MT/TL), angle (deg) and 0-based end vertebrae (upper, lower)."""
-
-    name: str
-    angle: float
-    upper: int
-    lower: int
 
 
 def label_colours() -> np.ndarray:
@@ -64,6 +54,7 @@ def render_overlay(
     landmarks: np.ndarray | None = None,
     curves: Sequence[Curve] = (),
     title: Sequence[str] = (),
+    outline: bool = False,
 ) -> np.ndarray:
     """uint8 BGR [h + title band, w + legend panel, 3] overlay in the original image's pixels.
 
@@ -72,10 +63,11 @@ def render_overlay(
         labels: uint8 [h, w] vertebra labels (0 background, 1..17) in original pixels, or None.
         attention: float [h, w] in [0, 1] in original pixels, or None.
         landmarks: (68, 2) x, y original pixels (NaN rows allowed) for the Cobb lines, or None.
-        curves: Cobb curves; a line is drawn along the upper endplate of `upper` and the lower
+        curves: the reported Cobb curves (`export.prediction.Curve`); a line is drawn along the upper endplate of `upper` and the lower
             endplate of `lower`, with "NAME angle deg (T?-T?)" beside it. A curve with upper == lower
             (the official algorithm's "no curve", angle 0) is not drawn.
         title: text lines for the title band.
+        outline: also outline every vertebra of `landmarks` (thin white quadrilaterals).
     """
     h, w = np.asarray(image).shape[:2]
     out = to_display(image)
@@ -97,8 +89,13 @@ def render_overlay(
     font = 0.5 * unit
     if landmarks is not None:
         lm = np.asarray(landmarks, np.float64)
+        if outline:
+            for v in range(N_VERTEBRAE):
+                quad = lm[4 * v : 4 * v + 4][[0, 1, 3, 2]]  # TL, TR, BR, BL
+                if np.all(np.isfinite(quad)):
+                    cv2.polylines(out, [np.round(quad).astype(np.int32)], True, (255, 255, 255), 1, cv2.LINE_AA)
         for curve in curves:
-            if curve.upper == curve.lower:
+            if not curve.is_curve:
                 continue
             colour = CURVE_COLOURS.get(curve.name, (255, 255, 255))
             top = lm[4 * curve.upper : 4 * curve.upper + 2]  # TL, TR of the upper end vertebra
@@ -108,7 +105,7 @@ def render_overlay(
             for p, q in (top, bottom):
                 a, b = _line_through(p, q, 0.3)
                 cv2.line(out, a, b, colour, thick, cv2.LINE_AA)
-            text = f"{curve.name} {curve.angle:.1f} deg ({VERTEBRA_NAMES[curve.upper]}-{VERTEBRA_NAMES[curve.lower]})"
+            text = f"{curve.name} {curve.angle:.1f} deg ({curve.end_vertebrae})"
             anchor = (int(round(max(top[1, 0], bottom[1, 0]) + 0.35 * abs(top[1, 0] - top[0, 0]))),
                       int(round((top[1, 1] + bottom[1, 1]) / 2)))
             (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick + 2)

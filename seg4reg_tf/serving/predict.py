@@ -16,12 +16,13 @@ import cv2
 import numpy as np
 
 from seg4reg_tf.export.layout import image_format
+from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction
 from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, Letterbox
 from seg4reg_tf.geometry.seg_angles import segmentation_angles_details
 from seg4reg_tf.serving.dicom import is_dicom, read_dicom
-from seg4reg_tf.serving.overlay import Curve, render_overlay
+from seg4reg_tf.serving.overlay import render_overlay
 
-HEADS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation")
+JSON_SCHEMA_VERSION = 2  # docs/architecture.md, "predict JSON"
 DEFAULT_THRESHOLD = 5.0
 # The geometric head (Cobb angles of the fitted vertebrae) is much noisier than the regression heads:
 # with the shipped model its mean |difference| from the reported angles exceeds 20 deg on 7 of the 95
@@ -115,30 +116,22 @@ def _angles_dict(values) -> dict[str, float]:
     return {n: float(v) for n, v in zip(ANGLE_NAMES, np.asarray(values, np.float64).reshape(-1))}
 
 
-def segmentation_geometry(labels_model: np.ndarray, letterbox: Letterbox):
-    """Cobb geometry of the predicted labels in original pixels.
-
-    Uses `geometry.seg_angles.segmentation_angles_details` (largest components, implausible fits
-    rejected, a few missing vertebrae filled, curve ends at least two vertebrae apart); its Cobb
-    details are used as they are. Returns (info dict for the JSON, landmarks (68, 2) original pixels,
-    list[Curve]).
-    """
+def segmentation_geometry(labels_model: np.ndarray, letterbox: Letterbox) -> dict:
+    """The fitted-vertebrae head for the JSON: Cobb geometry of the predicted labels in original pixels
+    (`geometry.seg_angles.segmentation_angles_details`: largest components, implausible fits rejected, a
+    few missing vertebrae filled, curve ends at least two vertebrae apart)."""
     seg = segmentation_angles_details(labels_model, letterbox)
-    lm, filled = seg.landmarks, list(seg.interpolated)
+    lm = seg.landmarks
     missing = [VERTEBRA_NAMES[v] for v in range(len(VERTEBRA_NAMES)) if not np.all(np.isfinite(lm[4 * v : 4 * v + 4]))]
     info = {"angles": None, "unit": "deg", "branch": None, "curves": None,
-            "missing_vertebrae": missing, "interpolated_vertebrae": filled, "rejected_vertebrae": seg.rejected,
-            "failure": seg.reason or None}
+            "missing_vertebrae": missing, "interpolated_vertebrae": list(seg.interpolated),
+            "rejected_vertebrae": seg.rejected, "failure": seg.reason or None}
     details = seg.details
-    if details is None:
-        return info, lm, []
-    curves, info_curves = [], {}
-    for name, angle, (u, l) in zip(ANGLE_NAMES, details.angles, details.end_vertebrae):
-        curves.append(Curve(name, float(angle), int(u), int(l)))
-        info_curves[name] = {"angle": float(angle), "upper": VERTEBRA_NAMES[u], "lower": VERTEBRA_NAMES[l],
-                             "end_vertebrae": f"{VERTEBRA_NAMES[u]}-{VERTEBRA_NAMES[l]}"}
-    info.update(angles=_angles_dict(details.angles), branch=details.branch, curves=info_curves)
-    return info, lm, curves
+    if details is not None:
+        info.update(angles=_angles_dict(details.angles), branch=details.branch,
+                    curves={n: Curve(n, float(a), int(u), int(lo)).to_json()
+                            for n, a, (u, lo) in zip(ANGLE_NAMES, details.angles, details.end_vertebrae)})
+    return info
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -153,43 +146,42 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def _finite(x):
-    return None if x is None or not math.isfinite(float(x)) else float(x)
-
-
 def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: float,
                  geometry_threshold: float = DEFAULT_GEOMETRY_THRESHOLD):
     """(JSON dict, overlay BGR image) for one image from the batch-of-one model outputs."""
-    first = {k: np.asarray(v)[0] for k, v in outputs.items()}
-    letterbox = Letterbox.from_outputs(outputs)
+    pred = Prediction.from_outputs(outputs)
+    letterbox = pred.letterbox
     orig_h, orig_w = letterbox.original_size
-    heads = {k: {**_angles_dict(first[k]), "unit": "deg"} for k in HEADS if k in first}
-    consistency = _finite(first["consistency"]) if "consistency" in first else None
-    if consistency is None and "cobb_angles_image" in first and "cobb_angles_segmentation" in first:
-        consistency = float(np.mean(np.abs(first["cobb_angles_image"] - first["cobb_angles_segmentation"])))
+    if item.display.shape[:2] != (orig_h, orig_w):
+        raise ValueError(f"{item.name}: model reports original_size {(orig_h, orig_w)}, decoded image is "
+                         f"{item.display.shape[:2]}")
+    heads = {HEAD_OUTPUTS[name]: {**_angles_dict(a), "unit": "deg"} for name, a in pred.heads.items()}
+    consistency = None if pred.consistency is None or not math.isfinite(pred.consistency) else pred.consistency
 
-    labels_orig = attention_orig = None
-    geometry, landmarks, curves = None, None, []
-    if "vertebra_labels" in first:
-        labels_model = first["vertebra_labels"]
-        labels_orig = letterbox.mask_to_original(labels_model.astype(np.uint8))
-        geometry, landmarks, curves = segmentation_geometry(labels_model, letterbox)
-    if "attention_map" in first:
-        attention_orig = letterbox.grid_to_original(first["attention_map"])
+    labels_orig = attention_orig = geometry = None
+    if pred.labels is not None:
+        labels_orig = letterbox.mask_to_original(pred.labels)
+        geometry = segmentation_geometry(pred.labels, letterbox)
+    if pred.attention is not None:
+        attention_orig = letterbox.grid_to_original(pred.attention)
 
-    score, reason = measurability(item, outputs)
-    chosen = heads.get("cobb_angles") or (geometry or {}).get("angles")
+    score, reason = measurability(item, outputs, pred)
     geo_angles = (geometry or {}).get("angles")
     geometry_disagreement = None
-    if geo_angles and heads.get("cobb_angles"):
-        geometry_disagreement = float(np.mean([abs(geo_angles[k] - heads["cobb_angles"][k]) for k in ANGLE_NAMES]))
+    if geo_angles:
+        geometry_disagreement = float(np.mean([abs(geo_angles[k] - v) for k, v in zip(ANGLE_NAMES, pred.angles)]))
     disagree = [consistency is not None and consistency > threshold,
                 geometry_disagreement is not None and geometry_disagreement > geometry_threshold]
     result = {
+        "schema_version": JSON_SCHEMA_VERSION,
         "file": item.name,
         "input_type": item.kind,
         "unit": "deg",
-        "angles": {k: v for k, v in chosen.items() if k in ANGLE_NAMES} if chosen else None,
+        "angles": _angles_dict(pred.angles),
+        "reported_head": pred.reported_head,
+        "curves": {c.name: c.to_json() for c in pred.curves} or None,
+        "vertebrae": None if pred.vertebrae is None else {
+            "landmarks": np.round(pred.vertebrae, 2).tolist(), "not_found": pred.missing_vertebrae},
         "heads": heads,
         "segmentation_geometry": geometry,
         "consistency": consistency,
@@ -205,29 +197,26 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     }
 
     title = [] if result["measurable"] else [f"NOT MEASURABLE: {reason}"]
-    if result["angles"]:
-        title.append("Cobb " + "  ".join(f"{k} {v:.1f}" for k, v in result["angles"].items()) + " deg")
-    if geometry and geometry["curves"]:
-        title.append("seg: " + "  ".join(
-            f"{k} {c['angle']:.1f} ({'no curve' if c['upper'] == c['lower'] else c['end_vertebrae']})"
-            for k, c in geometry["curves"].items()))
+    title.append("Cobb " + "  ".join(f"{k} {v:.1f}" for k, v in result["angles"].items()) + " deg")
+    if pred.curves:
+        title.append("end vertebrae: " + "  ".join(f"{c.name} {c.end_vertebrae}" for c in pred.curves)
+                     + (f"  (not found: {' '.join(pred.missing_vertebrae)})" if pred.missing_vertebrae else ""))
+    else:
+        title.append(f"end vertebrae: not given by the reported ({pred.reported_head}) head")
     if consistency is not None or geometry_disagreement is not None:
         parts = [f"heads differ {consistency:.1f} deg" if consistency is not None else "",
-                 f"geometry {geometry_disagreement:.1f} deg" if geometry_disagreement is not None else ""]
+                 f"fitted vertebrae {geometry_disagreement:.1f} deg" if geometry_disagreement is not None else ""]
         title.append(", ".join(p for p in parts if p) + ("  HEADS DISAGREE" if result["heads_disagree"] else ""))
-    if item.display.shape[:2] != (orig_h, orig_w):
-        raise ValueError(f"{item.name}: model reports original_size {(orig_h, orig_w)}, decoded image is "
-                         f"{item.display.shape[:2]}")
-    overlay = render_overlay(item.display, labels_orig, attention_orig, landmarks, curves, title)
+    overlay = render_overlay(item.display, labels_orig, attention_orig, pred.vertebrae, pred.curves, title,
+                             outline=pred.vertebrae is not None)
     return result, overlay
 
 
-def measurability(item: InputImage, outputs: dict[str, np.ndarray]) -> tuple[float, str]:
+def measurability(item: InputImage, outputs: dict[str, np.ndarray], pred: Prediction) -> tuple[float, str]:
     """(score in (0, 1), reason or "") of the first image: the model's `measurable_score` /
     `measurable_reason` outputs, or `export.measurable.assess` here for a model exported without them."""
-    if "measurable_score" in outputs and "measurable_reason" in outputs:
-        score = float(np.asarray(outputs["measurable_score"]).reshape(-1)[0])
-        reason = np.asarray(outputs["measurable_reason"]).reshape(-1)[0]
+    if pred.measurable_score is not None:
+        score, reason = pred.measurable_score, pred.measurable_reason
     else:
         import tensorflow as tf
 
@@ -239,7 +228,7 @@ def measurability(item: InputImage, outputs: dict[str, np.ndarray]) -> tuple[flo
         verdict = measurable.assess(stats, first)
         score = float(verdict["measurable_score"].numpy()[0])
         reason = verdict["measurable_reason"].numpy()[0]
-    reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
     if not math.isfinite(score):
         return 0.0, reason or "the model's measurability score is not finite"
     return score, reason

@@ -21,7 +21,8 @@ __all__ = ["ConfigError", "ExperimentConfig", "SyntheticConfig", "TrainConfig", 
 
 @dataclasses.dataclass
 class TrainConfig:
-    """How to train. The per-replica batch is `data.batch_size`; global batch = that x replicas.
+    """How to train. `data.batch_size` is per replica; the global batch is that x replicas (printed when
+    training starts).
 
     Attributes:
         epochs: number of epochs (each `steps_per_epoch` steps, or a full pass when None).
@@ -42,6 +43,11 @@ class TrainConfig:
             .keras file, instead of the model's initialisation: fine-tuning, e.g. at a larger
             `data.image_size` (the networks are fully convolutional; the model config must match). A path
             relative to the working directory; None = off. A resumed run continues from its backup.
+        mixed_precision: the Keras dtype policy the model is built under: "float32", "mixed_float16"
+            (GPU tensor cores; Keras scales the loss) or "mixed_bfloat16" (GPUs, TPUs, CPUs with AMX).
+            Variables, losses, metrics and every model output stay float32, and so do exported
+            signatures; a saved model reloads in float32.
+        jit_compile: compile the train and test steps with XLA (for GPUs; slower on CPUs).
     """
 
     epochs: int = 30
@@ -60,6 +66,8 @@ class TrainConfig:
     strategy: Literal["default", "mirrored", "multiworker"] = "default"
     checkpoint_monitor: str = "val_smape"
     init_weights: Optional[str] = None
+    mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
+    jit_compile: bool = False
 
     def __post_init__(self):
         check_fields(self, "train")

@@ -63,12 +63,19 @@ def build_datasets(cfg: ExperimentConfig, data_root: str, train_recs, val_recs, 
 
 
 def compile_model(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.Model:
-    """`build_model(cfg.model, cfg.data.image_size)` compiled with `make_optimizer(cfg.train, steps_per_epoch)`
-    (call inside the strategy scope). Add `JointWarmup(cfg.model.warmup_epochs)` to its fit callbacks."""
+    """`build_model(cfg.model, cfg.data.image_size)` under the `train.mixed_precision` policy, compiled with
+    `make_optimizer(cfg.train, steps_per_epoch)` and `train.jit_compile` (call inside the strategy scope).
+    Add `JointWarmup(cfg.model.warmup_epochs)` to its fit callbacks. The global dtype policy is restored."""
     from seg4reg_tf.models import build_model
 
-    model = build_model(cfg.model, cfg.data.image_size)
-    model.compile(optimizer=make_optimizer(cfg.train, steps_per_epoch))
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(cfg.train.mixed_precision)
+    try:
+        model = build_model(cfg.model, cfg.data.image_size)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    # under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (the model's policy)
+    model.compile(optimizer=make_optimizer(cfg.train, steps_per_epoch), jit_compile=cfg.train.jit_compile)
     return model
 
 
@@ -104,6 +111,11 @@ def load_init_weights(model: keras.Model, path: str) -> None:
     model_path = init_weights_file(path)
     source = keras.models.load_model(model_path, compile=False)
     src, dst = source.weights, model.weights
+    if getattr(model, "geometry", None) is not None and getattr(source, "geometry", None) is None:
+        # fine-tuning a model without the geometry head into one with it: the head starts fresh
+        fresh = {id(v) for v in model.geometry.weights}
+        dst = [v for v in dst if id(v) not in fresh]
+        log.info("train.init_weights: %s has no geometry head; it starts from its initialisation", model_path)
     if len(src) != len(dst):
         raise ConfigError(f"train.init_weights: {model_path!r} holds {len(src)} variables, this model has "
                          f"{len(dst)}: expected a model of the same model config (only the input size may differ)")
@@ -112,7 +124,8 @@ def load_init_weights(model: keras.Model, path: str) -> None:
             raise ConfigError(f"train.init_weights: variable {d.path} of this model has shape {tuple(d.shape)}, "
                              f"{model_path!r} has {s.path} of shape {tuple(s.shape)}: expected a model of the "
                              "same model config (only the input size may differ)")
-    model.set_weights(source.get_weights())
+    for s, d in zip(src, dst):
+        d.assign(s)
     log.info("initial weights from %s", model_path)
 
 
@@ -171,6 +184,9 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
     keras.utils.set_random_seed(tc.seed)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.data.batch_size * replicas
+    print(f"train: global batch {global_batch} = data.batch_size {cfg.data.batch_size} (per replica) x {replicas} "
+          f"replica(s) ({name} strategy); dtype policy {tc.mixed_precision}, XLA {'on' if tc.jit_compile else 'off'}",
+          flush=True)
     full_steps = math.ceil(len(train_recs) / global_batch)
     steps_per_epoch = tc.steps_per_epoch or full_steps
 

@@ -113,8 +113,9 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
     """
 
     def __init__(self, base: ExperimentConfig, data_root: str, space: SearchSpace | None = None, *,
-                 verbose: int | str = "auto"):
+                 verbose: int | str = "auto", replicas: int = 1):
         super().__init__(name="seg4reg")
+        self.replicas = int(replicas)  # of the tuner's distribution strategy: global batch = batch_size x replicas
         from seg4reg_tf.models.seg4reg_plus import validate_image_size
         from seg4reg_tf.training.train import load_records
 
@@ -196,7 +197,7 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
         return replace_paths(copy.deepcopy(self.base), self.changes(values))
 
     def steps_per_epoch(self, cfg: ExperimentConfig) -> int:
-        return cfg.train.steps_per_epoch or math.ceil(len(self.train_recs) / cfg.data.batch_size)
+        return cfg.train.steps_per_epoch or math.ceil(len(self.train_recs) / (cfg.data.batch_size * self.replicas))
 
     # -- keras_tuner.HyperModel --------------------------------------------------------------------
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
@@ -218,7 +219,7 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
         cfg = self.config_for(self.declare(hp))
         keras.utils.set_random_seed(cfg.train.seed)
         train_ds, val_ds = build_datasets(cfg, self.data_root, self.train_recs, self.val_recs,
-                                          cfg.data.batch_size)
+                                          cfg.data.batch_size * self.replicas)
         cbs = [JointWarmup(cfg.model.warmup_epochs)] + list(callbacks or ())
         return model.fit(train_ds, epochs=epochs or cfg.train.epochs, initial_epoch=initial_epoch,
                          steps_per_epoch=cfg.train.steps_per_epoch, validation_data=val_ds, callbacks=cbs,

@@ -68,18 +68,20 @@ def _fmt(v) -> str:
 
 
 def make_tuner(hypermodel: Seg4RegHyperModel, algorithm: str, out_dir: str, trials: int, *, seed: int = 0,
-               initial_points: int | None = 5, echo=print) -> keras_tuner.Tuner:
+               initial_points: int | None = 5, echo=print, strategy=None) -> keras_tuner.Tuner:
     """A Keras Tuner of `algorithm` on `hypermodel`, project OUT/search, resuming an existing one.
 
     Bayesian: `initial_points` random trials before the GP proposes (None: Keras Tuner's 3 x dims).
     Hyperband's max_epochs is the base config's train.epochs; it also stops after `trials` trials.
+    `strategy`: a tf.distribute strategy every trial's model is built and trained under (None: the default).
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm: expected one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials: expected a positive int, got {trials!r}")
     objective = keras_tuner.Objective(OBJECTIVE, direction="min")
-    kwargs = dict(hypermodel=hypermodel, directory=out_dir, project_name=PROJECT, overwrite=False)
+    kwargs = dict(hypermodel=hypermodel, directory=out_dir, project_name=PROJECT, overwrite=False,
+                  distribution_strategy=strategy)
     if algorithm == "bayesian":
         cls = type("Seg4RegBayesian", (_Reporting, keras_tuner.BayesianOptimization), {})
         tuner = cls(objective=objective, max_trials=trials, num_initial_points=initial_points, seed=seed, **kwargs)
@@ -168,11 +170,20 @@ def run_search(base: ExperimentConfig, data_root: str, out_dir: str, *, trials: 
     os.makedirs(out_dir, exist_ok=True)
     space = space or SearchSpace()
     seed = base.train.seed if seed is None else seed
-    hm = Seg4RegHyperModel(base, data_root, space, verbose=verbose)
+    strategy = None
+    if base.train.strategy != "default":  # "mirrored"; the CLI refuses "multiworker" (trials run in this process)
+        from seg4reg_tf.training.strategies import make_strategy
+
+        strategy = make_strategy(base.train.strategy)
+        echo(f"[tune] trials run under {base.train.strategy} on {strategy.num_replicas_in_sync} replica(s); "
+             f"global batch {base.data.batch_size} x {strategy.num_replicas_in_sync}")
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    hm = Seg4RegHyperModel(base, data_root, space, verbose=verbose, replicas=replicas)
     _check_same_search(out_dir, {"algorithm": algorithm, "seed": seed, "initial_points": initial_points,
                                  "config": to_dict(base),
                                  "space": to_dict(space)})
-    tuner = make_tuner(hm, algorithm, out_dir, trials, seed=seed, initial_points=initial_points, echo=echo)
+    tuner = make_tuner(hm, algorithm, out_dir, trials, seed=seed, initial_points=initial_points, echo=echo,
+                       strategy=strategy)
     done = sum(t.status == "COMPLETED" for t in tuner.oracle.trials.values())
     if done:
         echo(f"[tune] resuming {out_dir}: {len(tuner.oracle.trials)} trials on record ({done} completed)")

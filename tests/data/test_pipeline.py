@@ -39,12 +39,13 @@ def test_shapes_and_dtypes(records):
         batches = _collect(build_dataset(records, _cfg(), training=training, seed=0))
         assert len(batches) == 2
         f, t = batches[0]
-        assert set(f) == {"image"} and set(t) == {"angles", "labels"}
+        assert set(f) == {"image"} and set(t) == {"angles", "labels", "landmarks"}
         assert f["image"].shape == (2, H, W, 1) and f["image"].dtype == np.float32
         assert 0.0 <= f["image"].min() and f["image"].max() <= 1.0
         assert t["angles"].shape == (2, 3) and t["angles"].dtype == np.float32
         assert t["labels"].shape == (2, H, W) and t["labels"].dtype == np.int32
         assert t["labels"].min() >= 0 and t["labels"].max() <= 17
+        assert t["landmarks"].shape == (2, 68, 2) and t["landmarks"].dtype == np.float32
 
 
 def test_eval_angles_labels_and_metadata(records):

@@ -152,3 +152,20 @@ def test_bad_config_key_is_named(tmp_path, tiny_data, capsys):
     assert main(_tune_args(tmp_path, tiny_data, tmp_path / "s", "--space-set", "widths=[4]")) == 2
     assert "space.widths" in capsys.readouterr().err
     assert not (tmp_path / "s" / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_search_runs_under_the_configs_mirrored_strategy(tmp_path, tiny_data):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    p = subprocess.run([sys.executable, os.path.join(here, "_mirrored_search.py"), tiny_data, str(tmp_path / "s")],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    seen = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("SEEN ")][-1][5:])
+    assert seen["replicas"] == 2 and seen["completed"] == 1
+    assert "Mirrored" in seen["variable_type"]  # the trial's model was built in the strategy's scope

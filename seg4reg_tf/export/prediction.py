@@ -1,0 +1,139 @@
+"""`Prediction`: what an exported model says about one X-ray, read once from its outputs.
+
+`seg4reg predict` writes it (JSON + overlay) and `seg4reg evaluate` folds over it, so both read the
+SavedModel's outputs the same way (docs/architecture.md, "Outputs" and "predict JSON").
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+from seg4reg_tf.geometry import ANGLE_NAMES, N_VERTEBRAE, VERTEBRA_NAMES, Letterbox
+
+# head name -> SavedModel output; "reported" is the config's head (`cobb_angles`)
+HEAD_OUTPUTS = {
+    "reported": "cobb_angles",
+    "image": "cobb_angles_image",
+    "segmentation": "cobb_angles_segmentation",
+    "geometry": "cobb_angles_geometry",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """One reported Cobb curve: name (PT/MT/TL), angle (deg) and 0-based end vertebrae (0 = T1, 16 = L5)."""
+
+    name: str
+    angle: float
+    upper: int
+    lower: int
+
+    @property
+    def is_curve(self) -> bool:
+        """False for the official algorithm's "no curve" (upper == lower, angle 0): nothing to draw."""
+        return self.upper != self.lower
+
+    @property
+    def end_vertebrae(self) -> str:
+        """"T5-T11", or "no curve"."""
+        if not self.is_curve:
+            return "no curve"
+        return f"{VERTEBRA_NAMES[self.upper]}-{VERTEBRA_NAMES[self.lower]}"
+
+    def to_json(self) -> dict:
+        return {"angle": self.angle, "upper": VERTEBRA_NAMES[self.upper], "lower": VERTEBRA_NAMES[self.lower],
+                "end_vertebrae": self.end_vertebrae}
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction:
+    """One image's outputs of an exported model.
+
+    Attributes:
+        heads: head name ("reported", "image", "segmentation", "geometry"; those the model has) ->
+            (3,) float64 degrees [PT, MT, TL].
+        reported_head: "geometry" when the reported angles are the geometry head's, else "regression".
+        curves: the reported angles' curves with their end vertebrae, or () when the reported head
+            has none (a regression head gives three numbers, not vertebrae).
+        vertebrae: (68, 2) original px, the geometry head's vertebrae (4 corners each), or None.
+        vertebra_visible: (17,) bool, the vertebrae the geometry head found (the others were inferred
+            from their neighbours), or None.
+        consistency: mean |image head - segmentation head| degrees, or None.
+        letterbox: the model frame <-> original image mapping.
+        labels: uint8 [H, W] vertebra labels in the model frame, or None.
+        attention: float32 [h, w] attention grid, or None.
+        measurable_score, measurable_reason: the model's verdict (score >= 0.5: measurable), or None / "".
+    """
+
+    heads: dict
+    reported_head: str
+    curves: tuple
+    vertebrae: np.ndarray | None
+    vertebra_visible: np.ndarray | None
+    consistency: float | None
+    letterbox: Letterbox
+    labels: np.ndarray | None
+    attention: np.ndarray | None
+    measurable_score: float | None
+    measurable_reason: str
+
+    @property
+    def angles(self) -> np.ndarray:
+        """(3,) degrees: the reported angles."""
+        return self.heads["reported"]
+
+    @property
+    def missing_vertebrae(self) -> list[str]:
+        """Names of the vertebrae the geometry head did not find (its geometry there is inferred)."""
+        if self.vertebra_visible is None:
+            return []
+        return [VERTEBRA_NAMES[v] for v in range(N_VERTEBRAE) if not self.vertebra_visible[v]]
+
+    @classmethod
+    def from_outputs(cls, outputs: Mapping, index: int = 0, letterbox: Letterbox | None = None) -> "Prediction":
+        """Image `index` of a batch of outputs (numpy-convertible; `serving_default`'s, or any signature's
+        with `letterbox` given). Raises ValueError naming an output of the wrong shape."""
+        out = {k: np.asarray(v) for k, v in outputs.items()}
+        letterbox = letterbox or Letterbox.from_outputs(out, index)
+        heads = {}
+        for name, key in HEAD_OUTPUTS.items():
+            if key in out:
+                heads[name] = _row(out, key, index, (3,)).astype(np.float64)
+        if "reported" not in heads:
+            raise ValueError(f"outputs: expected 'cobb_angles' [B, 3] degrees, got keys {sorted(out)}")
+        consistency = None
+        if "consistency" in out:
+            consistency = float(np.asarray(out["consistency"]).reshape(-1)[index])
+        elif "image" in heads and "segmentation" in heads:
+            consistency = float(np.mean(np.abs(heads["image"] - heads["segmentation"])))
+
+        curves, vertebrae, visible, reported_head = (), None, None, "regression"
+        if "vertebra_landmarks" in out:
+            vertebrae = letterbox.to_original(_row(out, "vertebra_landmarks", index, (4 * N_VERTEBRAE, 2)))
+        if "vertebra_visible" in out:
+            visible = _row(out, "vertebra_visible", index, (N_VERTEBRAE,)) > 0.5
+        if "geometry" in heads and "end_vertebrae" in out and np.array_equal(heads["geometry"], heads["reported"]):
+            reported_head = "geometry"
+            ends = _row(out, "end_vertebrae", index, (3, 2)).astype(int)
+            curves = tuple(Curve(n, float(a), int(u), int(lo))
+                           for n, a, (u, lo) in zip(ANGLE_NAMES, heads["reported"], ends))
+        labels = out["vertebra_labels"][index].astype(np.uint8) if "vertebra_labels" in out else None
+        attention = out["attention_map"][index].astype(np.float32) if "attention_map" in out else None
+        score = reason = None
+        if "measurable_score" in out:
+            score = float(np.asarray(out["measurable_score"]).reshape(-1)[index])
+        if "measurable_reason" in out:
+            reason = np.asarray(out["measurable_reason"]).reshape(-1)[index]
+            reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        return cls(heads, reported_head, curves, vertebrae, visible, consistency, letterbox, labels, attention,
+                   score, reason or "")
+
+
+def _row(out: Mapping, key: str, index: int, shape: tuple) -> np.ndarray:
+    a = np.asarray(out[key])
+    if a.ndim != len(shape) + 1 or tuple(a.shape[1:]) != shape or index >= a.shape[0]:
+        raise ValueError(f"output {key!r}: expected shape [B, {', '.join(map(str, shape))}] with B > {index}, "
+                         f"got {a.shape}")
+    return a[index]
