@@ -2,6 +2,7 @@
 
     python benchmarks/training_throughput.py                                   # configs/aasce_cpu.yaml at 256x128 and 512x256
     python benchmarks/training_throughput.py --config configs/aasce_cpu.yaml --sizes 256x128 --steps 20
+    python benchmarks/training_throughput.py --sizes 256x128 --set train.mixed_precision=mixed_bfloat16
 
 For each input size: the config's model is compiled exactly as `seg4reg train` compiles it
 (`training.train.compile_model`) and `fit` runs on one in-memory batch of spine-like images and label
@@ -58,7 +59,7 @@ def spine_batch(batch: int, size: tuple[int, int], seed: int = 0):
 
     h, w = size
     rng = np.random.default_rng(seed)
-    images, labels, angles = [], [], []
+    images, labels, angles, landmarks = [], [], [], []
     for _ in range(batch):
         img, p2 = synth_example(rng, height_range=(1000, 1000))
         sy, sx = h / img.shape[0], w / img.shape[1]
@@ -66,7 +67,9 @@ def spine_batch(batch: int, size: tuple[int, int], seed: int = 0):
         lm = p2.astype(np.float64) * [sx, sy]
         labels.append(landmarks_to_label_map(lm, h, w).astype(np.int32))
         angles.append(np.asarray(cobb_angles(lm, h), np.float32))
-    return {"image": np.stack(images)}, {"angles": np.stack(angles), "labels": np.stack(labels)}
+        landmarks.append(lm.astype(np.float32))
+    return {"image": np.stack(images)}, {"angles": np.stack(angles), "labels": np.stack(labels),
+                                         "landmarks": np.stack(landmarks)}
 
 
 def forward_flops(model, features, targets) -> float:
@@ -75,7 +78,8 @@ def forward_flops(model, features, targets) -> float:
 
     spec_x = {k: tf.TensorSpec(v.shape, tf.float32) for k, v in features.items()}
     spec_y = {"angles": tf.TensorSpec(targets["angles"].shape, tf.float32),
-              "labels": tf.TensorSpec(targets["labels"].shape, tf.int32)}
+              "labels": tf.TensorSpec(targets["labels"].shape, tf.int32),
+              "landmarks": tf.TensorSpec(targets["landmarks"].shape, tf.float32)}
 
     @tf.function
     def step(x, y):
@@ -115,6 +119,8 @@ def main(argv=None) -> int:
                    help="experiment YAML (default: the shipped configs/aasce_cpu.yaml)")
     p.add_argument("--sizes", default="256x128,512x256", help="model input sizes HxW[,HxW...]")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the config's data.batch_size)")
+    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. train.mixed_precision=mixed_bfloat16")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps (tracing, first allocations)")
     p.add_argument("--steps", type=int, default=10, help="timed steps")
     p.add_argument("--matmul-n", type=int, default=2048, help="N of the fp32 peak matmul")
@@ -129,7 +135,7 @@ def main(argv=None) -> int:
         sizes = parse_sizes(args.sizes, "--sizes")
     except ValueError as err:
         p.error(str(err))
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     batch = args.batch or cfg.data.batch_size
     info = machine_info()
     print(f"# training throughput: {datetime.date.today()}, {info['nproc']} cores ({info['cpu']}), "
@@ -146,7 +152,8 @@ def main(argv=None) -> int:
     print()
     print("command: `" + " ".join(shlex.quote(a) for a in ["python", "benchmarks/training_throughput.py",
                                                            *(argv if argv is not None else sys.argv[1:])]) + "`")
-    print(f"config: `{os.path.relpath(args.config)}` (variant {cfg.model.variant}), batch {batch}, "
+    print(f"config: `{os.path.relpath(args.config)}` (variant {cfg.model.variant}, dtype policy "
+          f"{cfg.train.mixed_precision}), batch {batch}, "
           f"{args.steps} timed steps after {args.warmup}; fp32 matmul peak {peak:.1f} GFLOP/s")
     print()
     print("| model input | train img/s | ms/step | GFLOP per image (train step) | achieved GFLOP/s | share of peak |")

@@ -1,6 +1,6 @@
 """ExampleGen: an AASCE-format root or `seg4reg data convert` shards -> tf.Examples, split by the fixed rule.
 
-Splits follow aasce.md, not a hash: the image at 0-based row `i` of filenames.csv goes to `eval` when
+Splits follow the project's fixed rule (README, "Data layout"), not a hash: the image at 0-based row `i` of filenames.csv goes to `eval` when
 `i % 5 == 4`, else to `train`. Convert shards restore that order: record `i` is in shard `i % N` at
 position `i // N`. Examples from an AASCE root are `seg4reg_tf.data.tfrecords.record_to_example`;
 convert shards are passed through byte for byte, so a malformed record reaches the ExampleValidator.
@@ -19,7 +19,7 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 TRAIN, EVAL = "train", "eval"
-VAL_EVERY, VAL_REMAINDER = 5, 4  # aasce.md: index % 5 == 4 validates
+VAL_EVERY, VAL_REMAINDER = 5, 4  # the fixed split: index % 5 == 4 validates
 _SHARD = re.compile(r"^(?P<split>.+)-(?P<k>\d{5})-of-(?P<n>\d{5})\.tfrecord$")
 
 

@@ -1,7 +1,7 @@
 """tf.Examples of the ExampleGen splits -> an AASCE-format root, the input `seg4reg_tf` trains and evaluates on.
 
 The Trainer and the Evaluator read only the Examples artifact; they lay its splits out in the
-documented AASCE layout (aasce.md) so the package's `train()` and `evaluate_saved_model()` run
+documented AASCE layout (README, "Data layout") so the package's `train()` and `evaluate_saved_model()` run
 unchanged: train and eval examples are interleaved so that the fixed rule (index % 5 == 4
 validates) gives back exactly the eval split. Landmarks are written as float64 `p2` (exact).
 """

@@ -1,6 +1,6 @@
 """AASCE (SpineWeb Dataset 16, boostnet_labeldata) reader, label checks and the fixed validation split.
 
-Layout (see the team's aasce.md)::
+Layout (the public release, SpineWeb Dataset 16; README "Data layout")::
 
     ROOT/data/<split>/<name>.jpg
     ROOT/labels/<split>/<name>.jpg.mat      MATLAB 5, variable p2: (68, 2) uint16 pixels (x, y)

@@ -29,8 +29,8 @@ def register(subparsers) -> None:
     p.add_argument("--version", required=True, type=_positive_int, metavar="N", help="version number (never overwritten)")
     p.add_argument("--tta", choices=("none", "flip"), default=None,
                    help="test-time augmentation in the exported graph (default: the run config's model.tta)")
-    p.add_argument("--head", choices=("image", "segmentation", "mean"), default=None,
-                   help="which regression head is `cobb_angles` (default: the run config's model.head); "
+    p.add_argument("--head", choices=("image", "segmentation", "mean", "geometry", "fused"), default=None,
+                   help="which head is `cobb_angles` (default: the run config's model.head); "
                         "choose it on validation data")
     p.add_argument("--weights", choices=("float32", "float16"), default="float32",
                    help="dtype the variables are stored in; float16 halves the model's size and still "

@@ -54,9 +54,12 @@ class Prediction:
     Attributes:
         heads: head name ("reported", "image", "segmentation", "geometry"; those the model has) ->
             (3,) float64 degrees [PT, MT, TL].
-        reported_head: "geometry" when the reported angles are the geometry head's, else "regression".
-        curves: the reported angles' curves with their end vertebrae, or () when the reported head
-            has none (a regression head gives three numbers, not vertebrae).
+        reported_head: "geometry" when the reported angles are the geometry head's, "fused" when they
+            are the mean of the geometry and the segmentation head (`model.head: fused`), else
+            "regression".
+        curves: the reported angles' curves with their end vertebrae (the geometry head's, also for
+            "fused"), or () when the reported head has none (a regression head gives three numbers,
+            not vertebrae).
         vertebrae: (68, 2) original px, the geometry head's vertebrae (4 corners each), or None.
         vertebra_visible: (17,) bool, the vertebrae the geometry head found (the others were inferred
             from their neighbours), or None.
@@ -114,8 +117,13 @@ class Prediction:
             vertebrae = letterbox.to_original(_row(out, "vertebra_landmarks", index, (4 * N_VERTEBRAE, 2)))
         if "vertebra_visible" in out:
             visible = _row(out, "vertebra_visible", index, (N_VERTEBRAE,)) > 0.5
-        if "geometry" in heads and "end_vertebrae" in out and np.array_equal(heads["geometry"], heads["reported"]):
-            reported_head = "geometry"
+        if "geometry" in heads and "end_vertebrae" in out:
+            if np.array_equal(heads["geometry"], heads["reported"]):
+                reported_head = "geometry"
+            elif "segmentation" in heads and np.allclose(
+                    0.5 * (heads["geometry"] + heads["segmentation"]), heads["reported"], atol=1e-3):
+                reported_head = "fused"
+        if reported_head != "regression":
             ends = _row(out, "end_vertebrae", index, (3, 2)).astype(int)
             curves = tuple(Curve(n, float(a), int(u), int(lo))
                            for n, a, (u, lo) in zip(ANGLE_NAMES, heads["reported"], ends))

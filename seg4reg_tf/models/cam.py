@@ -1,4 +1,4 @@
-"""Class activation maps of R (design notes 1: "CAM" and its Grad-CAM option).
+"""Class activation maps of R (our reconstruction of the paper's CAM, and a Grad-CAM option).
 
 For R = encoder -> F [B, h, w, C] -> GAP -> Dense(3) (kernel W [C, 3], bias b) the CAM of output k is
 M_k = sum_c W[c, k] F[..., c], so that mean_hw(M_k) + b_k is exactly logit k (a "Grad-CAM" that needs

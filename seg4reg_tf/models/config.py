@@ -1,4 +1,4 @@
-"""`ModelConfig`: every switch of the Seg4Reg+ reconstruction (design notes, section 1)."""
+"""`ModelConfig`: every switch of the Seg4Reg+ reconstruction (README, "What is and isn't reproduced from the paper")."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,8 @@ from seg4reg_tf.config_machinery import check_fields, from_dict as _from_dict, r
 # Which heads each variant can produce, and what `head="auto"` resolves to.
 _VARIANT_HEADS = {
     "reg_only": ("image",),
-    "seg4reg": ("segmentation", "geometry"),
-    "seg4reg_plus": ("image", "segmentation", "mean", "geometry"),
+    "seg4reg": ("segmentation", "geometry", "fused"),
+    "seg4reg_plus": ("image", "segmentation", "mean", "geometry", "fused"),
 }
 _AUTO_HEAD = {"reg_only": "image", "seg4reg": "segmentation", "seg4reg_plus": "mean"}
 
@@ -66,7 +66,9 @@ class ModelConfig:
 
     `head`: which output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean" their
     average, "geometry" the official Cobb angles of the vertebrae the geometry head finds (needs
-    `geometry_head`), or "auto" (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
+    `geometry_head`), "fused" the mean of "geometry" and "segmentation" (the curves and their end
+    vertebrae are the geometry head's; the two heads' errors are largely independent), or "auto"
+    (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
 
     `geometry_head` (variants with S): `GeometryHead` on S's last decoder features and its vertebra
     softmax: per vertebra T1..L5 a tilt (degrees) and a centre, rebuilt into 68 landmarks, and the
@@ -94,7 +96,7 @@ class ModelConfig:
     seg_norm: Literal["batch", "group"] = "batch"
     angle_scale: float = 180.0
     angle_prior: Optional[tuple[float, float, float]] = (38.3, 19.8, 18.2)
-    head: Literal["auto", "image", "segmentation", "mean", "geometry"] = "auto"
+    head: Literal["auto", "image", "segmentation", "mean", "geometry", "fused"] = "auto"
     cam: Literal["cam", "gradcam"] = "cam"
     roi_gate: bool = True
     gate_stop_gradient: bool = True
@@ -149,7 +151,8 @@ class ModelConfig:
         check("dropout", self.dropout < 1, "a rate in [0, 1)")
         check("geometry_head", not self.geometry_head or self.variant != "reg_only",
               "false for variant 'reg_only' (the geometry head reads the segmentation)")
-        check("head", self.head != "geometry" or self.geometry_head, "not 'geometry' unless model.geometry_head is true")
+        check("head", self.head not in ("geometry", "fused") or self.geometry_head,
+              "not 'geometry' or 'fused' unless model.geometry_head is true")
         check("geometry_width", self.geometry_width >= 1, "an int >= 1")
         check("w_reg_image", self.variant != "reg_only" or self.w_reg_image > 0,
               "> 0 for variant 'reg_only' (it is the only loss)")

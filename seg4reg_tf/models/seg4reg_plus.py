@@ -46,7 +46,7 @@ def mean_outputs(outputs: list[dict]) -> dict:
 
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
 class Seg4RegPlus(keras.Model):
-    """Joint segmentation S + Cobb angle regression R (Seg4Reg+ reconstruction, design notes 1).
+    """Joint segmentation S + Cobb angle regression R (Seg4Reg+ reconstruction: README, "What is and isn't reproduced").
 
     Called on {"image": float32 [B, H, W, 1] in [0, 1]} it returns a dict (keys by variant):
     `cobb_angles` [B, 3] degrees (the configured head), `cobb_angles_image` = R(x),
@@ -176,6 +176,8 @@ class Seg4RegPlus(keras.Model):
             out["cobb_angles"] = out["cobb_angles_segmentation"]
         elif head == "geometry":
             out["cobb_angles"] = out["cobb_angles_geometry"]
+        elif head == "fused":
+            out["cobb_angles"] = 0.5 * (out["cobb_angles_geometry"] + out["cobb_angles_segmentation"])
         else:
             out["cobb_angles"] = 0.5 * (out["cobb_angles_image"] + out["cobb_angles_segmentation"])
         return out

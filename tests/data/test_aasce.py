@@ -245,7 +245,7 @@ def test_real_training_split_loads_and_reproduces_angles():
 
 @real
 def test_real_quirk_counts():
-    # Verified on the 481 training files (aasce.md's 11 / 28 / 1 cover the whole 609-image release):
+    # Verified on the 481 training files (the team's counts of 11 / 28 / 1 cover the whole 609-image release):
     # swapped corners in 6 files (2 left/right, 4 top/bottom), 24 files with centres out of order,
     # 1 file with a point outside its image.
     rep = aasce.check_split(REAL, "training", check_images=False, progress=False)

@@ -78,3 +78,15 @@ def test_a_geometry_head_that_is_not_reported_gives_no_curves():
     pred = Prediction.from_outputs(raw)
     assert [(c.name, c.upper, c.lower, c.end_vertebrae) for c in pred.curves] == [
         ("PT", 3, 9, "T4-T10"), ("MT", 0, 3, "T1-T4"), ("TL", 9, 16, "T10-L5")]
+
+
+def test_the_fused_head_reports_the_geometry_heads_end_vertebrae():
+    model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="fused"), image_size=(64, 32))
+    raw = {k: np.asarray(v) for k, v in model(np.random.default_rng(0).random((1, 64, 32, 1), "float32")).items()}
+    np.testing.assert_allclose(raw["cobb_angles"], 0.5 * (raw["cobb_angles_geometry"] + raw["cobb_angles_segmentation"]),
+                               atol=1e-5)
+    raw.update(original_size=np.array([[64, 32]]), scale=np.array([1.0]), padding=np.zeros((1, 2)))
+    pred = Prediction.from_outputs(raw)
+    assert pred.reported_head == "fused"
+    assert [(c.upper, c.lower) for c in pred.curves] == [tuple(e) for e in raw["end_vertebrae"][0]]
+    np.testing.assert_allclose([c.angle for c in pred.curves], raw["cobb_angles"][0], atol=1e-6)

@@ -29,7 +29,7 @@ def test_error_budget_scores_r_on_each_input(tiny_data, tiny_cfg):
     budget = _bench().error_budget(model, ds)
     assert set(budget) == {"image", "segmentation", "true_mask"}
 
-    # the true-mask row by hand: R on labels > 0, SMAPE as aasce.md defines it
+    # the true-mask row by hand: R on labels > 0, the official SMAPE (README)
     pred, true = [], []
     for _, y in ds:
         m = (np.asarray(y["labels"]) > 0).astype("float32")[..., None]
