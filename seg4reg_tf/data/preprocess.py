@@ -15,12 +15,21 @@ _GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)  # ITU-R 601 luma, as tf.image.rgb_to_g
 def decode_image(image_bytes) -> tf.Tensor:
     """JPEG / PNG (8- or 16-bit, gray / gray+alpha / RGB / RGBA) bytes -> float32 [h, w, 1] in [0, 1].
 
-    16-bit PNGs decode exactly (value / 65535); 8-bit images give value / 255. Colour images are
-    converted to gray with the ITU-R 601 weights; an alpha channel is dropped.
+    8-bit images give value / 255. A 16-bit PNG is scaled by the range its data use, 2^b - 1 with b
+    the bit length of its largest value (at least 8): PACS exports and viewers store 10-, 12- or 14-bit
+    X-rays in 16-bit PNGs, which divided by 65535 would arrive nearly black; full-range 16-bit data
+    still decode exactly (value / 65535). Colour images are converted to gray with the ITU-R 601
+    weights; an alpha channel is dropped.
     """
     image_bytes = tf.convert_to_tensor(image_bytes, dtype=tf.string)
-    img = tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint16, expand_animations=False)
-    img = tf.cast(img, tf.float32) / 65535.0
+    img = tf.cast(tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint16, expand_animations=False),
+                  tf.float32)
+    # PNG: the IHDR bit depth is byte 24 (8 signature bytes, length, "IHDR", width, height)
+    is_png16 = tf.logical_and(tf.equal(tf.strings.substr(image_bytes, 0, 8), b"\x89PNG\r\n\x1a\n"),
+                              tf.equal(tf.strings.substr(image_bytes, 24, 1), b"\x10"))
+    powers = tf.pow(2.0, tf.range(8, 16, dtype=tf.float32))  # exact integer comparisons, no log rounding
+    bits = 8.0 + tf.reduce_sum(tf.cast(tf.reduce_max(img) >= powers, tf.float32))
+    img = img / tf.where(is_png16, tf.pow(2.0, bits) - 1.0, 65535.0)
     channels = tf.shape(img)[-1]
     weights = tf.constant(_GRAY_WEIGHTS, tf.float32)
     gray = tf.cond(

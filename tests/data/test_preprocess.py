@@ -149,3 +149,16 @@ def test_data_config_validation():
         from_dict(DataConfig, {"augment": {"bogus": 1}}, prefix="data")
     cfg = from_dict(DataConfig, {"image_size": [256, 128], "augment": {"rotation_deg": 5}}, prefix="data")
     assert cfg.image_size == (256, 128) and cfg.augment.rotation_deg == 5.0
+
+
+@pytest.mark.parametrize("bits", [10, 12, 14])
+def test_16bit_png_of_fewer_bits_is_scaled_by_its_range(bits):
+    """PACS exports store 10-14 bit data in 16-bit PNGs; / 65535 made them nearly black."""
+    rng = np.random.default_rng(bits)
+    img8 = rng.integers(0, 256, size=(40, 20)).astype(np.uint8)
+    img8[0, 0] = 255  # a white pixel, as every X-ray has
+    top = 2 ** bits - 1
+    stored = np.round(img8.astype(np.float64) * top / 255).astype(np.uint16)
+    ok, data = cv2.imencode(".png", stored)
+    assert ok and data[24] == 16  # a 16-bit PNG
+    np.testing.assert_allclose(decode_image(data.tobytes()).numpy()[..., 0], img8 / 255.0, atol=0.5 / top + 1e-6)
