@@ -146,6 +146,14 @@ class PredictionCore:
         """The named signature of `lv` ("" = serving_default); NOT_FOUND if absent."""
         return lv.signature(signature_name)
 
+    def refuse_method(self, lv: LoadedVersion, signature_name: str, method: str) -> None:
+        """What TF Serving answers to Classify / Regress (`method` "classify" | "regress") on a predict
+        signature: INVALID_ARGUMENT naming the expected and the actual method (NOT_FOUND if absent)."""
+        info = self.signature(lv, signature_name)
+        noun = {"classify": "classification", "regress": "regression"}[method]
+        raise invalid_argument(f"Expected {noun} signature method_name to be tensorflow/serving/{method}. "
+                               f"Was: {info.proto.method_name}")
+
     def predict(self, lv: LoadedVersion, signature_name: str, inputs: Tensors,
                 output_filter: list[str] | None = None, cancelled: Callable[[], bool] | None = None) -> Tensors:
         """`predict_on_version` with this core's request limits and chunk size."""

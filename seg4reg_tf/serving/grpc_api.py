@@ -87,11 +87,19 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         context.abort(grpc.StatusCode.UNIMPLEMENTED,
                       f"{what} is not implemented by this server; use Predict")
 
+    def _refuse_method(self, request, context, method: str):
+        try:
+            version, label = spec_version(request.model_spec)
+            lv = self.core.manager.get(request.model_spec.name, version, label)
+            self.core.refuse_method(lv, request.model_spec.signature_name, method)
+        except ServingError as err:
+            _abort(context, err)
+
     def Classify(self, request, context):  # noqa: N802
-        self._unimplemented("Classify", context)
+        self._refuse_method(request, context, "classify")
 
     def Regress(self, request, context):  # noqa: N802
-        self._unimplemented("Regress", context)
+        self._refuse_method(request, context, "regress")
 
     def MultiInference(self, request, context):  # noqa: N802
         self._unimplemented("MultiInference", context)

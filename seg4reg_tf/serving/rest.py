@@ -305,14 +305,14 @@ class _Handler(BaseHTTPRequestHandler):
     def _post(self) -> None:
         name, version, label, rest = self._route()
         body = self._read_json()
-        if rest in (":classify", ":regress"):
-            raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"{rest[1:]} is not implemented; use :predict")
-        if rest != ":predict":
+        if rest not in (":predict", ":classify", ":regress"):
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"POST is not supported on {self.path}")
         lv = self.manager.get(name, version, label)
         signature = body.get("signature_name", "") if isinstance(body, dict) else ""
         if not isinstance(signature, str):
             raise _bad("\"signature_name\" must be a string")
+        if rest != ":predict":  # every signature here is a predict one: TF Serving's 400
+            self.core.refuse_method(lv, signature, rest[1:])
         info = self.core.signature(lv, signature)
         inputs, row_format = parse_predict_body(body, info.input_dtypes)
         if not self.work_slots.acquire(timeout=30.0):

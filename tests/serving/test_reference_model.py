@@ -64,3 +64,23 @@ def test_reference_model_reproduces_its_card_on_the_validation_split(tmp_path):
     assert report["n_images"] == 96
     assert report["smape"] == pytest.approx(_card_number("validation SMAPE (%)"), abs=0.01)
     assert report["dice_mean"] == pytest.approx(_card_number("vertebra Dice"), abs=0.001)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/aasce/boostnet_labeldata (real AASCE X-rays)")
+def test_real_xrays_saved_at_8_12_and_16_bits_give_the_same_angles():
+    """16-bit PNGs holding 12-bit data (PACS exports) used to arrive nearly black (angles moved 5-36 deg)."""
+    import cv2
+
+    from seg4reg_tf.data import aasce
+
+    records = aasce.train_val_split(aasce.load_split(str(REAL), "training"))[1][:3]
+    sig = tf.saved_model.load(str(latest_version_dir(BASE))).signatures["serving_default"]
+    for rec in records:
+        grey = cv2.imread(rec.image_path, cv2.IMREAD_GRAYSCALE).astype(np.float64)
+        variants = [np.round(grey).astype(np.uint8), np.round(grey * 4095 / 255).astype(np.uint16),
+                    np.round(grey * 257).astype(np.uint16)]
+        pngs = [cv2.imencode(".png", v)[1].tobytes() for v in variants]
+        out = sig(image_bytes=tf.constant(pngs))
+        angles = out["cobb_angles"].numpy()
+        assert np.abs(angles - angles[0]).max() < 0.5, (rec.filename, angles)
+        assert np.all(out["measurable_score"].numpy() >= 0.5), rec.filename

@@ -76,6 +76,12 @@ def test_rest_row_and_columnar_with_b64(served):
     ("/versions/9:predict", {"instances": [b64(GOOD)]}, 404, "9"),
     ("/versions/x:predict", {"instances": [b64(GOOD)]}, 400, "version"),
     ("/metadataX", None, 404, ""),
+    # TF Serving's answer to classify / regress on a predict signature (not 501)
+    (":classify", {"examples": [{}]}, 400, "Expected classification signature method_name to be "
+                                          "tensorflow/serving/classify. Was: tensorflow/serving/predict"),
+    (":regress", {"examples": [{}]}, 400, "Expected regression signature method_name to be "
+                                         "tensorflow/serving/regress. Was: tensorflow/serving/predict"),
+    (":regress", {"signature_name": "nope", "examples": [{}]}, 404, "nope"),
 ])
 def test_rest_errors(served, path, body, code, text):
     status, payload = http(served["rest"] + path, body)

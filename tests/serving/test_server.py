@@ -182,9 +182,16 @@ def test_large_image_and_unimplemented_apis(served):
     with pytest.raises(grpc.RpcError) as info:  # empty batch: a clear error (the real model cannot run [0])
         served["predict"].Predict(request([]), timeout=60)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "empty batch" in info.value.details()
-    with pytest.raises(grpc.RpcError) as info:
+    with pytest.raises(grpc.RpcError) as info:  # no model named: NOT_FOUND, as for Predict
         served["predict"].Classify(classification_pb2.ClassificationRequest(), timeout=10)
-    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    classify = classification_pb2.ClassificationRequest()
+    classify.model_spec.name = "seg4reg"
+    with pytest.raises(grpc.RpcError) as info:  # TF Serving's answer on a predict signature
+        served["predict"].Classify(classify, timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details() == ("Expected classification signature method_name to be "
+                                    "tensorflow/serving/classify. Was: tensorflow/serving/predict")
     req = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["nope"])
     req.model_spec.name = "seg4reg"
     with pytest.raises(grpc.RpcError) as info:
