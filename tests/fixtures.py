@@ -197,6 +197,8 @@ def box_spine_dataset(n: int = 4, batch: int = 2, seed: int = 0):
 # -- the exported SavedModel's signatures (docs/architecture.md, "The exported SavedModel") --------
 MODEL_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation", "consistency",
                  "vertebra_labels", "attention_map")
+GEOMETRY_OUTPUTS = ("cobb_angles_geometry", "end_vertebrae", "vertebra_landmarks", "vertebra_tilts",
+                    "vertebra_visible")  # with model.geometry_head
 MEASURABLE_OUTPUTS = ("measurable_score", "measurable_reason")
 MAPPING_OUTPUTS = ("original_size", "scale", "padding")
 
@@ -214,6 +216,11 @@ def _contract(image_size, attention_size):
         "consistency": ("DT_FLOAT", [-1]),
         "vertebra_labels": ("DT_UINT8", [-1, h, w]),
         "attention_map": ("DT_FLOAT", [-1, ah, aw]),  # None: any fixed size
+        "cobb_angles_geometry": ("DT_FLOAT", [-1, 3]),
+        "end_vertebrae": ("DT_INT32", [-1, 3, 2]),
+        "vertebra_landmarks": ("DT_FLOAT", [-1, 68, 2]),
+        "vertebra_tilts": ("DT_FLOAT", [-1, 17]),
+        "vertebra_visible": ("DT_FLOAT", [-1, 17]),
         "measurable_score": ("DT_FLOAT", [-1]),
         "measurable_reason": ("DT_STRING", [-1]),
     }
@@ -242,7 +249,7 @@ def check_signatures(saved_model, image_size, outputs=MODEL_OUTPUTS, attention_s
     `attention_size`: the attention map's (h, w), if the caller knows it."""
     from tensorflow.core.framework import types_pb2
 
-    unknown = set(outputs) - set(MODEL_OUTPUTS)
+    unknown = set(outputs) - set(MODEL_OUTPUTS + GEOMETRY_OUTPUTS)
     assert not unknown, f"not model outputs: {sorted(unknown)}"
     sigs = signature_defs(saved_model) if isinstance(saved_model, (str, os.PathLike)) else dict(saved_model)
     contract = _contract(image_size, attention_size)
@@ -255,7 +262,7 @@ def check_signatures(saved_model, image_size, outputs=MODEL_OUTPUTS, attention_s
         assert types_pb2.DataType.Name(info.dtype) == in_dtype, (name, in_key)
         assert [d.size for d in info.tensor_shape.dim] == in_shape, (name, in_key)
         assert in_key in info.name, (name, info.name)  # explicit tensor names
-        want = {k: v for k, v in all_outputs.items() if k in outputs or k not in MODEL_OUTPUTS}
+        want = {k: v for k, v in all_outputs.items() if k in outputs or k not in MODEL_OUTPUTS + GEOMETRY_OUTPUTS}
         assert set(sig.outputs) == set(want), (name, sorted(sig.outputs), sorted(want))
         for key, (dtype, shape) in want.items():
             out = sig.outputs[key]

@@ -31,7 +31,6 @@ def validate_image_size(cfg: ModelConfig, image_size) -> tuple[int, int]:
 
 
 SPATIAL_OUTPUTS = ("segmentation", "attention_map", "attention_logits")  # [B, h, w, ...] maps
-GEOMETRY_OUTPUTS = ("vertebra_landmarks", "cobb_angles_geometry", "end_vertebrae")  # from the merged geometry
 
 
 def mean_outputs(outputs: list[dict]) -> dict:

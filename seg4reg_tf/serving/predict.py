@@ -165,7 +165,7 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     if pred.attention is not None:
         attention_orig = letterbox.grid_to_original(pred.attention)
 
-    score, reason = measurability(item, outputs, pred)
+    score, reason = measurability(item, outputs)
     geo_angles = (geometry or {}).get("angles")
     geometry_disagreement = None
     if geo_angles:
@@ -212,11 +212,13 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     return result, overlay
 
 
-def measurability(item: InputImage, outputs: dict[str, np.ndarray], pred: Prediction) -> tuple[float, str]:
+def measurability(item: InputImage, outputs: dict[str, np.ndarray]) -> tuple[float, str]:
     """(score in (0, 1), reason or "") of the first image: the model's `measurable_score` /
     `measurable_reason` outputs, or `export.measurable.assess` here for a model exported without them."""
-    if pred.measurable_score is not None:
-        score, reason = pred.measurable_score, pred.measurable_reason
+    if "measurable_score" in outputs and "measurable_reason" in outputs:
+        score = float(np.asarray(outputs["measurable_score"]).reshape(-1)[0])
+        reason = np.asarray(outputs["measurable_reason"]).reshape(-1)[0]
+        reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
     else:
         import tensorflow as tf
 

@@ -103,7 +103,8 @@ def load_init_weights(model: keras.Model, path: str) -> None:
     """Set `model`'s weights to those of the model in `init_weights_file(path)`.
 
     Every variable must have its counterpart (same order and shape; only the input size may differ), so
-    a different architecture is refused rather than partly loaded.
+    a different architecture is refused rather than partly loaded; the one exception is a geometry head
+    the source model lacks, which starts from its initialisation (fine-tuning a model into one with it).
 
     Raises:
         ConfigError naming `train.init_weights`, the file and the first variable that does not fit.

@@ -10,7 +10,7 @@ import tensorflow as tf
 import yaml
 
 from seg4reg_tf.export.layout import CONFIG_RELPATH, WARMUP_RELPATH, latest_version_dir
-from tests.fixtures import check_signatures
+from tests.fixtures import GEOMETRY_OUTPUTS, MODEL_OUTPUTS, check_signatures
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BASE = REPO / "serving" / "models" / "seg4reg"
@@ -31,7 +31,9 @@ def test_reference_model_is_complete_and_small():
     assert sum(p.stat().st_size for p in files) <= MAX_BYTES
     for rel in ("saved_model.pb", WARMUP_RELPATH, CONFIG_RELPATH):
         assert (version / rel).is_file(), rel
-    check_signatures(version, yaml.safe_load((version / CONFIG_RELPATH).read_text())["data"]["image_size"])
+    cfg = yaml.safe_load((version / CONFIG_RELPATH).read_text())
+    outputs = MODEL_OUTPUTS + (GEOMETRY_OUTPUTS if cfg["model"].get("geometry_head") else ())
+    check_signatures(version, cfg["data"]["image_size"], outputs=outputs)
     text = CARD.read_text()
     assert f"serving/models/seg4reg/{version.name}/" in text  # the card describes the shipped version
     for needed in ("seg4reg train --config", "seg4reg export", "not a medical device", "index % 5 == 4"):
