@@ -271,3 +271,14 @@ def check_signatures(saved_model, image_size, outputs=MODEL_OUTPUTS, attention_s
             assert len(got) == len(shape), (name, key, got)
             for g, s in zip(got, shape):
                 assert g == s if s is not None else g > 0, (name, key, got, shape)
+
+
+def load_benchmark(name: str):
+    """The module of the script benchmarks/<name>.py (benchmarks/ is not a package)."""
+    import importlib.util
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(name, os.path.join(root, "benchmarks", f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

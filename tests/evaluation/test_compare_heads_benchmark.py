@@ -2,17 +2,13 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import os
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.fixtures import load_benchmark
+
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("compare_heads", os.path.join(REPO, "benchmarks", "compare_heads.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_heads")
 
 
 def test_the_mean_of_two_heads_is_scored_from_the_cases(tmp_path, capsys):

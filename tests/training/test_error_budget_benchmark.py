@@ -1,20 +1,16 @@
 """benchmarks/error_budget.py: R on the image, the predicted and the true spine mask of a tiny model."""
 from __future__ import annotations
 
-import importlib.util
-import os
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.fixtures import load_benchmark
+
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("error_budget", os.path.join(REPO, "benchmarks", "error_budget.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("error_budget")
 
 
 def test_error_budget_scores_r_on_each_input(tiny_data, tiny_cfg):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 
 import pytest
+
+from tests.fixtures import load_benchmark
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -13,11 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def _bench(monkeypatch):
     """The script as `python benchmarks/training_throughput.py` sees it: benchmarks/ first on sys.path."""
     monkeypatch.syspath_prepend(os.path.join(REPO, "benchmarks"))
-    spec = importlib.util.spec_from_file_location(
-        "training_throughput", os.path.join(REPO, "benchmarks", "training_throughput.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("training_throughput")
 
 
 def _tiny_config(tmp_path):

@@ -2,23 +2,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.fixtures import load_benchmark
+
 TINY_SETS = ["data.image_size=[64,32]", "data.clahe=false", "data.batch_size=4", "data.shuffle_buffer=16",
              "model.reg_width=4", "model.reg_depth=3", "model.seg_width=4", "model.seg_depth=2",
              "model.warmup_epochs=0"]
 
 
 def _ablation():
-    spec = importlib.util.spec_from_file_location("ablation", os.path.join(REPO, "benchmarks", "ablation.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ablation")
 
 
 def _argv(tiny_data, out, *extra):
