@@ -15,8 +15,11 @@ PYTHON_TFX ?= $(firstword $(shell for p in python3.10 $$(pyenv root 2>/dev/null)
 # `make pipeline DATA=ROOT`: the demo config as a pipeline run into $(PIPELINE_OUT).
 DATA ?=
 PIPELINE_OUT ?= pipeline_out
+# `make pipeline-image`: the container image of the compiled Vertex/Kubeflow spec (pipelines/Dockerfile); its
+# name is seg4reg_pipeline.IMAGE, the default of `seg4reg-pipeline compile --image` (read from there: one place).
+PIPELINE_IMAGE ?= $(shell sed -n 's/^IMAGE = "\(.*\)"$$/\1/p' pipelines/seg4reg_pipeline/__init__.py)
 
-.PHONY: install test test-fast demo clean pipeline-install pipeline
+.PHONY: install test test-fast lint demo clean pipeline-install pipeline pipeline-image
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +29,12 @@ $(VENV)/.installed: setup.py
 
 install: $(VENV)/.installed
 
-test: install pipeline-install
+test: install pipeline-install lint
 	$(PY) -m pytest -q tests
+
+# ruff (ruff.toml: pycodestyle, pyflakes, import order), as keras-hub runs it
+lint: install
+	$(VENV)/bin/ruff check .
 
 # The inner loop: everything but the tests marked `slow` (training beyond one step, servers, subprocess pipelines).
 test-fast: install
@@ -51,6 +58,9 @@ pipeline: install pipeline-install
 	@test -n "$(DATA)" || { echo "usage: make pipeline DATA=ROOT (an AASCE-format root or seg4reg data convert shards)" >&2; exit 2; }
 	$(TFX_VENV)/bin/seg4reg-pipeline run --data "$(DATA)" --config pipelines/configs/demo.yaml \
 		--pipeline-root $(PIPELINE_OUT)/root --serving-base $(PIPELINE_OUT)/serving/seg4reg --serve-command $(SEG4REG)
+
+pipeline-image:
+	docker build -f pipelines/Dockerfile -t $(PIPELINE_IMAGE) .
 
 clean:
 	rm -rf $(VENV) $(TFX_VENV) $(DEMO) $(PIPELINE_OUT) build *.egg-info

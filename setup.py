@@ -51,6 +51,6 @@ setup(
     python_requires=">=3.10,<3.12",
     install_requires=INSTALL_REQUIRES,
     # `pip install .[gpu]`: TensorFlow with its CUDA libraries (Linux x86-64), the same pinned version
-    extras_require={"test": ["pytest==9.2.0"], "gpu": ["tensorflow[and-cuda]==2.21.0"]},
+    extras_require={"test": ["pytest==9.2.0", "ruff==0.17.6"], "gpu": ["tensorflow[and-cuda]==2.21.0"]},
     entry_points={"console_scripts": ["seg4reg=seg4reg_tf.cli:main"]},
 )

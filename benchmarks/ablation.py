@@ -25,8 +25,8 @@ import os
 import sys
 import time
 
-from seg4reg_tf.shipped_configs import config_dir
 from seg4reg_tf.config_machinery import add_override_argument
+from seg4reg_tf.shipped_configs import config_dir
 
 VARIANTS = ("reg_only", "seg4reg", "seg4reg_plus", "seg4reg_plus_no_att", "seg4reg_plus_no_gate",
             "seg4reg_plus_no_tri")

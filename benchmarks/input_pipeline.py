@@ -30,7 +30,6 @@ def main(argv=None) -> int:
     p.add_argument("--no-clahe", action="store_true")
     args = p.parse_args(argv)
 
-    import tensorflow as tf
     from tqdm import tqdm
 
     from seg4reg_tf.data.aasce import load_split

@@ -105,13 +105,13 @@ def time_calls(fn, n: int, warmup: int = 2) -> list[float]:
 
 
 def export_untrained(model_cfg, size: tuple[int, int], base: str, clahe: bool = True) -> str:
-    """Build `build_model(model_cfg, size)` (untrained) and export it to base/1; returns the version dir."""
-    from seg4reg_tf.data.config import DataConfig
+    """Build `build_model(model_cfg, Preprocessing(size, clahe))` (untrained) and export it to base/1;
+    returns the version dir."""
     from seg4reg_tf.export.savedmodel import export_model
-    from seg4reg_tf.models import build_model
+    from seg4reg_tf.models import Preprocessing, build_model
 
-    model = build_model(model_cfg, size)
-    return export_model(model, DataConfig(image_size=size, clahe=clahe), base, 1)
+    model = build_model(model_cfg, Preprocessing(image_size=tuple(size), clahe=clahe))
+    return export_model(model, base, 1)
 
 
 def prepare_model(args, tmp: str) -> tuple[str, str, str]:

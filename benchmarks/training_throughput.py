@@ -1,6 +1,6 @@
 """Joint-model training throughput (images/s) and its share of the machine's measured fp32 matmul peak.
 
-    python benchmarks/training_throughput.py                                   # configs/aasce_cpu.yaml at 256x128 and 512x256
+    python benchmarks/training_throughput.py  # configs/aasce_cpu.yaml at 256x128 and 512x256
     python benchmarks/training_throughput.py --config configs/aasce_cpu.yaml --sizes 256x128 --steps 20
     python benchmarks/training_throughput.py --sizes 256x128 --set train.mixed_precision=mixed_bfloat16
 
@@ -53,9 +53,8 @@ def spine_batch(batch: int, size: tuple[int, int], seed: int = 0):
     import numpy as np
 
     from seg4reg_tf.data.synth import synth_example
-    from seg4reg_tf.geometry.masks import landmarks_to_label_map
-
     from seg4reg_tf.geometry.cobb import cobb_angles
+    from seg4reg_tf.geometry.masks import landmarks_to_label_map
 
     h, w = size
     rng = np.random.default_rng(seed)

@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "seg4reg_tf.evaluation.cli",
     "seg4reg_tf.export.cli",
     "seg4reg_tf.serving.cli",
+    "seg4reg_tf.client.cli",
     "seg4reg_tf.tuning.cli",
 )
 

@@ -34,6 +34,24 @@ def require(cond: bool, key: str, expected: str, got: Any) -> None:
         raise ConfigError(f"{key}: expected {expected}, got {got!r}")
 
 
+MIN_IMAGE_SIDE = 16  # px: the smallest model input side (CLAHE tiles, encoder strides)
+
+
+def check_image_size(value: Any, key: str = "image_size", *, stride: int = 1, why: str = "") -> tuple[int, int]:
+    """The one check of a model input size: (H, W) as two ints >= MIN_IMAGE_SIDE, each divisible by
+    `stride` (a network's output stride; `why` says whose). Returns (H, W); ConfigError naming `key`."""
+    expected = f"(height, width) ints >= {MIN_IMAGE_SIDE}"
+    if stride > 1:
+        expected += f", divisible by {stride}{' ' + why if why else ''}"
+    pair = tuple(value) if isinstance(value, (list, tuple)) else None
+    if pair is None or len(pair) != 2 or not all(
+            isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in pair):
+        raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+    h, w = int(pair[0]), int(pair[1])
+    require(min(h, w) >= MIN_IMAGE_SIDE and h % stride == 0 and w % stride == 0, key, expected, (h, w))
+    return h, w
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -218,16 +236,15 @@ def _deep_merge(base: dict, update: dict) -> dict:
 
 def read_config_dict(path: str | os.PathLike, _seen: tuple[str, ...] = ()) -> dict:
     """The raw mapping of a YAML config file with its `base:` chain merged in (paths relative to the file)."""
-    path = os.path.abspath(os.fspath(path))
+    path = os.fspath(path)
+    path = path if _is_url(path) else os.path.abspath(path)
     if path in _seen:
         raise ConfigError(f"base: circular base chain: {' -> '.join(_seen + (path,))}")
-    if not os.path.isfile(path):
-        raise ConfigError(f"config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    text = _read_text(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
@@ -274,6 +291,59 @@ def add_override_argument(parser, help: str = "override a config value (YAML syn
 
 def save_config(cfg: Any, path: str | os.PathLike) -> None:
     """Write the config tree `cfg` as YAML (no `base:`), reloadable with `read_config_dict` + `from_dict`."""
-    os.makedirs(os.path.dirname(os.path.abspath(os.fspath(path))), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        yaml.safe_dump(to_dict(cfg), f, sort_keys=False, default_flow_style=None)
+    _write_text_atomic(os.fspath(path), yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None))
+
+
+# Config files may live on any TensorFlow filesystem (gs://...): URLs go through tf.io.gfile (imported only
+# then), local paths through the builtins. (`seg4reg_tf.fileio` is the package's way; this layer-0 module
+# may not import it.)
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _read_text(path: str) -> str:
+    """A config file's UTF-8 text; ConfigError naming it when missing or unreadable."""
+    try:
+        if _is_url(path):
+            import tensorflow as tf
+
+            if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
+                raise FileNotFoundError(path)
+            with tf.io.gfile.GFile(path, "rb") as f:
+                raw = f.read()
+        else:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(path)
+            with open(path, "rb") as f:
+                raw = f.read()
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except Exception as err:  # noqa: BLE001 - OSError or tf.errors.OpError: name the file
+        raise ConfigError(f"{path}: cannot read the config file ({type(err).__name__}: {err})") from err
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err})") from err
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    """Write `text` to a temporary file beside `path` and rename it into place (never a torn config)."""
+    parent = os.path.dirname(path if _is_url(path) else os.path.abspath(path))
+    tmp = os.path.join(parent, f".incoming.{os.path.basename(path)}")
+    if _is_url(path):
+        import tensorflow as tf
+
+        tf.io.gfile.makedirs(parent)
+        with tf.io.gfile.GFile(tmp, "wb") as f:
+            f.write(text.encode("utf-8"))
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+        return
+    os.makedirs(parent, exist_ok=True)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

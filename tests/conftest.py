@@ -16,3 +16,12 @@ def tiny_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     write_synthetic_dataset(str(root), 10, 0, 0, height_range=(200, 260), progress=False)
     return str(root)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A local server with two versions, one per test module (the server, REST, batching and client tests)."""
+    from tests.serving.served import two_versions
+
+    with two_versions(str(tmp_path_factory.mktemp("models"))) as handles:
+        yield handles

@@ -199,6 +199,8 @@ MODEL_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation",
                  "vertebra_labels", "attention_map")
 GEOMETRY_OUTPUTS = ("cobb_angles_geometry", "end_vertebrae", "vertebra_landmarks", "vertebra_tilts",
                     "vertebra_visible")  # with model.geometry_head
+UPRIGHT_OUTPUTS = ("upright_margin",)  # with model.upright_check
+VARIANT_OUTPUTS = MODEL_OUTPUTS + GEOMETRY_OUTPUTS + UPRIGHT_OUTPUTS
 MEASURABLE_OUTPUTS = ("measurable_score", "measurable_reason")
 MAPPING_OUTPUTS = ("original_size", "scale", "padding")
 
@@ -221,6 +223,7 @@ def _contract(image_size, attention_size):
         "vertebra_landmarks": ("DT_FLOAT", [-1, 68, 2]),
         "vertebra_tilts": ("DT_FLOAT", [-1, 17]),
         "vertebra_visible": ("DT_FLOAT", [-1, 17]),
+        "upright_margin": ("DT_FLOAT", [-1]),
         "measurable_score": ("DT_FLOAT", [-1]),
         "measurable_reason": ("DT_STRING", [-1]),
     }
@@ -245,11 +248,11 @@ def signature_defs(version_dir) -> dict:
 def check_signatures(saved_model, image_size, outputs=MODEL_OUTPUTS, attention_size=None) -> None:
     """Assert the signatures of an exported model: `saved_model` is a version dir or a mapping
     {name: SignatureDef} (e.g. from GetModelMetadata). `outputs`: the model outputs the variant has
-    (of MODEL_OUTPUTS; the measurability and, bar predict_image, mapping outputs always come too).
+    (of VARIANT_OUTPUTS; the measurability and, bar predict_image, mapping outputs always come too).
     `attention_size`: the attention map's (h, w), if the caller knows it."""
     from tensorflow.core.framework import types_pb2
 
-    unknown = set(outputs) - set(MODEL_OUTPUTS + GEOMETRY_OUTPUTS)
+    unknown = set(outputs) - set(VARIANT_OUTPUTS)
     assert not unknown, f"not model outputs: {sorted(unknown)}"
     sigs = signature_defs(saved_model) if isinstance(saved_model, (str, os.PathLike)) else dict(saved_model)
     contract = _contract(image_size, attention_size)
@@ -262,7 +265,7 @@ def check_signatures(saved_model, image_size, outputs=MODEL_OUTPUTS, attention_s
         assert types_pb2.DataType.Name(info.dtype) == in_dtype, (name, in_key)
         assert [d.size for d in info.tensor_shape.dim] == in_shape, (name, in_key)
         assert in_key in info.name, (name, info.name)  # explicit tensor names
-        want = {k: v for k, v in all_outputs.items() if k in outputs or k not in MODEL_OUTPUTS + GEOMETRY_OUTPUTS}
+        want = {k: v for k, v in all_outputs.items() if k in outputs or k not in VARIANT_OUTPUTS}
         assert set(sig.outputs) == set(want), (name, sorted(sig.outputs), sorted(want))
         for key, (dtype, shape) in want.items():
             out = sig.outputs[key]
@@ -282,3 +285,18 @@ def load_benchmark(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def strip_preprocessing(keras_file) -> None:
+    """Rewrite a Seg4RegPlus .keras file as one saved before models carried their preprocessing (no key)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(keras_file) as z:
+        files = {name: z.read(name) for name in z.namelist()}
+    config = json.loads(files["config.json"])
+    del config["config"]["preprocessing"]
+    files["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(keras_file, "w") as z:
+        for name, data in files.items():
+            z.writestr(name, data)

@@ -17,11 +17,11 @@ def _subparsers(parser):
     return action.choices
 
 
-def test_every_command_is_registered_and_predict_lives_with_serving():
+def test_every_command_is_registered_and_predict_lives_with_the_client():
     commands = _subparsers(cli.build_parser())
     assert {"data", "train", "evaluate", "export", "predict", "serve", "tune"} <= set(commands)
     predict = commands["predict"]
-    assert predict.get_default("func").__module__ == "seg4reg_tf.serving.cli"
+    assert predict.get_default("func").__module__ == "seg4reg_tf.client.cli"
     flags = {s for a in predict._actions for s in a.option_strings}
     assert {"--model", "--server", "--rest", "--model-name", "--out", "--threshold", "--geometry-threshold"} <= flags
     args = predict.parse_args(["a.jpg", "--model", "m", "--out", "o", "--geometry-threshold", "7.5"])

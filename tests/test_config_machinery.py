@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 import yaml
 
-from seg4reg_tf.config_machinery import (ConfigError, add_override_argument, apply_overrides, check_fields,
-                                         from_dict, read_config_dict, replace_paths, save_config, to_dict)
+from seg4reg_tf.config_machinery import (
+    ConfigError,
+    add_override_argument,
+    apply_overrides,
+    check_fields,
+    from_dict,
+    read_config_dict,
+    replace_paths,
+    save_config,
+    to_dict,
+)
 
 
 @dataclasses.dataclass

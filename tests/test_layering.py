@@ -1,9 +1,10 @@
 """Imports only point down the layers of docs/architecture.md ("Layers").
 
-geometry < data, models < training < export, tuning < serving, evaluation < the command lines;
+geometry < data, models < training < export, tuning < serving, evaluation, client < the command lines;
 modules directly in `seg4reg_tf/` (helpers such as `_lazy`, `config_machinery`) sit below geometry.
 Packages on the same layer do not import each other. Every import counts, lazy ones inside
-functions included.
+functions included. And no module imports itself through others: the module import graph has no
+circle, imports under `if TYPE_CHECKING:` included (a type-only circle is still a real dependency).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "seg4reg_tf"
 LAYERS = {"geometry": 1, "data": 2, "models": 2, "training": 3, "export": 4, "tuning": 4,
-          "serving": 5, "evaluation": 5}
+          "serving": 5, "evaluation": 5, "client": 5}
 CLI_LAYER = 6
 BASE_LAYER = 0
 
@@ -92,3 +93,60 @@ def test_the_check_catches_an_upward_import(tmp_path):
 @pytest.mark.parametrize("pkg", sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()))
 def test_every_package_has_a_layer(pkg):
     assert pkg in LAYERS, f"seg4reg_tf/{pkg}: add it to LAYERS here and to docs/architecture.md"
+
+
+def _module_graph(root: Path) -> dict[str, set[str]]:
+    """{module: modules of `root` it imports} (dotted names below seg4reg_tf; packages by their __init__)."""
+    modules = {".".join(_module_parts(p, root)): p for p in root.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        targets = set()
+        for _, parts in _imports(path):
+            for n in range(len(parts), 0, -1):  # `from x.y import z`: z if it is a module, else x.y
+                dotted = ".".join(parts[:n])
+                if dotted in modules:
+                    targets.add(dotted)
+                    break
+        pkg = name.rpartition(".")[0]
+        graph[name] = {t for t in targets if t != name and t != pkg}  # a module may import its own package
+    return graph
+
+
+def cycles(root: Path = PACKAGE) -> list[list[str]]:
+    """The import circles between modules under `root` (each as a path that returns to its start)."""
+    graph, found, state = _module_graph(root), [], {}
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = "open"
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                found.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = "done"
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [])
+    return found
+
+
+def test_no_import_circle_between_modules():
+    assert cycles() == [], "import circles (type-only imports count): " + "; ".join(" -> ".join(c) for c in cycles())
+
+
+def test_the_check_catches_a_type_only_circle(tmp_path):
+    """manager -> warmup_replay -> core -> manager, the last only under TYPE_CHECKING, is a circle."""
+    fake = tmp_path / "seg4reg_tf"
+    (fake / "serving").mkdir(parents=True)
+    (fake / "serving" / "__init__.py").write_text("")
+    (fake / "serving" / "manager.py").write_text("from seg4reg_tf.serving.warmup_replay import run_warmup\n")
+    (fake / "serving" / "warmup_replay.py").write_text("from seg4reg_tf.serving import core\n")
+    (fake / "serving" / "core.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                                              "    from seg4reg_tf.serving.manager import ModelManager\n")
+    (fake / "serving" / "client.py").write_text("from seg4reg_tf.serving.core import x\n")  # not in the circle
+    assert violations(fake) == []  # one package: the layer check alone cannot see it
+    (circle,) = cycles(fake)
+    assert circle[0] == circle[-1] and set(circle) == {"serving.manager", "serving.warmup_replay", "serving.core"}

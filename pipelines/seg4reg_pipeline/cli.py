@@ -14,6 +14,8 @@ import re
 import sys
 import warnings
 
+from seg4reg_pipeline import IMAGE
+
 EXIT_PUSHED, EXIT_ERROR, EXIT_USAGE, EXIT_INVALID_DATA, EXIT_NOT_BLESSED, EXIT_LOAD_CHECK = 0, 1, 2, 3, 4, 5
 PIPELINE_KEYS = {"bless_smape": float, "regression_tolerance": float}
 _PROGRESS = re.compile(r"^Component (\S+) is (running|finished)\.$")
@@ -57,6 +59,7 @@ def load_pipeline_config(path: str, overrides: list[str]) -> tuple[str, dict]:
     Raises ValueError naming the key (seg4reg_tf's ConfigError for the experiment part).
     """
     import yaml
+
     from seg4reg_tf.training.config import apply_overrides, config_from_dict, read_config_dict, to_dict
 
     data = apply_overrides(read_config_dict(path), overrides)
@@ -112,8 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="compile the pipeline to a Kubeflow V2 / Vertex Pipelines JSON spec")
     _common(c, local=False)
     c.add_argument("--out", required=True, help="output JSON file")
-    c.add_argument("--image", default="seg4reg-tf-pipeline:latest",
-                   help="container image holding this repository's side environment")
+    c.add_argument("--image", default=IMAGE,
+                   help=f"container image of every component: pipelines/Dockerfile, built by `make pipeline-image` "
+                        f"and pushed to a registry (default {IMAGE})")
+    c.add_argument("--gpus", type=int, default=0, metavar="N",
+                   help="GPUs for the Trainer's container (use train.strategy: mirrored for N > 1; default 0)")
+    c.add_argument("--gpu-type", default=None, metavar="TYPE",
+                   help="accelerator type of --gpus (Vertex AI names: NVIDIA_TESLA_T4, NVIDIA_L4, NVIDIA_TESLA_A100, "
+                        "...; default NVIDIA_TESLA_T4)")
+    c.add_argument("--cpus", type=float, default=None, metavar="N", help="vCPUs for the Trainer's container")
+    c.add_argument("--memory", type=float, default=None, metavar="GB", help="memory for the Trainer's container (GB)")
     c.add_argument("--source-format", choices=("aasce", "tfrecords"), default=None,
                    help="the kind of --data, needed when it is not a local directory (e.g. gs://)")
     c.set_defaults(func=_compile)
@@ -126,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pipeline_from_args(args, *, local: bool, source_format: str | None = None):
+def _pipeline_from_args(args, *, local: bool, source_format: str | None = None, trainer_resource_spec=None):
+    from seg4reg_pipeline import IMAGE_SCHEMA_FILE
     from seg4reg_pipeline.pipeline import DEFAULT_BEAM_ARGS, SCHEMA_FILE, create_pipeline, local_metadata_config
 
     config_yaml, section = load_pipeline_config(args.config, args.overrides)
@@ -142,7 +154,10 @@ def _pipeline_from_args(args, *, local: bool, source_format: str | None = None):
     if local and not os.path.isdir(data):
         raise ValueError(f"--data {args.data}: not a directory")
     root = os.path.abspath(args.pipeline_root) if local else args.pipeline_root
-    schema = os.path.abspath(args.schema) if args.schema else SCHEMA_FILE
+    if args.schema:
+        schema = os.path.abspath(args.schema) if local or "://" not in args.schema else args.schema
+    else:  # compiled: the schema inside the image (pipelines/Dockerfile), not this machine's copy
+        schema = SCHEMA_FILE if local else IMAGE_SCHEMA_FILE
     if local and not os.path.isfile(schema):
         raise ValueError(f"--schema {schema}: file not found")
     serve = args.serve_command
@@ -159,7 +174,7 @@ def _pipeline_from_args(args, *, local: bool, source_format: str | None = None):
         model_name=args.model_name, source_format=source_format,
         metadata_connection_config=local_metadata_config(root) if local else None,
         beam_pipeline_args=args.beam_arg if args.beam_arg is not None else DEFAULT_BEAM_ARGS,
-        enable_cache=not getattr(args, "no_cache", False))
+        enable_cache=not getattr(args, "no_cache", False), trainer_resource_spec=trainer_resource_spec)
 
 
 def _fail(code: int, msg: str) -> int:
@@ -208,12 +223,24 @@ def _run(args) -> int:
 
 
 def _compile(args) -> int:
+    import yaml
     from tfx import v1 as tfx
 
+    from seg4reg_pipeline.pipeline import DEFAULT_GPU_TYPE, trainer_resources
+
+    if args.gpu_type is not None and not args.gpus:
+        return _fail(EXIT_USAGE, "error: --gpu-type: applies with --gpus N (N >= 1)")
     try:
-        pipeline = _pipeline_from_args(args, local=False, source_format=args.source_format)
+        resources = trainer_resources(gpus=args.gpus, gpu_type=args.gpu_type or DEFAULT_GPU_TYPE, cpus=args.cpus,
+                                      memory_gb=args.memory)
+        pipeline = _pipeline_from_args(args, local=False, source_format=args.source_format,
+                                       trainer_resource_spec=resources)
     except ValueError as err:
         return _fail(EXIT_USAGE, f"error: {err}")
+    strategy = yaml.safe_load(load_pipeline_config(args.config, args.overrides)[0])["train"]["strategy"]
+    if args.gpus > 1 and strategy == "default":
+        print(f"seg4reg-pipeline: warning: the Trainer gets {args.gpus} GPUs but train.strategy is 'default' "
+              "(one device); add --set train.strategy=mirrored to use them all", file=sys.stderr)
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(

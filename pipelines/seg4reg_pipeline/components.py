@@ -3,7 +3,8 @@
 Each writes standard TFX artifacts (Schema, ModelEvaluation + ModelBlessing, InfraBlessing,
 PushedModel) with the custom properties TFX's own components use (`blessed`, `current_model_id`,
 `pushed`, `pushed_destination`, `pushed_version`), so `LatestBlessedModelStrategy` and lineage
-queries work on them as on TFMA's Evaluator and TFX's Pusher.
+queries work on them as on TFMA's Evaluator and TFX's Pusher. Artifact URIs and the serving base may be
+on any TensorFlow filesystem (gs:// on Vertex): files go through `seg4reg_tf.fileio` (tf.io.gfile).
 """
 
 import hashlib
@@ -17,7 +18,6 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 
 from tfx import v1 as tfx
 
@@ -40,9 +40,9 @@ def serving_model_dir(model) -> str:
 
 
 def _write_marker(uri: str, name: str) -> None:
-    os.makedirs(uri, exist_ok=True)
-    with open(os.path.join(uri, name), "w"):
-        pass
+    from seg4reg_tf import fileio
+
+    fileio.write_atomic(os.path.join(uri, name), b"")
 
 
 # ----------------------------------------------------------------------------------------- validation
@@ -101,16 +101,11 @@ def ValidationGate(statistics: InputArtifact[A.ExampleStatistics], anomalies: In
 
 
 # ----------------------------------------------------------------------------------------- evaluation
-def _eval_records(examples, tmp: str) -> list:
-    from seg4reg_tf.data import aasce
+def _eval_records(examples) -> list:
+    """The eval split's examples as records carrying their image bytes (`seg4reg_tf.data.tfrecords.read_records`)."""
+    from seg4reg_tf.data.tfrecords import read_records
 
-    from seg4reg_pipeline.staging import read_examples, write_aasce_root
-
-    split_dir = os.path.join(examples.uri, "Split-eval")
-    write_aasce_root(read_examples([os.path.join(split_dir, "*")]), tmp)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", aasce.AasceQuirkWarning)
-        return aasce.load_split(tmp, "training", check_images=False, progress=False)
+    return read_records([os.path.join(examples.uri, "Split-eval", "*")], "examples (split 'eval')")
 
 
 def _evaluate(model_dir: str, records, out_dir: str, batch_size: int) -> dict:
@@ -141,13 +136,14 @@ def Seg4RegEvaluator(examples: InputArtifact[A.Examples], model: InputArtifact[A
                      batch_size: Parameter[int] = 8, baseline_model: InputArtifact[A.Model] = None) -> None:
     """SMAPE, per-angle MAE and Dice of the candidate (and of the latest blessed model, on the same eval
     split) through `serving_default`; blesses when SMAPE <= bless_smape and <= baseline + tolerance."""
-    with tempfile.TemporaryDirectory(prefix="seg4reg-eval-") as tmp:
-        records = _eval_records(examples, os.path.join(tmp, "data"))
-        report = _evaluate(serving_model_dir(model), records, os.path.join(evaluation.uri, "candidate"), batch_size)
-        base_report = None
-        if baseline_model is not None and baseline_model.id != model.id:
-            base_report = _evaluate(serving_model_dir(baseline_model), records,
-                                    os.path.join(evaluation.uri, "baseline"), batch_size)
+    from seg4reg_tf import fileio
+
+    records = _eval_records(examples)
+    report = _evaluate(serving_model_dir(model), records, os.path.join(evaluation.uri, "candidate"), batch_size)
+    base_report = None
+    if baseline_model is not None and baseline_model.id != model.id:
+        base_report = _evaluate(serving_model_dir(baseline_model), records,
+                                os.path.join(evaluation.uri, "baseline"), batch_size)
     smape = _num(report.get("smape"))
     base_smape = None if base_report is None else _num(base_report.get("smape"))
     reasons = bless_decision(smape, bless_smape, base_smape, regression_tolerance)
@@ -161,8 +157,7 @@ def Seg4RegEvaluator(examples: InputArtifact[A.Examples], model: InputArtifact[A
     summary = {"metrics": metrics, "head": report.get("head"), "bless_smape": bless_smape,
                "regression_tolerance": regression_tolerance, "blessed": blessed, "reasons": reasons,
                "baseline_model_id": None if base_report is None else baseline_model.id, "baseline_smape": base_smape}
-    with open(os.path.join(evaluation.uri, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=float)
+    fileio.write_atomic(os.path.join(evaluation.uri, "summary.json"), json.dumps(summary, indent=2, default=float))
     blessing.set_int_custom_property("blessed", int(blessed))
     blessing.set_int_custom_property("current_model_id", model.id)
     blessing.set_string_custom_property("current_model", model.uri)
@@ -192,11 +187,12 @@ def _send_warmup(port: int, model_dir: str, model_name: str) -> int:
     import grpc
     import numpy as np
     import tensorflow as tf
-    from seg4reg_tf.export.layout import WARMUP_RELPATH
-    from seg4reg_tf.export.warmup import read_warmup_requests
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-    logs = read_warmup_requests(os.path.join(model_dir, WARMUP_RELPATH))
+    from seg4reg_tf.export.layout import WARMUP_RELPATH
+    from seg4reg_tf.export.warmup_records import read_warmup_records
+
+    logs = read_warmup_records(os.path.join(model_dir, WARMUP_RELPATH))
     if not logs:
         raise RuntimeError(f"{os.path.join(model_dir, WARMUP_RELPATH)}: no warmup requests")
     opts = [("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)]
@@ -223,8 +219,13 @@ def load_check(model_dir: str, serve_command: str, model_name: str, timeout_s: f
 
     Returns a one-line success note; raises RuntimeError with the reason otherwise.
     """
-    base = tempfile.mkdtemp(prefix="seg4reg-loadcheck-")
-    os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
+    from seg4reg_tf import fileio
+
+    base = tempfile.mkdtemp(prefix="seg4reg-loadcheck-")  # a local base path for the local server
+    if fileio.is_url(model_dir):
+        fileio.copy_tree(model_dir, os.path.join(base, "1"))
+    else:
+        os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
     cmd = [serve_command, "serve", "--model-base-path", base, "--model-name", model_name, "--host", "127.0.0.1",
            "--port", "0", "--rest-port", "-1", "--poll-seconds", "0.5"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
@@ -265,8 +266,7 @@ def load_check(model_dir: str, serve_command: str, model_name: str, timeout_s: f
             proc.kill()
             proc.wait()
         reader.join(timeout=5)
-        with open(log_path, "w") as f:
-            f.write(" ".join(cmd) + "\n" + "".join(lines))
+        fileio.write_atomic(log_path, " ".join(cmd) + "\n" + "".join(lines))
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -276,7 +276,9 @@ def LoadCheck(model: InputArtifact[A.Model], blessing: InputArtifact[A.ModelBles
               model_name: Parameter[str] = "seg4reg", timeout_s: Parameter[int] = 600) -> None:
     """InfraValidator's LOAD_AND_QUERY with `seg4reg serve` (TF Serving's protocol): a blessed candidate is
     loaded on 127.0.0.1 and sent its warmup requests. Writes INFRA_BLESSED or INFRA_NOT_BLESSED."""
-    os.makedirs(infra_blessing.uri, exist_ok=True)
+    from seg4reg_tf import fileio
+
+    fileio.makedirs(infra_blessing.uri)
     if blessing.get_int_custom_property("blessed") != 1:
         ok, note = False, "skipped: the model is not blessed"
     else:
@@ -294,51 +296,55 @@ def LoadCheck(model: InputArtifact[A.Model], blessing: InputArtifact[A.ModelBles
 
 # ----------------------------------------------------------------------------------------- push
 def tree_fingerprint(path: str) -> str:
-    """sha256 over the relative paths and contents of every file under `path`."""
+    """sha256 over the relative paths and contents of every file under `path` (any filesystem)."""
+    from seg4reg_tf import fileio
+
     h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
-        dirnames.sort()
-        for name in sorted(filenames):
-            full = os.path.join(dirpath, name)
-            h.update(os.path.relpath(full, path).encode() + b"\0")
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
+    for rel in fileio.walk_files(path):
+        h.update(rel.encode() + b"\0")
+        with fileio.open(os.path.join(path, rel), "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
 
 
 def numeric_versions(base: str) -> dict[int, str]:
-    """{version: dir} of the complete (saved_model.pb) numeric version directories under `base`."""
-    if not os.path.isdir(base):
-        return {}
-    return {int(d): os.path.join(base, d) for d in os.listdir(base)
-            if d.isdigit() and os.path.isfile(os.path.join(base, d, "saved_model.pb"))}
+    """{version: dir} of the complete (saved_model.pb) numeric version directories under `base`
+    (`seg4reg_tf.export.layout.version_dirs`; {} when `base` does not exist)."""
+    from seg4reg_tf import fileio
+    from seg4reg_tf.export.layout import version_dirs
+
+    return version_dirs(base) if fileio.isdir(base) else {}
 
 
 def push(model_dir: str, base: str) -> tuple[int, bool]:
-    """Copy `model_dir` to `base/N` (N = newest version + 1) atomically: a staged copy renamed into place.
+    """Copy `model_dir` to `base/N` (N = newest version + 1): a staged copy moved into place (one rename on a
+    local disk; elsewhere file by file with saved_model.pb last, so TF Serving never loads a partial version).
     Returns (N, True); (K, False) when version K already holds exactly this model."""
-    os.makedirs(base, exist_ok=True)
+    from seg4reg_tf import fileio
+    from seg4reg_tf.export.layout import SAVED_MODEL_FILE
+
+    fileio.makedirs(base)
     fingerprint = tree_fingerprint(model_dir)
     for version, path in sorted(numeric_versions(base).items()):
         if tree_fingerprint(path) == fingerprint:
             return version, False
-    staging = tempfile.mkdtemp(prefix=".push-", dir=base)  # same file system: rename is atomic
+    staging = fileio.mkdtemp(base, ".push-")  # same file system: a local rename is atomic
     try:
         staged = os.path.join(staging, "model")
-        shutil.copytree(model_dir, staged)
+        fileio.copy_tree(model_dir, staged)
         for _ in range(100):
-            taken = [int(d) for d in os.listdir(base) if d.isdigit()]
+            taken = [int(d) for d in fileio.listdir(base) if d.isdigit()]
             version = max(taken, default=0) + 1
             try:
-                os.rename(staged, os.path.join(base, str(version)))
+                fileio.move_tree(staged, os.path.join(base, str(version)), last=(SAVED_MODEL_FILE,))
                 return version, True
             except OSError:  # another pusher took that number first
-                if not os.path.exists(os.path.join(base, str(version))):
+                if not fileio.exists(os.path.join(base, str(version))):
                     raise
         raise RuntimeError(f"{base}: could not claim a new version number")
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        fileio.rmtree(staging, ignore_errors=True)
 
 
 @tfx.dsl.components.component

@@ -1,6 +1,7 @@
 """ExampleGen: an AASCE-format root or `seg4reg data convert` shards -> tf.Examples, split by the fixed rule.
 
-Splits follow the project's fixed rule (README, "Data layout"), not a hash: the image at 0-based row `i` of filenames.csv goes to `eval` when
+Splits follow the project's fixed rule (README, "Data layout"), not a hash: the image at 0-based row `i` of
+filenames.csv goes to `eval` when
 `i % 5 == 4`, else to `train`. Convert shards restore that order: record `i` is in shard `i % N` at
 position `i // N`. Examples from an AASCE root are `seg4reg_tf.data.tfrecords.record_to_example`;
 convert shards are passed through byte for byte, so a malformed record reaches the ExampleValidator.
@@ -38,9 +39,11 @@ def input_pattern(data_root: str, split: str = "training", source_format: str | 
         return f"*/{split}/*"
     if source_format == "tfrecords":
         return f"{split}-*-of-*.tfrecord"
-    if os.path.isfile(os.path.join(data_root, "labels", split, "filenames.csv")):
+    from seg4reg_tf import fileio
+
+    if fileio.isfile(os.path.join(data_root, "labels", split, "filenames.csv")):
         return f"*/{split}/*"  # data/<split>/* and labels/<split>/*
-    if glob.glob(os.path.join(glob.escape(data_root), f"{glob.escape(split)}-*-of-*.tfrecord")):
+    if _shard_paths(data_root, split):
         return f"{split}-*-of-*.tfrecord"
     raise ValueError(
         f"--data {data_root}: neither an AASCE-format root (no labels/{split}/filenames.csv) nor a directory of "
@@ -64,8 +67,17 @@ def _to_example(item):
     return index, record_to_example(record).SerializeToString()
 
 
+def _shard_paths(root: str, split: str) -> list[str]:
+    """The `split-*-of-*.tfrecord` files in `root` (any TensorFlow filesystem), sorted."""
+    from seg4reg_tf import fileio
+
+    if fileio.is_url(root):
+        return fileio.glob(os.path.join(root, f"{split}-*-of-*.tfrecord"))
+    return sorted(glob.glob(os.path.join(glob.escape(root), f"{glob.escape(split)}-*-of-*.tfrecord")))
+
+
 def _shards(root: str, split: str) -> list:
-    paths = sorted(glob.glob(os.path.join(glob.escape(root), f"{glob.escape(split)}-*-of-*.tfrecord")))
+    paths = _shard_paths(root, split)
     parsed = [_SHARD.match(os.path.basename(p)) for p in paths]
     n = len(paths)
     for k, (p, m) in enumerate(zip(paths, parsed)):

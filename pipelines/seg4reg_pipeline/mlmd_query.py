@@ -115,13 +115,15 @@ def _describe_artifact(s: Store, art) -> dict:
 def lineage(pipeline_root: str, serving_base: str, version: int | None = None) -> dict:
     """What produced `serving_base/version` (default: the newest version this pipeline pushed there):
     the data, schema, config, metrics and blessings, from MLMD."""
+    from seg4reg_tf import fileio
+
     s = Store(open_store(pipeline_root))
-    base = os.path.abspath(serving_base)
+    base = fileio.absolute(serving_base).rstrip("/")
     pushed = []
     for art in s.store.get_artifacts_by_type("PushedModel"):
         p = props(art)
         dest = p.get("pushed_destination")
-        if p.get("pushed") == 1 and dest and os.path.dirname(os.path.abspath(dest)) == base:
+        if p.get("pushed") == 1 and dest and os.path.dirname(fileio.absolute(dest)) == base:
             pushed.append((int(p["pushed_version"]), art))
     if not pushed:
         raise LookupError(f"{pipeline_root}: no model was pushed to {base} by this pipeline")

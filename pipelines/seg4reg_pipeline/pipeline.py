@@ -18,6 +18,35 @@ from seg4reg_pipeline.example_gen import make_example_gen
 SCHEMA_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "schema", "schema.pbtxt")
 RUN_FN = "seg4reg_pipeline.trainer.run_fn"
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+DEFAULT_GPU_TYPE = "NVIDIA_TESLA_T4"  # a Vertex AI accelerator type (NVIDIA_L4, NVIDIA_TESLA_A100, ...)
+
+
+def trainer_resources(*, gpus: int = 0, gpu_type: str = DEFAULT_GPU_TYPE, cpus: float | None = None,
+                      memory_gb: float | None = None):
+    """The Kubeflow V2 / Vertex `ResourceSpec` of the Trainer's container: `gpus` accelerators of `gpu_type`,
+    `cpus` vCPUs and `memory_gb` GB of memory (limits); None when nothing is asked for.
+
+    Raises ValueError naming the option for a negative count or size, or an empty GPU type.
+    """
+    from kfp.pipeline_spec import pipeline_spec_pb2
+
+    if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+        raise ValueError(f"--gpus: expected an int >= 0, got {gpus!r}")
+    for name, value in (("--cpus", cpus), ("--memory", memory_gb)):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name}: expected a positive number, got {value!r}")
+    if gpus and not gpu_type:
+        raise ValueError("--gpu-type: expected an accelerator type such as NVIDIA_TESLA_T4, got ''")
+    if not gpus and cpus is None and memory_gb is None:
+        return None
+    spec = pipeline_spec_pb2.PipelineDeploymentConfig.PipelineContainerSpec.ResourceSpec()
+    if gpus:
+        spec.accelerator.type, spec.accelerator.count = gpu_type, gpus
+    if cpus is not None:
+        spec.cpu_limit = float(cpus)
+    if memory_gb is not None:
+        spec.memory_limit = float(memory_gb)
+    return spec
 
 
 def create_pipeline(*, pipeline_root: str, data_root: str, config_yaml: str, serving_base: str,
@@ -26,7 +55,7 @@ def create_pipeline(*, pipeline_root: str, data_root: str, config_yaml: str, ser
                     serve_command: str = "", model_name: str = "seg4reg", source_format: str | None = None,
                     pipeline_name: str = PIPELINE_NAME,
                     metadata_connection_config=None, beam_pipeline_args: Sequence[str] = DEFAULT_BEAM_ARGS,
-                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = True, trainer_resource_spec=None) -> tfx.dsl.Pipeline:
     """The pipeline (paths may be local or remote, e.g. gs:// for Vertex).
 
     Args:
@@ -39,6 +68,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, config_yaml: str, ser
             candidate may exceed the latest blessed model by.
         serve_command: the `seg4reg` executable used for the load check (default: this environment's).
         source_format: "aasce" | "tfrecords" when `data_root` cannot be inspected (remote); else detected.
+        trainer_resource_spec: the Trainer container's resources in a compiled spec (`trainer_resources`:
+            GPUs, vCPUs, memory); None = the orchestrator's default.
     """
     example_gen = make_example_gen(data_root, split, source_format)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
@@ -50,6 +81,8 @@ def create_pipeline(*, pipeline_root: str, data_root: str, config_yaml: str, ser
     trainer = tfx.components.Trainer(
         run_fn=RUN_FN, examples=example_gen.outputs["examples"], schema=gate.outputs["validated_schema"],
         custom_config={"config_yaml": config_yaml, "config_path": config_path, "overrides": list(overrides)})
+    if trainer_resource_spec is not None:
+        trainer.with_platform_config(trainer_resource_spec)
     baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),

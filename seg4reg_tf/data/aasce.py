@@ -9,16 +9,19 @@ Layout (the public release, SpineWeb Dataset 16; README "Data layout")::
     ROOT/labels/<split>/angles.csv          PT, MT, TL degrees
 
 Labels are returned exactly as released: quirks (swapped corners, out-of-order vertebrae, points
-outside the image) are reported, never fixed.
+outside the image) are reported, never fixed. ROOT may be on any TensorFlow filesystem (gs://...):
+files are read through `seg4reg_tf.fileio`.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
+import io
 import struct
 import warnings
 
 import numpy as np
+
+from seg4reg_tf import fileio
 
 N_LANDMARKS = 68
 N_ANGLES = 3
@@ -41,10 +44,12 @@ class AasceRecord:
 
     Attributes:
         filename: the name as in filenames.csv, e.g. "sunhl-1th-02-Jan-2017-162 A AP.jpg".
-        image_path: absolute path of the image file.
+        image_path: absolute path (or URL) of the image file.
         height, width: image size in pixels (read from the image).
         landmarks: (68, 2) float64 pixels (x, y) from the `.mat` (`p2`), unchanged.
         angles: (3,) float64 degrees [PT, MT, TL] from angles.csv.
+        image_bytes: the encoded image itself when the record was read from a TFRecord
+            (`tfrecords.read_records`; `image_path` then names the file and record, "FILE#i"); else None.
     """
 
     filename: str
@@ -53,6 +58,11 @@ class AasceRecord:
     width: int
     landmarks: np.ndarray
     angles: np.ndarray
+    image_bytes: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def read_image(self) -> bytes:
+        """The encoded image: `image_bytes`, or the file at `image_path` (any TensorFlow filesystem)."""
+        return self.image_bytes if self.image_bytes is not None else fileio.read_bytes(self.image_path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,9 +103,9 @@ def read_image_size(path: str) -> tuple[int, int]:
 
     Raises AasceFormatError naming the file when it is missing or not a readable image.
     """
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise AasceFormatError(f"{path}: image file not found")
-    with open(path, "rb") as f:
+    with fileio.open(path, "rb") as f:
         head = f.read(65536)
         if head[:2] == b"\xff\xd8":
             try:
@@ -109,14 +119,14 @@ def read_image_size(path: str) -> tuple[int, int]:
             raise AasceFormatError(f"{path}: corrupt PNG header (expected an IHDR chunk)")
         width, height = struct.unpack(">II", head[16:24])
         return int(height), int(width)
-    image = _decode(path)
+    image = _decode(fileio.read_bytes(path), path)
     return int(image.shape[0]), int(image.shape[1])
 
 
-def _decode(path: str) -> np.ndarray:
+def _decode(data: bytes, path: str) -> np.ndarray:
     import cv2
 
-    buf = np.fromfile(path, dtype=np.uint8)
+    buf = np.frombuffer(data, dtype=np.uint8)
     image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if image is None:
         raise AasceFormatError(f"{path}: cannot decode the image (expected a JPEG or PNG X-ray)")
@@ -126,16 +136,10 @@ def _decode(path: str) -> np.ndarray:
 def verify_image(path: str) -> tuple[int, int]:
     """Decode the whole image; (height, width). Raises AasceFormatError for missing, truncated or undecodable files."""
     height, width = read_image_size(path)
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        size = f.tell()
-        f.seek(max(0, size - 64))
-        tail = f.read()
-        f.seek(0)
-        is_jpeg = f.read(2) == b"\xff\xd8"
-    if is_jpeg and b"\xff\xd9" not in tail:
+    data = fileio.read_bytes(path)
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
         raise AasceFormatError(f"{path}: truncated JPEG (expected the end-of-image marker FFD9 at the end)")
-    image = _decode(path)
+    image = _decode(data, path)
     if image.shape[:2] != (height, width):
         raise AasceFormatError(
             f"{path}: decoded size {image.shape[:2]} differs from the header size {(height, width)}"
@@ -151,10 +155,10 @@ def read_p2(path: str) -> np.ndarray:
     """(68, 2) float64 pixels from the `p2` variable of a MATLAB 5 `.mat` file."""
     import scipy.io
 
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise AasceFormatError(f"{path}: label file not found (expected a .mat with variable p2)")
     try:
-        mat = scipy.io.loadmat(path)
+        mat = scipy.io.loadmat(io.BytesIO(fileio.read_bytes(path)))
     except Exception as err:  # scipy raises several types for corrupt files
         raise AasceFormatError(f"{path}: cannot read as a MATLAB 5 .mat file ({err})") from err
     if "p2" not in mat:
@@ -172,10 +176,9 @@ def read_p2(path: str) -> np.ndarray:
 
 
 def _read_lines(path: str, what: str) -> list[str]:
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise AasceFormatError(f"{path}: {what} not found")
-    with open(path, "rb") as f:
-        raw = f.read()
+    raw = fileio.read_bytes(path)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -286,24 +289,24 @@ def quirk_kinds(findings: list[str]) -> set[str]:
 
 
 def _split_paths(root, split: str) -> tuple[str, str, str]:
-    root = os.fspath(root)
-    if not os.path.isdir(root):
+    root = fileio.absolute(root)
+    if not fileio.isdir(root):
         raise AasceFormatError(f"{root}: dataset root not found (expected data/<split> and labels/<split>)")
-    image_dir = os.path.join(root, "data", split)
-    label_dir = os.path.join(root, "labels", split)
+    image_dir = fileio.join(root, "data", split)
+    label_dir = fileio.join(root, "labels", split)
     for d in (image_dir, label_dir):
-        if not os.path.isdir(d):
+        if not fileio.isdir(d):
             raise AasceFormatError(f"{d}: split folder not found (split {split!r})")
-    return os.path.abspath(root), image_dir, label_dir
+    return root, image_dir, label_dir
 
 
 def _load(root, split: str, check_images: bool, progress: bool):
     from tqdm.auto import tqdm
 
     _, image_dir, label_dir = _split_paths(root, split)
-    fn_path = os.path.join(label_dir, "filenames.csv")
-    lm_path = os.path.join(label_dir, "landmarks.csv")
-    an_path = os.path.join(label_dir, "angles.csv")
+    fn_path = fileio.join(label_dir, "filenames.csv")
+    lm_path = fileio.join(label_dir, "landmarks.csv")
+    an_path = fileio.join(label_dir, "angles.csv")
     names = read_filenames(fn_path)
     lms = read_numeric_csv(lm_path, 2 * N_LANDMARKS, "landmarks.csv")
     angles = read_numeric_csv(an_path, N_ANGLES, "angles.csv")
@@ -314,9 +317,9 @@ def _load(root, split: str, check_images: bool, progress: bool):
     discrepancy = np.zeros(len(names))
     bar = tqdm(names, desc=f"reading {split}", unit="img", disable=not progress, leave=False)
     for i, name in enumerate(bar):
-        image_path = os.path.abspath(os.path.join(image_dir, name))
+        image_path = fileio.join(image_dir, name)
         height, width = verify_image(image_path) if check_images else read_image_size(image_path)
-        p2 = read_p2(os.path.join(label_dir, name + ".mat"))
+        p2 = read_p2(fileio.join(label_dir, name + ".mat"))
         rec = AasceRecord(name, image_path, height, width, p2, angles[i].copy())
         discrepancy[i] = landmark_discrepancy(rec, lms[i])
         records.append(rec)
@@ -395,7 +398,7 @@ def check_split(root, split: str, *, check_images: bool = True, progress: bool |
     widths = [r.width for r in records]
     n = len(records)
     return {
-        "root": os.path.abspath(os.fspath(root)),
+        "root": fileio.absolute(root),
         "split": split,
         "count": n,
         "height_range": (min(heights), max(heights)) if n else (0, 0),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seg4reg_tf.config_machinery import check_fields, require
+from seg4reg_tf.config_machinery import check_fields, check_image_size, require
 
 
 @dataclasses.dataclass
@@ -60,6 +60,8 @@ class DataConfig:
         num_parallel_calls: parallel map calls; -1 means tf.data.AUTOTUNE.
         augment: `AugmentConfig`.
 
+    image_size and the clahe settings are what a model built from this config carries as its input
+    contract (`models.preprocessing.Preprocessing.of(data_cfg)`; the SavedModel preprocesses with it).
     The validation split is fixed (index % 5 == 4 of filenames.csv, `aasce.train_val_split`) and is
     deliberately not configurable.
     """
@@ -76,7 +78,7 @@ class DataConfig:
 
     def __post_init__(self):
         check_fields(self, "data")
-        require(min(self.image_size) >= 16, "data.image_size", "(H, W) both >= 16", self.image_size)
+        check_image_size(self.image_size, "data.image_size")
         require(self.clahe_clip >= 0, "data.clahe_clip", "a number >= 0", self.clahe_clip)
         require(min(self.clahe_tiles) >= 1, "data.clahe_tiles", "positive ints", self.clahe_tiles)
         require(not self.clahe or all(s >= 2 * t for s, t in zip(self.image_size, self.clahe_tiles)),

@@ -22,10 +22,11 @@ from typing import Sequence
 import numpy as np
 import tensorflow as tf
 
+from seg4reg_tf import fileio
 from seg4reg_tf.data.aasce import AasceRecord
 from seg4reg_tf.data.config import DataConfig
 from seg4reg_tf.data.preprocess import decode_image, letterbox_points, preprocess
-from seg4reg_tf.data.tfrecords import parse_example
+from seg4reg_tf.data.tfrecords import compression_of, expand_patterns, parse_example
 from seg4reg_tf.geometry import cobb_angles, landmarks_to_label_map
 
 # Corner order within a vertebra is TL, TR, BL, BR: a horizontal flip swaps TL<->TR and BL<->BR.
@@ -41,25 +42,32 @@ def _records_dataset(records: Sequence[AasceRecord]) -> tf.data.Dataset:
             raise ValueError(f"records: expected AasceRecord items, got {type(r).__name__}")
     lm = np.stack([np.asarray(r.landmarks, np.float32).reshape(68, 2) for r in records])
     ang = np.stack([np.asarray(r.angles, np.float32).reshape(3) for r in records])
+    in_memory = [r.image_bytes is not None for r in records]
+    if any(in_memory) and not all(in_memory):
+        raise ValueError("records: expected all or none of them to carry image_bytes (records read from TFRecords "
+                         "or from an AASCE root), got a mixture")
     ds = tf.data.Dataset.from_tensor_slices({
         "path": [r.image_path for r in records],
         "filename": [r.filename for r in records],
         "landmarks": lm,
         "angles": ang,
+        **({"image_bytes": [r.image_bytes for r in records]} if all(in_memory) else {}),
     })
 
     def load(d):
-        return {"image_bytes": tf.io.read_file(d["path"]), "filename": d["filename"],
-                "landmarks": d["landmarks"], "angles": d["angles"]}
+        data = d["image_bytes"] if all(in_memory) else tf.io.read_file(d["path"])  # any TensorFlow filesystem
+        return {"image_bytes": data, "filename": d["filename"], "landmarks": d["landmarks"], "angles": d["angles"]}
 
     return ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _tfrecord_dataset(paths: Sequence[str]) -> tf.data.Dataset:
     # Shards are written round-robin; interleaving them in sorted order restores the record order.
-    files = tf.data.Dataset.from_tensor_slices(list(paths))
-    ds = files.interleave(tf.data.TFRecordDataset, cycle_length=len(paths), block_length=1,
-                          num_parallel_calls=min(len(paths), 8), deterministic=True)
+    paths = list(paths)
+    files = tf.data.Dataset.from_tensor_slices((paths, [compression_of(p) for p in paths]))
+    ds = files.interleave(lambda path, compression: tf.data.TFRecordDataset(path, compression_type=compression),
+                          cycle_length=len(paths), block_length=1, num_parallel_calls=min(len(paths), 8),
+                          deterministic=True)
 
     def load(s):
         d = parse_example(s)
@@ -74,21 +82,15 @@ def _is_tfrecord_spec(s: str) -> bool:
 
 
 def _expand_tfrecords(specs: Sequence[str]) -> list[str]:
-    paths: list[str] = []
-    for s in specs:
-        matches = sorted(tf.io.gfile.glob(s))
-        if not matches:
-            raise ValueError(f"source: no TFRecord files match {s!r}")
-        paths.extend(matches)
-    return paths
+    return expand_patterns(specs, "source")
 
 
 def raw_dataset(source, *, split: str = "training", records=None) -> tf.data.Dataset:
     """Undecoded elements {image_bytes, filename, landmarks float32 [68, 2], angles float32 [3]}.
 
     `source`: an AASCE root directory (with `split`), a `(root, split)` pair, a list of `AasceRecord`,
-    or TFRecord file paths / globs (a string or a list). `records` (a list of `AasceRecord`) may be
-    given instead of `source`.
+    or TFRecord file paths / globs (a string or a list; `*.gz` read as GZIP, `tfrecords.compression_of`),
+    on any TensorFlow filesystem. `records` (a list of `AasceRecord`) may be given instead of `source`.
     """
     if records is not None:
         return _records_dataset(list(records))
@@ -96,12 +98,12 @@ def raw_dataset(source, *, split: str = "training", records=None) -> tf.data.Dat
         return _records_dataset(list(source))
     if (isinstance(source, tuple) and len(source) == 2 and all(isinstance(s, (str, os.PathLike)) for s in source)
             and not _is_tfrecord_spec(os.fspath(source[1]))):
-        if not os.path.isdir(source[0]):
+        if not fileio.isdir(source[0]):
             raise ValueError(f"source: AASCE root {os.fspath(source[0])!r} is not a directory")
         source, split = os.fspath(source[0]), str(source[1])
     if isinstance(source, (str, os.PathLike)):
         s = os.fspath(source)
-        if os.path.isdir(s) and not _is_tfrecord_spec(s):
+        if not _is_tfrecord_spec(s) and fileio.isdir(s):
             from seg4reg_tf.data.aasce import load_split
 
             return _records_dataset(load_split(s, split))

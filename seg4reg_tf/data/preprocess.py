@@ -168,7 +168,8 @@ def preprocess(image, cfg):
 
     Args:
         image: float [h, w, 1] in [0, 1] (from `decode_image`).
-        cfg: `DataConfig` (uses image_size, clahe, clahe_clip, clahe_tiles).
+        cfg: `DataConfig`, or a model's `models.preprocessing.Preprocessing` (uses image_size, clahe,
+            clahe_clip, clahe_tiles).
     Returns:
         (image float32 [H, W, 1] in [0, 1], transform float32 [5] = (scale, pad_top, pad_left, h, w)).
     """

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from seg4reg_tf import fileio
+
 SPLITS = ("training", "test")
 _MAT_HEADER = b"MATLAB 5.0 MAT-file, Platform: seg4reg_tf synthetic, Created on: Thu Jan 01 00:00:00 1970"
 
@@ -239,14 +241,14 @@ def write_synthetic_dataset(out, n_train: int, n_test: int, seed: int, *, height
     if (len(height_range) != 2 or not all(isinstance(v, (int, np.integer)) for v in height_range)
             or not 64 <= height_range[0] <= height_range[1]):
         raise ValueError(f"height_range: expected (min, max) ints with 64 <= min <= max, got {height_range!r}")
-    out = os.fspath(out)
+    out = os.fspath(out)  # any TensorFlow filesystem (seg4reg_tf.fileio)
     jobs = [(split, n) for split, n in zip(SPLITS, (n_train, n_test))]
     bar = tqdm(total=n_train + n_test, desc="synthetic X-rays", unit="img", disable=not progress)
     for split_idx, (split, n) in enumerate(jobs):
-        image_dir = os.path.join(out, "data", split)
-        label_dir = os.path.join(out, "labels", split)
-        os.makedirs(image_dir, exist_ok=True)
-        os.makedirs(label_dir, exist_ok=True)
+        image_dir = fileio.join(out, "data", split)
+        label_dir = fileio.join(out, "labels", split)
+        fileio.makedirs(image_dir)
+        fileio.makedirs(label_dir)
         lm_rows, angle_rows = [], []
         names = _names(split, n)
         for i, name in enumerate(names):
@@ -256,18 +258,15 @@ def write_synthetic_dataset(out, n_train: int, n_test: int, seed: int, *, height
             ok, jpg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
             if not ok:  # pragma: no cover
                 raise RuntimeError(f"{name}: JPEG encoding failed")
-            with open(os.path.join(image_dir, name), "wb") as f:
-                f.write(jpg.tobytes())
-            with open(os.path.join(label_dir, name + ".mat"), "wb") as f:
-                f.write(mat_bytes(p2))
+            fileio.write_atomic(fileio.join(image_dir, name), jpg.tobytes())
+            fileio.write_atomic(fileio.join(label_dir, name + ".mat"), mat_bytes(p2))
             p = p2.astype(np.float64)
             lm_rows.append(",".join(_fmt(v) for v in np.concatenate([p[:, 0] / w, p[:, 1] / h])))
             angle_rows.append(",".join(_fmt(v) for v in cobb_angles(p, h)))
             bar.update(1)
-        with open(os.path.join(label_dir, "filenames.csv"), "wb") as f:
-            f.write("".join(name + "\r\n" for name in names).encode("ascii"))
-        with open(os.path.join(label_dir, "landmarks.csv"), "wb") as f:
-            f.write("".join(row + "\n" for row in lm_rows).encode("ascii"))
-        with open(os.path.join(label_dir, "angles.csv"), "wb") as f:
-            f.write("".join(row + "\n" for row in angle_rows).encode("ascii"))
+        # angles.csv last: `seg4reg train` takes its presence for a complete synthetic root
+        for fname, text in (("filenames.csv", "".join(name + "\r\n" for name in names)),
+                            ("landmarks.csv", "".join(row + "\n" for row in lm_rows)),
+                            ("angles.csv", "".join(row + "\n" for row in angle_rows))):
+            fileio.write_atomic(fileio.join(label_dir, fname), text.encode("ascii"))
     bar.close()

@@ -7,6 +7,9 @@ Features:
     image/filename  bytes   the name as in filenames.csv (UTF-8)
     landmarks       float[136]  pixels, row-major of the (68, 2) array: x0, y0, x1, y1, ...
     angles          float[3]    degrees [PT, MT, TL]
+
+Files may be uncompressed (`seg4reg data convert`) or GZIP / ZLIB compressed, told by the name
+(`*.gz`, as TFX's ExampleGen writes them; `compression_of`), on any TensorFlow filesystem.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import numpy as np
 import tensorflow as tf
 from tqdm import tqdm
 
+from seg4reg_tf import fileio
 from seg4reg_tf.data.aasce import AasceRecord
 
 FEATURES = {
@@ -49,8 +53,7 @@ def record_to_example(record: AasceRecord, image_bytes: bytes | None = None) -> 
     if ang.shape != (3,):
         raise ValueError(f"{record.filename}: angles expected shape (3,), got {ang.shape}")
     if image_bytes is None:
-        with open(record.image_path, "rb") as f:
-            image_bytes = f.read()
+        image_bytes = record.read_image()
     feature = {
         "image/encoded": _bytes(image_bytes),
         "image/height": _int(record.height),
@@ -64,7 +67,7 @@ def record_to_example(record: AasceRecord, image_bytes: bytes | None = None) -> 
 
 def shard_paths(out_dir: str, split: str, num_shards: int) -> list[str]:
     """`out_dir/<split>-00000-of-0000N.tfrecord`, ..."""
-    return [os.path.join(out_dir, f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
+    return [fileio.join(out_dir, f"{split}-{i:05d}-of-{num_shards:05d}.tfrecord") for i in range(num_shards)]
 
 
 def write_records(records, paths: list[str], progress: bool = True, desc: str = "tfrecords") -> list[str]:
@@ -93,7 +96,7 @@ def convert_split(root: str, out_dir: str, split: str = "training", num_shards: 
         from seg4reg_tf.data.aasce import load_split
 
         records = load_split(root, split)
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
     return write_records(records, shard_paths(out_dir, split, num_shards), progress, desc=f"{split} -> tfrecords")
 
 
@@ -110,3 +113,77 @@ def parse_examples(serialized) -> dict[str, tf.Tensor]:
     d = tf.io.parse_example(serialized, FEATURES)
     d["landmarks"] = tf.reshape(d["landmarks"], [-1, 68, 2])
     return d
+
+
+def read_records(patterns, what: str = "source") -> list[AasceRecord]:
+    """The tf.Examples of TFRecord files (paths / globs, `expand_patterns`) as `AasceRecord`s carrying their
+    image bytes (`image_bytes`; `image_path` = "FILE#i"), in file order then record order.
+
+    Raises ValueError naming `what`, the file and the record index for a malformed record (as `count_examples`).
+    """
+    out = []
+    for path in expand_patterns(patterns, what):
+        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path)).map(parse_example)
+        index = 0
+        try:
+            for d in ds.as_numpy_iterator():
+                out.append(AasceRecord(
+                    filename=d["image/filename"].decode("utf-8"), image_path=f"{path}#{index}",
+                    height=int(d["image/height"]), width=int(d["image/width"]),
+                    landmarks=d["landmarks"].astype(np.float64), angles=d["angles"].astype(np.float64),
+                    image_bytes=bytes(d["image/encoded"])))
+                index += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise ValueError(_bad_record(what, path, index, err)) from None
+    return out
+
+
+def _bad_record(what: str, path: str, index: int, err) -> str:
+    detail = str(getattr(err, "message", err)).strip().splitlines()[0][:300]
+    return (f"{what}: {path}: record {index} is not a seg4reg tf.Example or the file is corrupt (expected the "
+            f"features of seg4reg_tf.data.tfrecords, compression {compression_of(path) or 'none'}): {detail}")
+
+
+def compression_of(path: str) -> str:
+    """The `tf.data.TFRecordDataset` compression of a file, from its name: "GZIP" for `*.gz` / `*.gzip`
+    (TFX's ExampleGen output), "ZLIB" for `*.zlib`, else "" (uncompressed)."""
+    name = os.fspath(path).lower()
+    if name.endswith((".gz", ".gzip")):
+        return "GZIP"
+    return "ZLIB" if name.endswith(".zlib") else ""
+
+
+def expand_patterns(patterns, what: str = "source") -> list[str]:
+    """The TFRecord files of one or more paths / glob patterns (`*`, `?`, `[...]`), each pattern's matches
+    sorted, directories skipped. ValueError naming `what` and the pattern that matches no file."""
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    patterns = [os.fspath(p) for p in patterns]
+    if not patterns:
+        raise ValueError(f"{what}: expected TFRecord file paths or glob patterns, got none")
+    files: list[str] = []
+    for pattern in patterns:
+        matches = [p for p in fileio.glob(pattern) if not fileio.isdir(p)]
+        if not matches:
+            raise ValueError(f"{what}: no TFRecord files match {pattern!r}")
+        files.extend(matches)
+    return files
+
+
+def count_examples(files, what: str = "source") -> int:
+    """Number of tf.Examples in TFRecord `files`, each parsed with `parse_example` on the way.
+
+    Raises ValueError naming `what`, the file and the record index when a file is corrupt, compressed
+    otherwise than its name says, or holds a record that is not a seg4reg tf.Example (module docstring).
+    """
+    total = 0
+    for path in files:
+        ds = tf.data.TFRecordDataset(path, compression_type=compression_of(path)).map(parse_example)
+        index = 0
+        try:
+            for _ in ds:
+                index += 1
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as err:
+            raise ValueError(_bad_record(what, path, index, err)) from None
+        total += index
+    return total

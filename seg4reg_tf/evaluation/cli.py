@@ -5,6 +5,8 @@ import argparse
 import os
 import sys
 
+from seg4reg_tf import fileio
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
@@ -43,10 +45,10 @@ def _fail(msg: str) -> int:
 
 def _check_paths(args) -> str | None:
     if args.run is not None:
-        if not os.path.isdir(args.run):
+        if not fileio.isdir(args.run):
             return f"--run: run directory not found: {args.run}"
         for name in ("config.yaml", "model.keras"):
-            if not os.path.isfile(os.path.join(args.run, name)):
+            if not fileio.isfile(os.path.join(args.run, name)):
                 return f"--run: {os.path.join(args.run, name)} not found (expected a run directory of `seg4reg train`)"
         from seg4reg_tf.training.run import RunStateError, require_finished
 
@@ -58,9 +60,9 @@ def _check_paths(args) -> str | None:
         return "--allow-unfinished: applies to --run only"
     if args.model is not None and args.tta is not None:
         return "--tta: applies to --run only (an exported model has its test-time augmentation in the graph)"
-    if args.model is not None and not os.path.isdir(args.model):
+    if args.model is not None and not fileio.isdir(args.model):
         return f"--model: SavedModel path not found: {args.model}"
-    if not os.path.isdir(args.data):
+    if not fileio.isdir(args.data):
         return f"--data: dataset root not found: {args.data}"
     if args.batch_size < 1:
         return f"--batch-size: expected a positive int, got {args.batch_size}"
@@ -88,7 +90,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             records = records[: args.limit]
         if not records:
             return _fail(f"--split {args.split}: no images{' in the validation subset' if args.val else ''}")
-        extra = {"data": os.path.abspath(args.data), "split": args.split + (" (val)" if args.val else "")}
+        extra = {"data": fileio.absolute(args.data), "split": args.split + (" (val)" if args.val else "")}
         kw = dict(batch_size=args.batch_size, max_missing=args.max_missing, seg_fit=args.seg_fit,
                   make_plots=not args.no_plots, extra=extra)
         if args.run is not None:

@@ -18,12 +18,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from seg4reg_tf import fileio
 from seg4reg_tf.evaluation import plots as plots_lib
 from seg4reg_tf.evaluation.attention import attention_in_spine
-from seg4reg_tf.evaluation.report import (head_metrics, per_image_smape, severity_metrics, write_cases_csv,
-                                          write_report)
-from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Prediction
+from seg4reg_tf.evaluation.report import head_metrics, per_image_smape, severity_metrics, write_cases_csv, write_report
 from seg4reg_tf.export.layout import CONFIG_RELPATH, IMAGE_BYTES_INPUT, SERVING_DEFAULT, latest_version_dir
+from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Prediction
 from seg4reg_tf.geometry import ANGLE_NAMES, Letterbox, landmarks_to_label_map, vertebra_dice
 from seg4reg_tf.geometry.seg_angles import DEFAULT_MAX_MISSING, segmentation_angles_details
 
@@ -36,11 +36,11 @@ INPUT_KINDS = ("image", "bytes")
 PredictFn = Callable[[Any], Mapping[str, Any]]
 
 
-def _read_bytes(path: str) -> bytes:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
-    with open(path, "rb") as f:
-        return f.read()
+def _read_bytes(record) -> bytes:
+    """A record's encoded image (`AasceRecord.read_image`: its bytes, or its file on any filesystem)."""
+    if getattr(record, "image_bytes", None) is None and not fileio.isfile(record.image_path):
+        raise FileNotFoundError(f"image file not found: {record.image_path}")
+    return record.read_image() if hasattr(record, "read_image") else fileio.read_bytes(record.image_path)
 
 
 def _preprocess_fn(data_cfg) -> Callable[[bytes], tuple[np.ndarray, Letterbox]]:
@@ -94,9 +94,10 @@ def evaluate(
         predict_fn: inputs="image": float32 [B, H, W, 1] preprocessed images -> output dict;
             inputs="bytes": list of B encoded images -> output dict (with `scale`, `padding`,
             `original_size`, as `serving_default`). Outputs per docs/architecture.md, numpy-convertible.
-        records: `data.aasce.AasceRecord`s (image_path, height, landmarks (68, 2) or None, angles (3,)).
-        data_cfg: `data.config.DataConfig` for preprocessing (inputs="image" only).
-        out_dir: output directory (created).
+        records: `data.aasce.AasceRecord`s (image_path or image_bytes, height, landmarks (68, 2) or None,
+            angles (3,)): from an AASCE root (`aasce.load_split`) or TFRecords (`tfrecords.read_records`).
+        data_cfg: the preprocessing (inputs="image" only): the model's `preprocessing`, or a `DataConfig`.
+        out_dir: output directory (created; any TensorFlow filesystem).
         head_name: the config's `model.head`, recorded as the headline head (output `cobb_angles`).
         batch_size: images per predict_fn call.
         max_missing: vertebrae that may be interpolated before seg-derived angles become NaN.
@@ -117,7 +118,7 @@ def evaluate(
     if seg_fit not in ("quad", "rect"):
         raise ValueError(f"seg_fit: expected 'quad' or 'rect', got {seg_fit!r}")
     preprocess_fn = _preprocess_fn(data_cfg) if inputs == "image" else None
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
 
     n = len(records)
     true = np.full((n, 3), np.nan)
@@ -138,7 +139,7 @@ def evaluate(
         for start in range(0, n, batch_size):
             batch = records[start : start + batch_size]
             b = len(batch)
-            raws = [_read_bytes(r.image_path) for r in batch]
+            raws = [_read_bytes(r) for r in batch]
             if inputs == "image":
                 pre = [preprocess_fn(raw) for raw in raws]
                 images = np.stack([p[0] for p in pre]).astype(np.float32)
@@ -236,14 +237,14 @@ def evaluate(
             row["seg_interpolated"] = seg_interp[k]
             row["seg_failure"] = seg_reason[k]
         rows.append(row)
-    write_cases_csv(rows, os.path.join(out_dir, "cases.csv"))
+    write_cases_csv(rows, fileio.join(out_dir, "cases.csv"))
 
     if make_plots:
         title = f"head {head_name}: SMAPE {headline['smape']:.2f}%, n={headline['n']}" if headline["n"] else head_name
-        plots_lib.plot_pred_vs_true(heads["headline"], true, os.path.join(out_dir, "pred_vs_true.png"), title)
-        plots_lib.plot_bland_altman(heads["headline"], true, os.path.join(out_dir, "bland_altman.png"), title)
+        plots_lib.plot_pred_vs_true(heads["headline"], true, fileio.join(out_dir, "pred_vs_true.png"), title)
+        plots_lib.plot_bland_altman(heads["headline"], true, fileio.join(out_dir, "bland_altman.png"), title)
         report["plots"] = ["pred_vs_true.png", "bland_altman.png"]
-    write_report(report, os.path.join(out_dir, "report.json"))
+    write_report(report, fileio.join(out_dir, "report.json"))
     return report
 
 
@@ -277,16 +278,16 @@ def evaluate_run(run_dir: str, records: Sequence, out_dir: str, *, batch_size: i
     An unfinished or inconsistent run raises `training.run.RunStateError` (a ValueError) saying which;
     `allow_unfinished=True` evaluates an unfinished run's best checkpoint so far (report field `run_state`).
     """
-    if not os.path.isdir(run_dir):
+    if not fileio.isdir(run_dir):
         raise FileNotFoundError(f"run directory not found: {run_dir}")
     from seg4reg_tf.training.run import load_run, require_finished
 
     state = require_finished(run_dir, allow_unfinished=allow_unfinished)
     cfg, model = load_run(run_dir, tta=tta)
-    extra = {"source": os.path.abspath(run_dir), "tta": cfg.model.tta, "run_state": state.status,
+    extra = {"source": fileio.absolute(run_dir), "tta": cfg.model.tta, "run_state": state.status,
              **dict(kwargs.pop("extra", None) or {})}
     head = model_head_name(cfg.model)
-    return evaluate(keras_predict_fn(model), records, cfg.data, out_dir, head_name=head,
+    return evaluate(keras_predict_fn(model), records, model.preprocessing, out_dir, head_name=head,
                     batch_size=batch_size, inputs="image", extra=extra, **kwargs)
 
 
@@ -300,7 +301,7 @@ def _exported_head(version_dir: str) -> str:
     from seg4reg_tf.training.config import load_config
 
     path = os.path.join(version_dir, CONFIG_RELPATH)
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         return "cobb_angles (exported)"
     return model_head_name(load_config(path).model)
 
@@ -327,6 +328,6 @@ def evaluate_saved_model(path: str, records: Sequence, out_dir: str, *, batch_si
                          head_name: str | None = None, **kwargs) -> dict[str, Any]:
     """Evaluate a SavedModel / TF Serving base path through `serving_default` with image bytes."""
     fn, version_dir = saved_model_predict_fn(path)
-    extra = {"source": os.path.abspath(version_dir), **dict(kwargs.pop("extra", None) or {})}
+    extra = {"source": fileio.absolute(version_dir), **dict(kwargs.pop("extra", None) or {})}
     return evaluate(fn, records, None, out_dir, head_name=head_name or _exported_head(version_dir),
                     batch_size=batch_size, inputs="bytes", extra=extra, **kwargs)

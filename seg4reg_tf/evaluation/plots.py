@@ -1,14 +1,13 @@
 """Evaluation plots (matplotlib, Agg backend): predicted vs true and Bland-Altman, one panel per angle."""
 from __future__ import annotations
 
-import os
-
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from seg4reg_tf import fileio  # noqa: E402
 from seg4reg_tf.geometry import ANGLE_NAMES  # noqa: E402
 
 
@@ -66,7 +65,8 @@ def plot_bland_altman(pred, true, path: str, title: str = "") -> str:
 
 
 def _save(fig, path: str) -> str:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fileio.save_figure(fig, path, dpi=100)  # any filesystem
+    finally:
+        plt.close(fig)
     return path

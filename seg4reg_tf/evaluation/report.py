@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from seg4reg_tf import fileio
 from seg4reg_tf.geometry import angle_mae, smape, smape_per_image
 
 
@@ -78,21 +79,17 @@ def _clean(value):
 
 
 def write_report(report: Mapping[str, Any], path: str) -> str:
-    """Write `report` as indented JSON (NaN -> null); returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(_clean(report), f, indent=2, allow_nan=False)
-        f.write("\n")
+    """Write `report` as indented JSON (NaN -> null), atomically, on any filesystem; returns the path."""
+    fileio.write_atomic(path, json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
     return path
 
 
 def write_cases_csv(rows: Iterable[Mapping[str, Any]], path: str) -> str:
-    """Write one CSV row per image (columns from the first row; NaN/None -> empty); returns the path."""
+    """Write one CSV row per image (columns from the first row; NaN/None -> empty), atomically, on any
+    filesystem; returns the path."""
     rows = list(rows)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        if not rows:
-            return path
+    f = io.StringIO(newline="")
+    if rows:
         writer = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
         writer.writeheader()
         for row in rows:
@@ -101,4 +98,5 @@ def write_cases_csv(rows: Iterable[Mapping[str, Any]], path: str) -> str:
                 v = _clean(v)
                 out[k] = "" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
             writer.writerow(out)
+    fileio.write_atomic(path, f.getvalue())
     return path

@@ -23,10 +23,11 @@ def register(subparsers) -> None:
                     "several RUN_DIRs export their ensemble (the mean of their outputs).",
     )
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                   help="run directory written by `seg4reg train`; several (same data config and head): "
+                   help="run directory written by `seg4reg train`; several (same preprocessing and head): "
                         "their ensemble")
     p.add_argument("--out", required=True, metavar="BASE_PATH", help="TF Serving model base path")
-    p.add_argument("--version", required=True, type=_positive_int, metavar="N", help="version number (never overwritten)")
+    p.add_argument("--version", required=True, type=_positive_int, metavar="N",
+                   help="version number (never overwritten)")
     p.add_argument("--tta", choices=("none", "flip"), default=None,
                    help="test-time augmentation in the exported graph (default: the run config's model.tta)")
     p.add_argument("--head", choices=("image", "segmentation", "mean", "geometry", "fused"), default=None,
@@ -46,7 +47,7 @@ def _export(args) -> int:
     try:
         path = export_run(args.run_dirs, args.out, args.version, tta=args.tta, head=args.head,
                           allow_unfinished=args.allow_unfinished, weights_dtype=args.weights)
-    except (FileExistsError, FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:  # FileExistsError, FileNotFoundError, a full disk (ExportSpaceError), ...
         print(f"export: {err}", file=sys.stderr)
         return 1
     if args.allow_unfinished:

@@ -1,4 +1,5 @@
-"""The exported model's folder layout and names, shared by export, serving and evaluation (no TF).
+"""The exported model's folder layout and names, shared by export, serving and evaluation (TF is imported
+only to look at folders, through `seg4reg_tf.fileio`: any TensorFlow filesystem).
 
 TF Serving layout: `BASE/N/` with N a positive integer version holding `saved_model.pb`,
 `variables/` and `assets.extra/` (`tf_serving_warmup_requests`, the run's `config.yaml`).
@@ -8,11 +9,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from seg4reg_tf import fileio
+
 SERVING_DEFAULT = "serving_default"  # image_bytes tf.string [B] -> outputs
 PREDICT_IMAGE = "predict_image"  # image float32 [B, H, W, 1] (preprocessed) -> outputs
 PREDICT_EXAMPLE = "predict_example"  # examples tf.string [B] (tf.Example) -> outputs
 SIGNATURES = (SERVING_DEFAULT, PREDICT_IMAGE, PREDICT_EXAMPLE)
-IMAGE_BYTES_INPUT = "image_bytes"
+IMAGE_BYTES_INPUT = "image_bytes"  # the input of SERVING_DEFAULT
+EXAMPLES_INPUT = "examples"  # the input of PREDICT_EXAMPLE
 EXAMPLE_IMAGE_KEY = "image/encoded"  # the `data.tfrecords` feature `predict_example` reads
 
 WARMUP_RELPATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -38,21 +42,23 @@ def version_dirs(base) -> dict[int, str]:
     """{version: path} of the complete versions (numeric name, saved_model.pb present) under `base`;
     OSError if `base` cannot be listed."""
     found = {}
-    for entry in os.listdir(base):
+    for entry in fileio.listdir(base):
         path = os.path.join(base, entry)
-        if entry.isdigit() and os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
+        if entry.isdigit() and fileio.isfile(os.path.join(path, SAVED_MODEL_FILE)):
             found[int(entry)] = path
     return found
 
 
-def latest_version_dir(path) -> Path:
-    """A SavedModel dir itself, or the newest numeric version under a TF Serving base path."""
-    p = Path(path)
-    if (p / SAVED_MODEL_FILE).is_file():
-        return p
-    if not p.is_dir():
+def latest_version_dir(path) -> Path | str:
+    """A SavedModel dir itself, or the newest numeric version under a TF Serving base path: a `Path` for a
+    local path, the URL string (`gs://...`; `pathlib` would mangle it) for another filesystem."""
+    p = os.fspath(path)
+    wrap = str if fileio.is_url(p) else Path
+    if fileio.isfile(os.path.join(p, SAVED_MODEL_FILE)):
+        return wrap(p)
+    if not fileio.isdir(p):
         raise FileNotFoundError(f"{p}: no such model directory")
     versions = version_dirs(p)
     if not versions:
         raise FileNotFoundError(f"{p}: no SavedModel ({SAVED_MODEL_FILE}) and no numeric version directories")
-    return Path(versions[max(versions)])
+    return wrap(versions[max(versions)])

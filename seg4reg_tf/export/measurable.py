@@ -4,6 +4,8 @@ Criteria (thresholds in `THRESHOLDS`, calibrated on the 96 validation X-rays wit
 model, BENCHMARKS.md "Reliability"); a criterion whose input a variant lacks is skipped:
 - `contrast`: standard deviation of the decoded image's grey values in [0, 1] (blank images ~ 0),
 - `saturated`: fraction of pixels at >= 0.99 or <= 0.01 (over- / under-exposed or blank),
+- `upright`: `upright_margin` of a model with an upright check (`models.upright_probe`; < 0: the film is
+  upside down: rotated 180 deg or mirrored top to bottom),
 - `vertebrae`: vertebra labels (of 17) covering at least `min_vertebra_area` of the model frame in
   `vertebra_labels` (no spine, or only part of one),
 - `disagreement`: mean |R(image) - R(segmentation)| in degrees (`consistency`).
@@ -22,6 +24,8 @@ import tensorflow as tf
 THRESHOLDS = {
     "contrast": (">", 0.04, 0.01, "blank or featureless image (grey-value std {value:.3f} < {threshold})"),
     "saturated": ("<", 0.60, 0.05, "saturated image ({value:.0%} of pixels black or white)"),
+    "upright": (">", 0.0, 0.05, "the film looks upside down (upright margin {value:.2f} < 0): turn it the right "
+                "way up"),
     "vertebrae": (">", 9.5, 1.0, "no spine found: {value:.0f} of 17 vertebrae segmented"),
     "disagreement": ("<", 20.0, 2.0, "the angle heads disagree by {value:.1f} deg (> {threshold} deg)"),
 }
@@ -67,6 +71,8 @@ def features(stats: dict, outputs: dict) -> dict[str, tf.Tensor]:
     """{criterion: float32 [B]} from image statistics {"contrast", "saturated"?: [B]} and the model
     outputs the variant has."""
     out = {k: tf.cast(v, tf.float32) for k, v in stats.items()}
+    if "upright_margin" in outputs:
+        out["upright"] = tf.reshape(tf.cast(outputs["upright_margin"], tf.float32), [-1])
     if "vertebra_labels" in outputs:
         out["vertebrae"] = vertebra_count(outputs["vertebra_labels"])
     if "consistency" in outputs:

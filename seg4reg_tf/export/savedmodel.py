@@ -8,28 +8,40 @@ Signatures (method `tensorflow/serving/predict`), as docs/architecture.md fixes 
 Model outputs: `cobb_angles`, `cobb_angles_image`, `cobb_angles_segmentation`, `cobb_angles_geometry`
 float32 [B, 3] deg, `consistency` float32 [B] deg, with a geometry head `end_vertebrae` int32 [B, 3, 2]
 (0 = T1 .. 16 = L5, upper and lower of PT, MT, TL), `vertebra_landmarks` float32 [B, 68, 2] (model-frame
-px), `vertebra_tilts` [B, 17] deg, `vertebra_visible` [B, 17] (0/1), `vertebra_labels` uint8 [B, H, W] (argmax of `segmentation`),
-`attention_map` float32 [B, h, w]; heads the model lacks are absent; and every signature adds
+px), `vertebra_tilts` [B, 17] deg, `vertebra_visible` [B, 17] (0/1), `vertebra_labels` uint8 [B, H, W] (argmax of
+`segmentation`),
+`attention_map` float32 [B, h, w], with an upright check `upright_margin` float32 [B] (< 0: upside
+down); heads the model lacks are absent; and every signature adds
 `measurable_score` float32 [B] in (0, 1) (>= 0.5: measurable) and `measurable_reason` tf.string [B]
 ("" or why not: `export.measurable`). `predict_image` refuses non-finite pixels (InvalidArgument).
 """
 from __future__ import annotations
 
+import errno
 import os
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Sequence
 
 import tensorflow as tf
 
-from seg4reg_tf.export import measurable
-from seg4reg_tf.export.half_precision import HalfPrecisionWeights
-from seg4reg_tf.export.layout import (CONFIG_RELPATH, EXAMPLE_IMAGE_KEY, IMAGE_BYTES_INPUT, JPEG_SOI,
-                                      MEMBER_CONFIG_RELPATH, PNG_SIGNATURE, PREDICT_EXAMPLE, PREDICT_IMAGE,
-                                      SERVING_DEFAULT, WARMUP_RELPATH)
+from seg4reg_tf import fileio
 from seg4reg_tf.data import preprocess as pp
 from seg4reg_tf.data.tfrecords import FEATURES as EXAMPLE_FEATURES
+from seg4reg_tf.export import measurable
+from seg4reg_tf.export.half_precision import HalfPrecisionWeights
+from seg4reg_tf.export.layout import (
+    CONFIG_RELPATH,
+    EXAMPLE_IMAGE_KEY,
+    EXAMPLES_INPUT,
+    IMAGE_BYTES_INPUT,
+    JPEG_SOI,
+    MEMBER_CONFIG_RELPATH,
+    PNG_SIGNATURE,
+    PREDICT_EXAMPLE,
+    PREDICT_IMAGE,
+    SAVED_MODEL_FILE,
+    SERVING_DEFAULT,
+    WARMUP_RELPATH,
+)
 
 MIN_SIDE = 64
 MAX_SIDE = 16384
@@ -39,12 +51,32 @@ ANGLE_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation",
 VERTEBRA_OUTPUTS = ("vertebra_landmarks", "vertebra_tilts", "vertebra_visible")
 
 
-def image_size_of(data_cfg) -> tuple[int, int]:
-    """(H, W) model input size from a DataConfig-like object (`image_size` = (H, W))."""
-    size = getattr(data_cfg, "image_size", None)
-    if size is None or len(tuple(size)) != 2 or any(int(s) <= 0 for s in size):
-        raise ValueError(f"data.image_size: expected (height, width) positive ints, got {size!r}")
-    return int(size[0]), int(size[1])
+def input_contract(model, preprocessing=None):
+    """The `models.preprocessing.Preprocessing` the SavedModel graph applies before `model`: the one the
+    model carries (`model.preprocessing`), else `preprocessing` (a Preprocessing, its dict or a DataConfig).
+
+    Raises:
+        ValueError naming `preprocessing` when the model carries none and none is given (a plain Keras
+        model, or a Seg4RegPlus saved before models carried it: `training.run.load_run` supplies its
+        run's), when both are given and differ, or when its image size is not the model's.
+    """
+    from seg4reg_tf.models.preprocessing import Preprocessing
+
+    own = getattr(model, "preprocessing", None)
+    given = None if preprocessing is None else Preprocessing.of(preprocessing)
+    if own is None and given is None:
+        raise ValueError(f"preprocessing: {type(model).__name__} {model.name!r} carries no input contract (a model "
+                         "saved before models carried their preprocessing, or not a Seg4RegPlus): pass "
+                         "preprocessing= (a models.preprocessing.Preprocessing or the DataConfig it was trained with)")
+    if own is not None and given is not None and own != given:
+        raise ValueError(f"preprocessing: differs from the model's own ({'; '.join(own.differences(given))}); "
+                         "leave it out to export with the model's")
+    contract = own if own is not None else given
+    model_size = getattr(model, "image_size", None)
+    if model_size is not None and tuple(model_size) != contract.image_size:
+        raise ValueError(f"preprocessing.image_size: {contract.image_size} is not the model's input size "
+                         f"{tuple(model_size)}")
+    return contract
 
 
 def header_shape(data: tf.Tensor) -> tf.Tensor:
@@ -100,10 +132,10 @@ def check_image_size(hw: tf.Tensor) -> tf.Operation:
 class _Graph:
     """The in-graph functions shared by the three signatures (`half`: the model's float16 weights, or None)."""
 
-    def __init__(self, model, data_cfg, half: HalfPrecisionWeights | None = None):
+    def __init__(self, model, preprocessing, half: HalfPrecisionWeights | None = None):
         self.model = model
-        self.data_cfg = data_cfg
-        self.size = image_size_of(data_cfg)
+        self.preprocessing = preprocessing
+        self.size = preprocessing.image_size
         self.half = half
         # one traced function for the three signatures: saved_model.pb holds the network's graph once
         self.model_outputs = tf.function(self._model_outputs, input_signature=[
@@ -128,6 +160,8 @@ class _Graph:
                 out[key] = tf.cast(raw[key], tf.float32)
         if "end_vertebrae" in raw:
             out["end_vertebrae"] = tf.cast(raw["end_vertebrae"], tf.int32)
+        if "upright_margin" in raw:
+            out["upright_margin"] = tf.reshape(tf.cast(raw["upright_margin"], tf.float32), [-1])
         if "segmentation" in raw:
             out["vertebra_labels"] = tf.cast(tf.argmax(raw["segmentation"], axis=-1), tf.uint8)
         if "attention_map" in raw:
@@ -145,7 +179,7 @@ class _Graph:
             image = pp.decode_image(data)
         image = tf.ensure_shape(tf.cast(image, tf.float32), [None, None, 1])
         stats = measurable.image_statistics(image)
-        image, transform = pp.preprocess(image, self.data_cfg)
+        image, transform = pp.preprocess(image, self.preprocessing)
         h, w = self.size
         return tf.ensure_shape(image, [h, w, 1]), tf.ensure_shape(tf.cast(transform, tf.float32), [5]), stats
 
@@ -175,10 +209,10 @@ class _Graph:
 
 def export_model(
     model,
-    data_cfg,
     base_path,
     version: int,
     *,
+    preprocessing=None,
     warmup_images: Sequence[bytes] | None = None,
     config=None,
     member_configs: Sequence | None = None,
@@ -187,8 +221,8 @@ def export_model(
     """Write `base_path/version/` (saved_model.pb, variables/, assets.extra/) and return its path.
 
     Args:
-        model: keras.Model called on {"image": float32 [B, H, W, 1]} returning the output dict.
-        data_cfg: DataConfig (`image_size` = (H, W), preprocessing switches of `data.preprocess`).
+        model: keras.Model called on {"image": float32 [B, H, W, 1]} returning the output dict; its
+            `preprocessing` (what `build_model` / `train` give it) is what the graph applies to image bytes.
         base_path: the TF Serving model base path; created if missing.
         version: positive int; an existing `base_path/version` is never overwritten (FileExistsError).
         warmup_images: JPEG/PNG byte strings for the warmup requests (default: synthetic images).
@@ -197,22 +231,36 @@ def export_model(
         member_configs: an ensemble's member configs, written as `assets.extra/ensemble/member_<i>.yaml`.
         weights_dtype: "float32", or "float16" to store the variables at half the size (`HalfPrecisionWeights`;
             the graph still computes in float32).
+        preprocessing: only for a model that carries no input contract (`input_contract`).
+
+    The data sections of `config` and `member_configs` must describe the same preprocessing (ValueError).
     """
     import keras
 
+    from seg4reg_tf.models.preprocessing import Preprocessing
+
+    if not isinstance(base_path, (str, os.PathLike)):
+        raise TypeError(f"base_path: expected a directory path, got {type(base_path).__name__} (export_model takes "
+                        "no data config: the model carries its preprocessing)")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"version: expected a positive int, got {version!r}")
-    h, w = image_size_of(data_cfg)
-    base = Path(base_path)
-    base.mkdir(parents=True, exist_ok=True)
-    final = base / str(version)
-    if final.exists():
+    contract = input_contract(model, preprocessing)
+    for key, c in [("config", config)] + [(f"member_configs[{i}]", m) for i, m in enumerate(member_configs or ())]:
+        if c is not None and Preprocessing.of(c.data) != contract:
+            raise ValueError(f"{key}.data: does not describe the model's preprocessing "
+                             f"({'; '.join(contract.differences(Preprocessing.of(c.data)))})")
+    h, w = contract.image_size
+    base = os.fspath(base_path)  # any TensorFlow filesystem (seg4reg_tf.fileio)
+    created_base = not fileio.exists(base)
+    fileio.makedirs(base)
+    final = fileio.join(base, str(version))
+    if fileio.exists(final):
         raise FileExistsError(f"{final}: version {version} already exists; refusing to overwrite")
 
     if weights_dtype not in ("float32", "float16"):
         raise ValueError(f"weights_dtype: expected 'float32' or 'float16', got {weights_dtype!r}")
     half = HalfPrecisionWeights(model) if weights_dtype == "float16" else None
-    graph = _Graph(model, data_cfg, half)
+    graph = _Graph(model, contract, half)
 
     def serving_default(image_bytes):
         return graph.from_bytes(image_bytes)
@@ -235,29 +283,52 @@ def export_model(
         PREDICT_IMAGE, predict_image, input_signature=[tf.TensorSpec([None, h, w, 1], tf.float32, name="image")]
     )
     archive.add_endpoint(
-        PREDICT_EXAMPLE, predict_example, input_signature=[tf.TensorSpec([None], tf.string, name="examples")]
+        PREDICT_EXAMPLE, predict_example, input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]
     )
 
-    tmp_root = Path(tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=base))
+    tmp_root = fileio.mkdtemp(base, prefix=f".tmp-{version}-")
+    step = "the SavedModel (graph and variables)"
     try:
-        staged = tmp_root / str(version)
-        archive.write_out(str(staged), verbose=False)
-        from seg4reg_tf.export.warmup import synthetic_images, write_warmup_requests
+        staged = fileio.join(tmp_root, str(version))
+        archive.write_out(staged, verbose=False)
+        from seg4reg_tf.export.warmup_records import synthetic_images, write_warmup_requests
 
+        step = WARMUP_RELPATH
         images = list(warmup_images) if warmup_images is not None else synthetic_images()
-        write_warmup_requests(staged / WARMUP_RELPATH, images)
+        write_warmup_requests(fileio.join(staged, WARMUP_RELPATH), images)
         from seg4reg_tf.training.config import save_config
 
+        step = "the configs in assets.extra"
         if config is not None:
-            save_config(config, staged / CONFIG_RELPATH)
+            save_config(config, fileio.join(staged, CONFIG_RELPATH))
         for index, member in enumerate(member_configs or ()):
-            save_config(member, staged / MEMBER_CONFIG_RELPATH.format(index=index))
-        if final.exists():
+            save_config(member, fileio.join(staged, MEMBER_CONFIG_RELPATH.format(index=index)))
+        if fileio.exists(final):
             raise FileExistsError(f"{final}: version {version} appeared while exporting; refusing to overwrite")
-        os.rename(staged, final)
+        step = f"the move into {final}"
+        fileio.move_tree(staged, final, last=(SAVED_MODEL_FILE,))  # TF Serving loads a dir with saved_model.pb
+    except Exception as err:
+        if fileio.is_out_of_space(err):  # a short answer instead of TF's trace (issue 21)
+            raise ExportSpaceError(f"no space left on device while writing {step} of version {version} to {final} "
+                                   f"(the disk or quota holding {base} is full); nothing was exported: the "
+                                   "partial files were removed") from None
+        raise
     finally:
-        shutil.rmtree(tmp_root, ignore_errors=True)
-    return str(final)
+        fileio.rmtree(tmp_root, ignore_errors=True)
+        if created_base and not fileio.exists(final) and not fileio.listdir(base):
+            fileio.rmtree(base, ignore_errors=True)  # a base path this failed export created
+    return final
+
+
+class ExportSpaceError(OSError):
+    """The device (or quota) filled up while writing an export; nothing of the version is left behind.
+    The message names the step, the version directory and the base path."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.strerror
 
 
 def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, head: str | None = None,
@@ -266,29 +337,24 @@ def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, hea
     there, applied to every member) and export the model with its config in assets.extra; returns the
     version dir.
 
-    Several runs export a `Seg4RegEnsemble` (the mean of their outputs); they must share the data config
-    (the graph preprocesses once) and the headline head. config.yaml is the first run's; every member's
-    is in assets.extra/ensemble/. Only finished, consistent runs are exported
+    Several runs export a `Seg4RegEnsemble` (the mean of their outputs); they must share the input contract
+    (the graph preprocesses once) and the headline head (`models.ensemble.check_members`). config.yaml is
+    the first run's; every member's is in assets.extra/ensemble/. Only finished, consistent runs are exported
     (`training.run.require_finished`; RunStateError, a ValueError, says what state a run is in);
     `allow_unfinished=True` exports an unfinished run's best checkpoint so far, with a warning."""
-    from seg4reg_tf.models.ensemble import Seg4RegEnsemble
+    from seg4reg_tf.models.ensemble import Seg4RegEnsemble, check_members
     from seg4reg_tf.training.run import load_run, require_finished
 
     run_dirs = [run_dirs] if isinstance(run_dirs, (str, os.PathLike)) else list(run_dirs)
     loaded = []
     for run_dir in run_dirs:
-        if os.path.isdir(run_dir):  # a missing directory: load_run's FileNotFoundError names it
+        if fileio.isdir(run_dir):  # a missing directory: load_run's FileNotFoundError names it
             require_finished(os.fspath(run_dir), allow_unfinished=allow_unfinished)
         loaded.append(load_run(run_dir, tta=tta, head=head))
     cfg, model = loaded[0]
     if len(loaded) == 1:
-        return export_model(model, cfg.data, base_path, version, config=cfg, weights_dtype=weights_dtype)
-    for run_dir, (other, _) in zip(run_dirs[1:], loaded[1:]):
-        for field, want, got in (("data", cfg.data, other.data),
-                                 ("model.head", cfg.model.resolved_head, other.model.resolved_head)):
-            if got != want:
-                raise ValueError(f"{os.path.join(run_dir, 'config.yaml')}: {field} differs from "
-                                 f"{run_dirs[0]}'s; the members of an ensemble must share it")
-    ensemble = Seg4RegEnsemble([m for _, m in loaded])
-    return export_model(ensemble, cfg.data, base_path, version, config=cfg,
+        return export_model(model, base_path, version, config=cfg, weights_dtype=weights_dtype)
+    models = [m for _, m in loaded]
+    check_members(models, names=[os.fspath(r) for r in run_dirs], same_head=True)
+    return export_model(Seg4RegEnsemble(models), base_path, version, config=cfg,
                         member_configs=[c for c, _ in loaded], weights_dtype=weights_dtype)

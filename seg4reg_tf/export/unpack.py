@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 
+from seg4reg_tf import fileio
 from seg4reg_tf.export.layout import CONFIG_RELPATH, MEMBER_CONFIG_RELPATH, PREDICT_IMAGE
 
 WEIGHTS_COLLECTION = "weights_float16"  # what `export_model(..., weights_dtype="float16")` tracks, in order
@@ -15,8 +16,9 @@ def unpack_savedmodel(version_dir, out_dir, tolerance_deg: float = 0.01) -> list
     `member_0.keras`) under `out_dir`; returns their paths.
 
     The variables are read from the export's ordered float16 collection into models rebuilt from
-    assets.extra's configs; the rebuilt model must reproduce the SavedModel's `predict_image` angles
-    on a test image within `tolerance_deg`, otherwise nothing is written.
+    assets.extra's configs (each carrying its config's preprocessing, so it exports as it is); the
+    rebuilt model must reproduce the SavedModel's `predict_image` angles on a test image within
+    `tolerance_deg`, otherwise nothing is written.
 
     Raises:
         ValueError naming the version directory when it has no float16 collection (a float32 export
@@ -25,6 +27,7 @@ def unpack_savedmodel(version_dir, out_dir, tolerance_deg: float = 0.01) -> list
     import tensorflow as tf
 
     from seg4reg_tf.models.ensemble import Seg4RegEnsemble
+    from seg4reg_tf.models.preprocessing import Preprocessing
     from seg4reg_tf.models.seg4reg_plus import Seg4RegPlus
     from seg4reg_tf.training.config import load_config
 
@@ -34,10 +37,11 @@ def unpack_savedmodel(version_dir, out_dir, tolerance_deg: float = 0.01) -> list
         raise ValueError(f"{version_dir}: no {WEIGHTS_COLLECTION!r} variable collection; only exports made with "
                          "--weights float16 keep their variables in model order")
     member_files = []
-    while os.path.isfile(os.path.join(version_dir, MEMBER_CONFIG_RELPATH.format(index=len(member_files)))):
+    while fileio.isfile(os.path.join(version_dir, MEMBER_CONFIG_RELPATH.format(index=len(member_files)))):
         member_files.append(os.path.join(version_dir, MEMBER_CONFIG_RELPATH.format(index=len(member_files))))
     configs = [load_config(f) for f in member_files or [os.path.join(version_dir, CONFIG_RELPATH)]]
-    members = [Seg4RegPlus(c.model, image_size=c.data.image_size, load_encoder_weights=False) for c in configs]
+    members = [Seg4RegPlus(c.model, preprocessing=Preprocessing.of(c.data), load_encoder_weights=False)
+               for c in configs]
     model = members[0] if len(members) == 1 else Seg4RegEnsemble(members)
     targets = [v for v in model.variables if v.dtype == "float32"]
     halves = list(getattr(loaded, WEIGHTS_COLLECTION))
@@ -52,9 +56,10 @@ def unpack_savedmodel(version_dir, out_dir, tolerance_deg: float = 0.01) -> list
     if not np.allclose(want, got, atol=tolerance_deg):
         raise ValueError(f"{version_dir}: the rebuilt model gives {got.round(3).tolist()} deg, the SavedModel "
                          f"{want.round(3).tolist()}: not reproduced within {tolerance_deg} deg")
-    os.makedirs(out_dir, exist_ok=True)
+    fileio.makedirs(out_dir)
     paths = []
-    for i, member in enumerate(members):
+    for i, member in enumerate(members):  # each written whole, then renamed into place (any filesystem)
         paths.append(os.path.join(os.fspath(out_dir), f"member_{i}.keras"))
-        member.save(paths[-1])
+        member.save(fileio.incoming_path(paths[-1]))  # keeps the .keras suffix Keras requires
+        fileio.replace(fileio.incoming_path(paths[-1]), paths[-1])
     return paths

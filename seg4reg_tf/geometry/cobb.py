@@ -1,6 +1,7 @@
 """The official AASCE Cobb angles: a faithful port of the organisers' MATLAB `angleCal`.
 
-Semantics (README, "Exact where the field has a standard"): pairwise angles between the 17 vertebra vectors, no clipping at 90 degrees,
+Semantics (README, "Exact where the field has a standard"): pairwise angles between the 17 vertebra vectors,
+no clipping at 90 degrees,
 cosines rounded to 8 decimals, MATLAB's first-maximum tie breaking, the S test on the 34 endplate
 midpoints and the branch choice on the *bottom*-edge midpoints of the end vertebrae against the
 image height. Everything is float64.

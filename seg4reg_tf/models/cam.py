@@ -19,7 +19,8 @@ def class_activation_maps(features, kernel):
         raise ValueError(f"class_activation_maps: features must be [B, h, w, C], got shape {features.shape}")
     if kernel.shape[0] != features.shape[-1]:
         raise ValueError(
-            f"class_activation_maps: kernel rows ({kernel.shape[0]}) must equal feature channels ({features.shape[-1]})")
+            f"class_activation_maps: kernel rows ({kernel.shape[0]}) must equal feature channels "
+            f"({features.shape[-1]})")
     return ops.einsum("bhwc,ck->bhwk", features, ops.cast(kernel, features.dtype))
 
 

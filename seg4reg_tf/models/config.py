@@ -1,11 +1,14 @@
-"""`ModelConfig`: every switch of the Seg4Reg+ reconstruction (README, "What is and isn't reproduced from the paper")."""
+"""`ModelConfig`: every switch of the Seg4Reg+ reconstruction
+(README, "What is and isn't reproduced from the paper")."""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from seg4reg_tf.config_machinery import check_fields, from_dict as _from_dict, require, to_dict as _to_dict
+from seg4reg_tf.config_machinery import check_fields, require
+from seg4reg_tf.config_machinery import from_dict as _from_dict
+from seg4reg_tf.config_machinery import to_dict as _to_dict
 
 # Which heads each variant can produce, and what `head="auto"` resolves to.
 _VARIANT_HEADS = {
@@ -77,6 +80,8 @@ class ModelConfig:
     on the tilts relative to the spine's mean tilt, plus a quarter of the mean tilt's error: a rotation
     of the whole spine leaves every Cobb angle unchanged) + w_centre * L1 (px) of the centres. Not
     inside the joint warm-up. `geometry_width`: filters of its 1-D convolutions along the spine.
+    `upright_check`: an `UprightProbe` output `upright_margin` (< 0: the film is upside down), fitted in
+    closed form on the training images (not by the losses).
 
     Loss (seg4reg_plus): w_seg_ce * CE + w_seg_dice * Dice + w_reg_image * L1(R(x)) + w_reg_mask *
     L1(R(m)) + joint * (w_reg_seg * L1(R(s_hat)) + lambda_att * L_att + lambda_tri * L_tri), where the
@@ -116,6 +121,7 @@ class ModelConfig:
     tta: Literal["none", "flip"] = "none"
     geometry_head: bool = False
     geometry_width: int = 128
+    upright_check: bool = False
     w_tilt: float = 0.05
     w_centre: float = 0.02
 

@@ -55,7 +55,7 @@ def build_efficientnet_lite0(image_shape, name: str = "efficientnet_lite0", pret
     x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="normalize")(inp)
     x = layers.Conv2D(STEM_FILTERS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = layers.ReLU(6.0, name="stem_relu")(_bn("stem_bn")(x))
-    taps, block, cin = {}, 0, STEM_FILTERS
+    block, cin = 0, STEM_FILTERS
     for repeats, k, stride, expand, cout in STAGES:
         for r in range(repeats):
             s = stride if r == 0 else 1

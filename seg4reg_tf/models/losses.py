@@ -59,5 +59,5 @@ def triangle_loss(angles_image, angles_seg, angle_scale: float):
     return ops.mean(ops.abs(angles_image - angles_seg)) / angle_scale
 
 
-__all__ = ["segmentation_cross_entropy", "soft_dice_loss", "angle_l1_loss", "attention_loss", "attention_bce_loss", "pooled_mask_attention",
-           "triangle_loss"]
+__all__ = ["segmentation_cross_entropy", "soft_dice_loss", "angle_l1_loss", "attention_loss", "attention_bce_loss",
+           "pooled_mask_attention", "triangle_loss"]

@@ -5,29 +5,27 @@ import keras
 from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution  # Keras' own convention, no public alias
 
+from seg4reg_tf.config_machinery import check_image_size
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.blocks import encoder_stride
 from seg4reg_tf.models.cam import cam_attention, gradcam_attention, normalize_attention, summed_cam
 from seg4reg_tf.models.config import ModelConfig
 from seg4reg_tf.models.geometry_head import GeometryHead, landmark_geometry
 from seg4reg_tf.models.metrics import SMAPE, PooledDice
+from seg4reg_tf.models.preprocessing import Preprocessing
 from seg4reg_tf.models.regression import RegressionNet
 from seg4reg_tf.models.segmentation import SegmentationNet
+from seg4reg_tf.models.upright_probe import UprightProbe
 
 
 def validate_image_size(cfg: ModelConfig, image_size) -> tuple[int, int]:
-    """(H, W) ints divisible by every network's output stride, else ValueError naming image_size."""
-    try:
-        h, w = (int(s) for s in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"image_size: expected (height, width) ints, got {image_size!r}") from None
+    """(H, W) of `image_size` for the networks of `cfg`: `config_machinery.check_image_size` with their
+    output stride (ConfigError, a ValueError, naming image_size)."""
     stride = encoder_stride(cfg.encoder, cfg.reg_depth)
     if cfg.has_segmentation:
         stride = max(stride, 2 ** cfg.seg_depth)
-    if h <= 0 or w <= 0 or h % stride or w % stride:
-        raise ValueError(f"image_size: expected positive (height, width) divisible by {stride} (encoder "
-                         f"{cfg.encoder!r}, reg_depth {cfg.reg_depth}, seg_depth {cfg.seg_depth}), got {(h, w)}")
-    return h, w
+    return check_image_size(image_size, "image_size", stride=stride,
+                            why=f"(encoder {cfg.encoder!r}, reg_depth {cfg.reg_depth}, seg_depth {cfg.seg_depth})")
 
 
 SPATIAL_OUTPUTS = ("segmentation", "attention_map", "attention_logits")  # [B, h, w, ...] maps
@@ -59,9 +57,11 @@ class Seg4RegPlus(keras.Model):
     `vertebra_sizes` [B, 17, 2] px, `vertebra_visible` [B, 17],
     `vertebra_landmarks` [B, 68, 2] px (model frame), `cobb_angles_geometry` [B, 3] degrees (the
     official algorithm on those vertebrae) and `end_vertebrae` int32 [B, 3, 2] (see `GeometryHead`).
+    With `model_config.upright_check` also `upright_margin` [B] (> 0: the film is upright; `UprightProbe`).
 
     Training: `compile(optimizer=...)` then `fit` on (features, {"angles" [B, 3] degrees,
-    "labels" int [B, H, W]}, and with the geometry head "landmarks" [B, 68, 2] model-frame px). `compute_loss` builds the joint loss (see `ModelConfig`), computing
+    "labels" int [B, H, W]}, and with the geometry head "landmarks" [B, 68, 2] model-frame px). `compute_loss`
+    builds the joint loss (see `ModelConfig`), computing
     R(m) on the ground-truth foreground m = labels > 0, and logs every component, `smape` (of
     `cobb_angles`) and `dice` (`PooledDice`: foreground Dice pooled over the epoch). The
     non-trainable `joint_weight` (0 during warm-up, 1 after; set by `JointWarmup`) scales the joint
@@ -69,21 +69,31 @@ class Seg4RegPlus(keras.Model):
     Sample weights are ignored.
 
     Args:
-        model_config: a `ModelConfig` or its dict.
-        image_size: (H, W) of the (letterboxed) input.
+        model_config: a `ModelConfig` or its dict (read-only afterwards as `cfg`; `with_config` makes a
+            changed copy, e.g. another `head` or `tta`).
+        image_size: (H, W) of the (letterboxed) input; default `preprocessing.image_size`, else 512 x 256.
         load_encoder_weights: load `encoder_weights` / the pretrained ImageNet weights now (False when
             rebuilding from a saved model).
+        preprocessing: the input contract (`models.preprocessing.Preprocessing`, its dict, or a
+            DataConfig): what `export_model` puts in front of the network. `build_model` always sets it;
+            None (a model saved before models carried it) leaves it to the caller of the export.
 
     Reference: Lin et al., "Seg4Reg+: Consistency Learning between Spine Segmentation and Cobb
     Angle Regression", MICCAI 2021 (arXiv 2208.12462). The equations are our reconstruction.
     """
 
-    def __init__(self, model_config, image_size=(512, 256), load_encoder_weights=True, **kwargs):
+    def __init__(self, model_config, image_size=None, load_encoder_weights=True, preprocessing=None, **kwargs):
         kwargs.setdefault("name", "seg4reg_plus")
         super().__init__(**kwargs)
         cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig.from_dict(dict(model_config))
-        self.cfg = cfg
+        self._cfg = cfg
+        self.preprocessing = None if preprocessing is None else Preprocessing.of(preprocessing)
+        if image_size is None:
+            image_size = self.preprocessing.image_size if self.preprocessing else (512, 256)
         self.image_size = validate_image_size(cfg, image_size)
+        if self.preprocessing is not None and self.preprocessing.image_size != self.image_size:
+            raise ValueError(f"image_size: {self.image_size} differs from preprocessing.image_size "
+                             f"{self.preprocessing.image_size}; the model's input is what its preprocessing makes")
         shape = (*self.image_size, 1)
         self.regressor = RegressionNet(
             shape, encoder=cfg.encoder, width=cfg.reg_width, depth=cfg.reg_depth, norm=cfg.reg_norm,
@@ -97,6 +107,7 @@ class Seg4RegPlus(keras.Model):
                                              encoder=cfg.encoder, pretrained=cfg.use_pretrained,
                                              load_weights=load_encoder_weights, name="segmenter")
         self.geometry = None
+        self.upright = UprightProbe(name="upright_probe") if cfg.upright_check else None
         if cfg.geometry_head:
             body = self.segmenter.body.output
             strides = tuple(k for k in (4, 8) if f"s{k}" in body)  # a shallow plain U-Net has fewer levels
@@ -144,12 +155,16 @@ class Seg4RegPlus(keras.Model):
     def call(self, inputs, training=None):
         x = self._image(inputs)
         if self.cfg.tta != "flip" or training:
-            return self._answer(self._forward(x, training))
-        # one forward pass over [x; mirror(x)]: the exported graph holds the network once
-        n = ops.shape(x)[0]
-        both = self._forward(ops.concatenate([x, ops.flip(x, axis=2)], axis=0), training)
-        return self._answer(self._merge_flipped({k: v[:n] for k, v in both.items()},
-                                                {k: v[n:] for k, v in both.items()}))
+            out = self._answer(self._forward(x, training))
+        else:
+            # one forward pass over [x; mirror(x)]: the exported graph holds the network once
+            n = ops.shape(x)[0]
+            both = self._forward(ops.concatenate([x, ops.flip(x, axis=2)], axis=0), training)
+            out = self._answer(self._merge_flipped({k: v[:n] for k, v in both.items()},
+                                                   {k: v[n:] for k, v in both.items()}))
+        if self.upright is not None:
+            out["upright_margin"] = self.upright(x)
+        return out
 
     def _merge_flipped(self, out, flipped):
         """Average the outputs on x and on its mirror (maps flipped back along the width axis 2; the
@@ -296,9 +311,28 @@ class Seg4RegPlus(keras.Model):
         return self.get_metrics_result()
 
     # ------------------------------------------------------------------------------------------
+    @property
+    def cfg(self) -> ModelConfig:
+        """The model config it was built with (read-only: a changed head or tta is a new model, `with_config`)."""
+        return self._cfg
+
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, "model_config": self.cfg.to_dict(),
-                "image_size": list(self.image_size)}
+                "image_size": list(self.image_size),
+                "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict()}
+
+    def with_config(self, **changes) -> "Seg4RegPlus":
+        """A new model built by `from_config` from `get_config()` updated by `changes` (`model_config`:
+        a ModelConfig or dict, e.g. another head or tta; `preprocessing`), holding this model's weights.
+        This model is left unchanged. A change of architecture fails in `set_weights`."""
+        config = {**self.get_config(), **changes}
+        if isinstance(config["model_config"], ModelConfig):
+            config["model_config"] = config["model_config"].to_dict()
+        if config["preprocessing"] is not None:
+            config["preprocessing"] = Preprocessing.of(config["preprocessing"]).to_dict()
+        clone = type(self).from_config(config)
+        clone.set_weights(self.get_weights())
+        return clone
 
     @classmethod
     def from_config(cls, config):

@@ -3,7 +3,9 @@
 Concurrent requests for the same model version and signature are merged along axis 0 (the batch
 dimension) up to `max_batch_size` items, waiting at most `batch_timeout_ms` after the first queued
 request, run once, and the outputs are split back. If a merged run fails, every request in it is
-retried alone, so one bad request cannot fail its neighbours.
+retried alone, so one bad request cannot fail its neighbours. With `allowed_batch_sizes` (TF Serving's
+batching parameter) a batch is padded up to the next allowed size by repeating its first item, and
+the padding's outputs are dropped.
 """
 from __future__ import annotations
 
@@ -25,12 +27,14 @@ RunFn = Callable[[Tensors], Tensors]
 
 @dataclasses.dataclass
 class BatchingConfig:
-    """`max_batch_size` items per run; `batch_timeout_ms` longest wait (ms) for a batch to fill."""
+    """`max_batch_size` items per run; `batch_timeout_ms` longest wait (ms) for a batch to fill;
+    `allowed_batch_sizes` (increasing, the last = max_batch_size; empty = any) sizes batches are padded to."""
 
     enabled: bool = True
     max_batch_size: int = 8
     batch_timeout_ms: float = 5.0
     max_enqueued: int = 1024  # queued requests per scheduler before RESOURCE_EXHAUSTED
+    allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
@@ -44,6 +48,16 @@ class BatchingConfig:
                 f"batching.batch_timeout_ms: expected a number in [0, 60000], got {self.batch_timeout_ms!r}")
         if isinstance(self.max_enqueued, bool) or not isinstance(self.max_enqueued, int) or self.max_enqueued < 1:
             raise ValueError(f"batching.max_enqueued: expected a positive int, got {self.max_enqueued!r}")
+        sizes = tuple(self.allowed_batch_sizes)
+        if sizes and (any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)
+                      or list(sizes) != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
+            raise ValueError(f"batching.allowed_batch_sizes: expected increasing sizes >= 1 ending with "
+                             f"max_batch_size ({self.max_batch_size}), got {list(sizes)}")
+        self.allowed_batch_sizes = sizes
+
+    def padded_size(self, items: int) -> int:
+        """The allowed batch size a run of `items` is padded to (`items` itself without allowed sizes)."""
+        return next((s for s in self.allowed_batch_sizes if s >= items), items)
 
 
 class QueueFullError(RuntimeError):
@@ -93,10 +107,13 @@ class BatchScheduler:
     `dropped` (requests whose caller was gone before they ran).
     """
 
-    def __init__(self, run_fn: RunFn, config: BatchingConfig, name: str = "") -> None:
+    def __init__(self, run_fn: RunFn, config: BatchingConfig, name: str = "",
+                 on_submit: Callable[[int], None] | None = None, on_run: Callable[[int], None] | None = None) -> None:
+        """`on_submit(items)` / `on_run(items)`: observers of each queued request and each run (metrics)."""
         self._run_fn = run_fn
         self.config = config
         self.name = name
+        self._on_submit, self._on_run = on_submit, on_run
         self._queue: collections.deque[_Task] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -126,6 +143,8 @@ class BatchScheduler:
             self._queue.append(task)
             self.requests += 1
             self._cond.notify_all()
+        if self._on_submit is not None:
+            self._on_submit(size)
         return task.future.result(timeout=timeout)
 
     def close(self) -> None:
@@ -200,9 +219,18 @@ class BatchScheduler:
                         task.future.set_exception(err)
 
     def _call(self, inputs: Tensors) -> Tensors:
+        items = batch_size_of(inputs) or 0
+        padded = self.config.padded_size(items)
+        if padded > items:  # repeat the first item up to the allowed size; its outputs are dropped
+            inputs = {k: np.concatenate([v, np.repeat(v[:1], padded - items, axis=0)]) for k, v in inputs.items()}
         self.runs += 1
-        self.max_items = max(self.max_items, batch_size_of(inputs) or 0)
-        return self._run_fn(inputs)
+        self.max_items = max(self.max_items, padded)
+        if self._on_run is not None:
+            self._on_run(padded)
+        outputs = self._run_fn(inputs)
+        if padded > items:
+            outputs = {k: v[:items] if np.ndim(v) else v for k, v in outputs.items()}
+        return outputs
 
     def _run_alone(self, task: _Task) -> None:
         try:

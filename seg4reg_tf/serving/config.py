@@ -1,4 +1,4 @@
-"""`ServerConfig`: the flags of `seg4reg serve`, validated."""
+"""`ServerConfig`: the settings of `seg4reg serve` (its flags and TF Serving's config files), validated."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from seg4reg_tf.serving.batching import BatchingConfig
+from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import RequestLimits
 
 MAX_MESSAGE_BYTES = 256 << 20
@@ -13,19 +14,24 @@ MAX_MESSAGE_BYTES = 256 << 20
 
 @dataclasses.dataclass
 class ServerConfig:
-    """Flags of `seg4reg serve`. Ports 0 pick a free port; `rest_port=-1` disables REST."""
+    """What to serve and how. Either one model (`model_base_path`, `model_name`, `version_policy`,
+    `version_labels`) or several (`models`, from a model config file). Ports 0 pick a free port;
+    `rest_port=-1` disables REST. Times in the unit their name ends with (s, ms)."""
 
-    model_base_path: str
+    model_base_path: str = ""
     model_name: str = "seg4reg"
+    models: tuple[ServedModel, ...] = ()  # instead of model_base_path: TF Serving's --model_config_file
+    version_policy: VersionPolicy = dataclasses.field(default_factory=VersionPolicy)  # default: the newest only
+    version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
     port: int = 8500
     rest_port: int = 8501
     host: str = "127.0.0.1"
     max_batch_size: int = 8
     batch_timeout_ms: float = 5.0
     enable_batching: bool = True
-    poll_seconds: float = 2.0
-    num_versions: int = 0  # keep the newest N versions loaded; 0 = every complete version
-    version_labels: dict[str, int] = dataclasses.field(default_factory=dict)
+    allowed_batch_sizes: tuple[int, ...] = ()  # pad batches up to these sizes (the last = max_batch_size)
+    max_enqueued_batches: int = 128  # queue limit per batcher: this many batches of max_batch_size requests
+    poll_seconds: float = 2.0  # how often every base path is re-scanned (0 = only at start)
     max_message_bytes: int = MAX_MESSAGE_BYTES
     grpc_max_workers: int = 32
     max_concurrent_rpcs: int = 256
@@ -33,15 +39,35 @@ class ServerConfig:
     max_images_per_request: int = 256  # items (images / examples) per Predict
     max_request_pixels: int = 1_000_000_000  # decoded pixels per Predict (from the image headers)
     max_chunk_pixels: int = 64_000_000  # a large request runs in chunks of <= max_batch_size and this
-    rest_header_timeout_s: float = 5.0  # REST: request line + headers (and keep-alive idle) limit
-    rest_body_timeout_s: float = 10.0  # REST: longest silence while reading a body -> 408
+    rest_header_timeout_s: float = 5.0  # REST: total deadline for request line + headers (and keep-alive idle)
+    rest_body_timeout_s: float = 10.0  # REST: longest silence in a body; whole body within this + size / 256 KiB/s
+    rest_api_timeout_ms: int = 30_000  # REST: answer deadline per request (TF Serving's --rest_api_timeout_in_ms)
+    rest_max_connections: int = 1024  # REST: open connections; a new one evicts the oldest idle or unfinished one
+    rest_threads: int = 32  # REST: requests worked on at once (TF Serving's --rest_api_num_threads)
+    prometheus_path: str = ""  # "" = no metrics; else the REST path of the Prometheus page
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model_base_path, (str, os.PathLike)) or not str(self.model_base_path):
+        if isinstance(self.model_base_path, os.PathLike):
+            self.model_base_path = os.fspath(self.model_base_path)
+        if not isinstance(self.model_base_path, str):
             raise ValueError(f"model_base_path: expected a directory path, got {self.model_base_path!r}")
-        self.model_base_path = str(self.model_base_path)
-        if not isinstance(self.model_name, str) or not self.model_name or "/" in self.model_name:
-            raise ValueError(f"model_name: expected a non-empty name without '/', got {self.model_name!r}")
+        self.models = tuple(self.models)
+        if bool(self.model_base_path) == bool(self.models):
+            raise ValueError("model_base_path / models: give either one model's base path or the models of a "
+                             "model config file" + (" (got both)" if self.models else ""))
+        if any(not isinstance(m, ServedModel) for m in self.models):
+            raise ValueError("models: expected ServedModel entries (model_config.read_model_config_file)")
+        if self.models and self.version_labels:
+            raise ValueError("version_labels: with a model config file, set version_labels per model in the file")
+        if not self.models and (not isinstance(self.model_name, str) or not self.model_name
+                                or "/" in self.model_name or ":" in self.model_name):
+            raise ValueError(f"model_name: expected a non-empty name without '/' or ':', got {self.model_name!r}")
+        if not isinstance(self.version_policy, VersionPolicy):
+            raise ValueError(f"version_policy: expected a VersionPolicy, got {self.version_policy!r}")
+        try:
+            self.served_models  # validates model_name, labels
+        except ModelConfigError as err:
+            raise ValueError(str(err)) from None
         if not _is_int(self.port) or not 0 <= self.port <= 65535:
             raise ValueError(f"port: expected an int in [0, 65535], got {self.port!r}")
         if not _is_int(self.rest_port) or not -1 <= self.rest_port <= 65535:
@@ -49,21 +75,33 @@ class ServerConfig:
         if not isinstance(self.host, str) or not self.host:
             raise ValueError(f"host: expected a host name or address, got {self.host!r}")
         if not isinstance(self.poll_seconds, (int, float)) or isinstance(self.poll_seconds, bool) \
-                or self.poll_seconds <= 0:
-            raise ValueError(f"poll_seconds: expected a positive number, got {self.poll_seconds!r}")
-        if not _is_int(self.num_versions) or self.num_versions < 0:
-            raise ValueError(f"num_versions: expected an int >= 0, got {self.num_versions!r}")
-        for label, version in self.version_labels.items():
-            if not isinstance(label, str) or not label or not _is_int(version) or version < 0:
-                raise ValueError(f"version_labels: expected label -> version >= 0, got {label!r}: {version!r}")
-        for key in ("max_message_bytes", "grpc_max_workers", "max_concurrent_rpcs"):
+                or not self.poll_seconds >= 0:
+            raise ValueError(f"poll_seconds: expected seconds >= 0 (0 = scan once), got {self.poll_seconds!r}")
+        for key in ("rest_header_timeout_s", "rest_body_timeout_s"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{key}: expected a positive number of seconds, got {value!r}")
+        for key in ("max_message_bytes", "grpc_max_workers", "max_concurrent_rpcs", "max_enqueued_batches",
+                    "rest_api_timeout_ms", "rest_max_connections", "rest_threads"):
             value = getattr(self, key)
             if not _is_int(value) or value < 1:
                 raise ValueError(f"{key}: expected a positive int, got {value!r}")
         if not isinstance(self.enable_warmup, bool):
             raise ValueError(f"enable_warmup: expected a bool, got {self.enable_warmup!r}")
-        self.batching  # validates max_batch_size / batch_timeout_ms
+        if not isinstance(self.prometheus_path, str) or (self.prometheus_path and (
+                not self.prometheus_path.startswith("/") or self.prometheus_path.startswith("/v1/"))):
+            raise ValueError(f"prometheus_path: expected '' (off) or an absolute path outside /v1/, "
+                             f"got {self.prometheus_path!r}")
+        self.allowed_batch_sizes = tuple(self.allowed_batch_sizes)
+        self.batching  # validates max_batch_size / batch_timeout_ms / allowed_batch_sizes
         self.limits  # validates the request limits
+
+    @property
+    def served_models(self) -> tuple[ServedModel, ...]:
+        """The models to serve: `models`, or the one model of `model_base_path`."""
+        if self.models:
+            return self.models
+        return (ServedModel(self.model_name, self.model_base_path, self.version_policy, self.version_labels),)
 
     @property
     def limits(self) -> RequestLimits:
@@ -73,7 +111,10 @@ class ServerConfig:
     @property
     def batching(self) -> BatchingConfig:
         return BatchingConfig(enabled=self.enable_batching, max_batch_size=self.max_batch_size,
-                              batch_timeout_ms=float(self.batch_timeout_ms))
+                              batch_timeout_ms=float(self.batch_timeout_ms),
+                              max_enqueued=max(1, self.max_enqueued_batches * self.max_batch_size)
+                              if _is_int(self.max_batch_size) else 1,
+                              allowed_batch_sizes=self.allowed_batch_sizes)
 
 
 def _is_int(value: Any) -> bool:

@@ -2,21 +2,19 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import grpc
 import numpy as np
 import tensorflow as tf
 
+from seg4reg_tf.export.layout import EXAMPLES_INPUT
 from seg4reg_tf.serving.batching import batch_size_of
 from seg4reg_tf.serving.errors import ServingError, invalid_argument
 from seg4reg_tf.serving.request_limits import RequestLimits, example_image_bytes, image_pixels, plan_chunks
 from seg4reg_tf.serving.signatures import SignatureInfo
 from seg4reg_tf.serving.tensors import check_finite, check_input
 from seg4reg_tf.serving.versions import LoadedVersion, Tensors
-
-if TYPE_CHECKING:
-    from seg4reg_tf.serving.manager import ModelManager
 
 log = logging.getLogger("seg4reg_tf.serving")
 
@@ -105,7 +103,7 @@ def plan_request(info: SignatureInfo, inputs: Tensors, limits: RequestLimits,
         if arr.dtype.kind in "OSU" and arr.ndim == 1:
             for i, value in enumerate(arr):
                 data = value if isinstance(value, bytes) else bytes(value)
-                if name == "examples":
+                if name == EXAMPLES_INPUT:
                     try:
                         data = example_image_bytes(data, i)
                     except ValueError as err:
@@ -135,12 +133,12 @@ def name_bad_item(lv: LoadedVersion, signature: str, inputs: Tensors, *, offset:
 
 
 class PredictionCore:
-    """Resolves model specs and runs validated predictions with the server's limits: what gRPC and REST share."""
+    """Validated predictions with the server's request limits and chunk size: what gRPC, REST and warm-up
+    share. It knows loaded versions only; resolving a model spec is the manager's (`ModelManager.resolve`)."""
 
-    def __init__(self, manager: ModelManager | None, limits: RequestLimits | None = None) -> None:
-        self.manager = manager
-        self.limits = limits or (manager.config.limits if manager is not None else RequestLimits())
-        self.max_batch_size = manager.config.max_batch_size if manager is not None else DEFAULT_MAX_BATCH_SIZE
+    def __init__(self, limits: RequestLimits | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
+        self.limits = limits or RequestLimits()
+        self.max_batch_size = max_batch_size
 
     def signature(self, lv: LoadedVersion, signature_name: str) -> SignatureInfo:
         """The named signature of `lv` ("" = serving_default); NOT_FOUND if absent."""

@@ -1,4 +1,7 @@
-"""The gRPC front end: TF Serving's PredictionService and ModelService on a `PredictionCore`."""
+"""The gRPC front end: TF Serving's PredictionService and ModelService on a `PredictionCore`.
+
+The servicers get what they need and nothing above it: the core, `resolve(name, version, label)`
+(the manager's), a status function and the metrics."""
 from __future__ import annotations
 
 import logging
@@ -15,8 +18,8 @@ from tensorflow_serving.apis import (
 
 from seg4reg_tf.serving.core import PredictionCore
 from seg4reg_tf.serving.errors import ServingError, first_line, invalid_argument
-from seg4reg_tf.serving.manager import ModelManager
-from seg4reg_tf.serving.status import model_status
+from seg4reg_tf.serving.metrics import ServingMetrics
+from seg4reg_tf.serving.status import Resolve, StatusFn
 from seg4reg_tf.serving.tensors import request_inputs
 
 log = logging.getLogger("seg4reg_tf.serving")
@@ -37,24 +40,29 @@ def _abort(context: grpc.ServicerContext, err: ServingError):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    """tensorflow.serving.PredictionService on a PredictionCore."""
+    """tensorflow.serving.PredictionService on a PredictionCore and a `resolve` of model specs."""
 
-    def __init__(self, core: PredictionCore) -> None:
+    def __init__(self, core: PredictionCore, resolve: Resolve, metrics: ServingMetrics | None = None) -> None:
         self.core = core
+        self.resolve = resolve
+        self.metrics = metrics or ServingMetrics()
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
         try:
-            version, label = spec_version(request.model_spec)
-            lv = self.core.manager.get(request.model_spec.name, version, label)
-            info = self.core.signature(lv, request.model_spec.signature_name)
-            outputs = self.core.predict(lv, info.name, request_inputs(info, request), list(request.output_filter),
-                                        cancelled=lambda: not context.is_active())
-            response = predict_pb2.PredictResponse()
-            response.model_spec.name = lv.name
-            response.model_spec.version.value = lv.version
-            response.model_spec.signature_name = info.name
-            for name, arr in outputs.items():
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(arr))
+            with self.metrics.observe(request.model_spec.name, "Predict", "GRPC") as record:
+                version, label = spec_version(request.model_spec)
+                lv = self.resolve(request.model_spec.name, version, label)
+                record.version = lv.version
+                info = self.core.signature(lv, request.model_spec.signature_name)
+                record.signature_name = info.name
+                outputs = self.core.predict(lv, info.name, request_inputs(info, request),
+                                            list(request.output_filter), cancelled=lambda: not context.is_active())
+                response = predict_pb2.PredictResponse()
+                response.model_spec.name = lv.name
+                response.model_spec.version.value = lv.version
+                response.model_spec.signature_name = info.name
+                for name, arr in outputs.items():
+                    response.outputs[name].CopyFrom(tf.make_tensor_proto(arr))
             return response
         except ServingError as err:
             _abort(context, err)
@@ -72,7 +80,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             if bad:
                 raise invalid_argument(f"Metadata field {bad[0]!r} is not supported (supported: 'signature_def')")
             version, label = spec_version(request.model_spec)
-            lv = self.core.manager.get(request.model_spec.name, version, label)
+            lv = self.resolve(request.model_spec.name, version, label)
             response = get_model_metadata_pb2.GetModelMetadataResponse()
             response.model_spec.name = lv.name
             response.model_spec.version.value = lv.version
@@ -83,15 +91,15 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         except ServingError as err:
             _abort(context, err)
 
-    def _unimplemented(self, what: str, context):
-        context.abort(grpc.StatusCode.UNIMPLEMENTED,
-                      f"{what} is not implemented by this server; use Predict")
-
     def _refuse_method(self, request, context, method: str):
+        """Classify / Regress: every signature served here is a predict one (TF Serving's 400 answer)."""
         try:
-            version, label = spec_version(request.model_spec)
-            lv = self.core.manager.get(request.model_spec.name, version, label)
-            self.core.refuse_method(lv, request.model_spec.signature_name, method)
+            with self.metrics.observe(request.model_spec.name, method.capitalize(), "GRPC") as record:
+                version, label = spec_version(request.model_spec)
+                lv = self.resolve(request.model_spec.name, version, label)
+                record.version = lv.version
+                record.signature_name = request.model_spec.signature_name or "serving_default"
+                self.core.refuse_method(lv, request.model_spec.signature_name, method)
         except ServingError as err:
             _abort(context, err)
 
@@ -102,18 +110,24 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         self._refuse_method(request, context, "regress")
 
     def MultiInference(self, request, context):  # noqa: N802
-        self._unimplemented("MultiInference", context)
+        try:
+            with self.metrics.observe(request.tasks[0].model_spec.name if request.tasks else "",
+                                      "MultiInference", "GRPC"):
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
+                                   "MultiInference is not implemented by this server; use Predict")
+        except ServingError as err:
+            _abort(context, err)
 
 
 class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
     """tensorflow.serving.ModelService: GetModelStatus (HandleReloadConfigRequest UNIMPLEMENTED)."""
 
-    def __init__(self, manager: ModelManager) -> None:
-        self.manager = manager
+    def __init__(self, status: StatusFn) -> None:
+        self.status = status
 
     def GetModelStatus(self, request, context):  # noqa: N802
         try:
             version, label = spec_version(request.model_spec)
-            return model_status(self.manager, request.model_spec.name, version, label)
+            return self.status(request.model_spec.name, version, label)
         except ServingError as err:
             _abort(context, err)

@@ -1,161 +1,161 @@
-"""`ModelManager`: the version poller. Watches BASE_PATH, loads (and warms up) new complete versions,
-unloads vanished ones, and resolves a model spec (name, version or label) to a loaded version."""
+"""`ModelManager`: the served models' version watchers, their poll thread, and `resolve(name, version,
+label)` from a model spec to an AVAILABLE version (what the front ends are given)."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
+import time
 from typing import Callable
 
 import grpc
 
-from seg4reg_tf.export.layout import WARMUP_RELPATH, version_dirs
 from seg4reg_tf.serving.config import ServerConfig
-from seg4reg_tf.serving.errors import ServingError, first_line, invalid_argument
+from seg4reg_tf.serving.core import PredictionCore
+from seg4reg_tf.serving.errors import ServingError, invalid_argument
+from seg4reg_tf.serving.metrics import ServingMetrics
+from seg4reg_tf.serving.model_config import ServedModel
+from seg4reg_tf.serving.model_versions import VersionWatcher
 from seg4reg_tf.serving.versions import LoadedVersion
-from seg4reg_tf.serving.warmup import run_warmup
+from seg4reg_tf.serving.warmup_replay import PredictFn, run_warmup
 
 log = logging.getLogger("seg4reg_tf.serving")
 
 
 class ModelManager:
-    """Watches `base_path` for numeric version directories holding `saved_model.pb`; loads/unloads."""
+    """Loads, warms up and unloads the versions of every served model (one poll thread for all).
 
-    def __init__(self, config: ServerConfig, on_event: Callable[[str], None] | None = None) -> None:
+    `predict` is what warm-up replays its requests through (default: a `PredictionCore` with the
+    config's limits); `metrics` observes model runs, batches and warm-ups."""
+
+    def __init__(self, config: ServerConfig, on_event: Callable[[str], None] | None = None,
+                 metrics: ServingMetrics | None = None, predict: PredictFn | None = None) -> None:
         self.config = config
         self._on_event = on_event or log.info
-        self._versions: dict[int, LoadedVersion] = {}
-        self._failed: dict[int, tuple[tuple, str]] = {}  # version -> (files fingerprint, error)
-        self._lock = threading.Lock()
+        self._metrics = metrics
+        self._predict = predict or PredictionCore(config.limits, config.max_batch_size).predict
+        warm_up = self._warm_up if config.enable_warmup else None
+        self._watchers = {m.name: VersionWatcher(m, self._load, warm_up, lambda msg: self._on_event(msg))
+                          for m in config.served_models}
         self._stop = threading.Event()
+        self._scan_lock = threading.Lock()  # one scan at a time (the poll thread, or a caller)
+        self._first_scan = threading.Event()
         self._thread: threading.Thread | None = None
-        self._warned_missing = False
 
-    # -- discovery ---------------------------------------------------------------------------
-    def _on_disk(self) -> dict[int, str]:
-        base = self.config.model_base_path
+    def _load(self, model: ServedModel, version: int, path: str) -> LoadedVersion:
+        return LoadedVersion(model.name, version, path, self.config.batching, metrics=self._metrics)
+
+    def _warm_up(self, lv: LoadedVersion) -> int:
+        t0, status = time.monotonic(), "OK"
         try:
-            found = version_dirs(base)
-        except OSError as err:
-            if not self._warned_missing:
-                log.warning("model base path %s: %s; still polling", base, err)
-                self._warned_missing = True
-            return {}
-        if self.config.num_versions:
-            found = dict(sorted(found.items())[-self.config.num_versions:])
-        return found
+            return run_warmup(lv, self._predict)
+        except ServingError as err:
+            status = err.code.name
+            raise
+        except Exception:
+            status = "INTERNAL"
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.record_warmup(lv.path, status, time.monotonic() - t0)
 
+    # -- polling -----------------------------------------------------------------------------------
     def scan(self) -> None:
-        """Load new complete versions and unload vanished ones (one poll)."""
-        wanted = self._on_disk()
-        with self._lock:
-            current = set(self._versions)
-        for version in sorted(set(wanted) - current, reverse=True):
-            path = wanted[version]
-            fingerprint = _fingerprint(path)
-            if version in self._failed and self._failed[version][0] == fingerprint:
-                continue  # retry a failed version only once its files change
-            self._on_event(f"loading model {self.config.model_name} version {version} from {path}")
-            try:
-                loaded = LoadedVersion(self.config.model_name, version, path, self.config.batching)
-            except Exception as err:  # noqa: BLE001 - a broken version must not stop the server
-                self._failed[version] = (fingerprint, first_line(str(err)))
-                log.error("failed to load model %s version %d from %s: %s",
-                          self.config.model_name, version, path, first_line(str(err)))
-                continue
-            if self.config.enable_warmup:
+        """One poll of every model's base path (load new aspired versions, unload the others)."""
+        with self._scan_lock:
+            for watcher in self._watchers.values():
+                if self._stop.is_set():
+                    return
                 try:
-                    n = run_warmup(loaded, self.config.limits, self.config.max_batch_size)
-                except Exception as err:  # noqa: BLE001 - TF Serving fails the load; the server stays up
-                    loaded.close()
-                    message = err.message if isinstance(err, ServingError) else first_line(str(err))
-                    self._failed[version] = (fingerprint, f"warmup failed: {message}")
-                    log.error("failed to load model %s version %d from %s: warmup failed: %s",
-                              self.config.model_name, version, path, message)
-                    continue
-                if n:
-                    self._on_event(f"model {self.config.model_name} version {version}: replayed {n} "
-                                   f"warmup request(s) from {WARMUP_RELPATH}")
-            self._failed.pop(version, None)
-            with self._lock:
-                self._versions[version] = loaded
-            self._on_event(f"loaded model {self.config.model_name} version {version} "
-                           f"(signatures: {', '.join(sorted(loaded.signatures))})")
-        for version in sorted(current - set(wanted)):
-            with self._lock:
-                loaded = self._versions.pop(version)
-            self._on_event(f"unloading model {self.config.model_name} version {version}")
-            loaded.close()
-            self._on_event(f"unloaded model {self.config.model_name} version {version}")
-        for version in list(self._failed):
-            if version not in wanted:
-                self._failed.pop(version)
+                    watcher.scan(self._stop)
+                except Exception:  # noqa: BLE001 - one model's problem must not stop the others
+                    log.exception("version poll of model %s failed", watcher.model.name)
 
-    def start(self) -> None:
-        self.scan()
+    def start(self, wait: bool = True, timeout: float | None = None) -> None:
+        """Start polling; the first scan runs in the poll thread. `wait`: return once it has finished."""
         self._thread = threading.Thread(target=self._poll, name="version-watcher", daemon=True)
         self._thread.start()
+        if wait:
+            self._first_scan.wait(timeout)
+
+    def wait_for_first_scan(self, timeout: float | None = None) -> bool:
+        return self._first_scan.wait(timeout)
 
     def _poll(self) -> None:
+        try:
+            self.scan()
+        finally:
+            self._first_scan.set()
+        if not self.config.poll_seconds:  # TF Serving's --file_system_poll_wait_seconds=0: scan once
+            return
         while not self._stop.wait(self.config.poll_seconds):
-            try:
-                self.scan()
-            except Exception:  # noqa: BLE001 - keep polling
-                log.exception("version poll failed")
+            self.scan()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
-        with self._lock:
-            versions, self._versions = list(self._versions.values()), {}
-        for loaded in versions:
-            loaded.close()
+            self._thread.join(timeout=60)
+        for watcher in self._watchers.values():
+            watcher.close()
 
-    # -- lookup ------------------------------------------------------------------------------
-    def versions(self) -> dict[int, LoadedVersion]:
-        with self._lock:
-            return dict(self._versions)
+    # -- lookup ------------------------------------------------------------------------------------
+    def model_names(self) -> list[str]:
+        return sorted(self._watchers)
 
-    def failed(self) -> dict[int, str]:
-        return {v: e for v, (_, e) in self._failed.items()}
+    def _watcher(self, name: str | None) -> VersionWatcher:
+        if name is None:
+            if len(self._watchers) != 1:
+                raise ValueError(f"several models are served ({self.model_names()}): name one")
+            return next(iter(self._watchers.values()))
+        return self._watchers[name]
 
-    def get(self, name: str, version: int | None = None, label: str | None = None) -> LoadedVersion:
-        """The loaded version for a model spec; ServingError NOT_FOUND / INVALID_ARGUMENT."""
-        if name != self.config.model_name:
+    def versions(self, name: str | None = None) -> dict[int, LoadedVersion]:
+        """AVAILABLE versions of model `name` (None: the only model)."""
+        return self._watcher(name).available()
+
+    def failed(self, name: str | None = None) -> dict[int, str]:
+        """{version: error} of the versions of model `name` (None: the only model) that failed to load."""
+        return self._watcher(name).failed()
+
+    def states(self, name: str) -> dict[int, tuple[str, str]]:
+        """{version: (state, error)} of model `name`; ServingError NOT_FOUND for an unknown model."""
+        if name not in self._watchers:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name!r}")
+        return self._watchers[name].states()
+
+    def all_states(self) -> dict[str, dict[int, str]]:
+        """{model: {version: state name}} (the metrics' version gauges)."""
+        return {name: {v: s for v, (s, _) in w.states().items()} for name, w in self._watchers.items()}
+
+    def label_version(self, name: str, label: str) -> int:
+        """The version a label of model `name` points at; INVALID_ARGUMENT for an unknown label."""
+        labels = self._watchers[name].model.labels if name in self._watchers else {}
+        if label not in labels:
+            raise invalid_argument(f"Unrecognized servable version label: {label!r} (known: {sorted(labels)})")
+        return labels[label]
+
+    def resolve(self, name: str, version: int | None = None, label: str | None = None) -> LoadedVersion:
+        """The AVAILABLE version for a model spec (newest without version or label); ServingError NOT_FOUND
+        (unknown model or version) / INVALID_ARGUMENT (unknown label)."""
+        if name not in self._watchers:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
                                f"Servable not found for request: {_describe(name, version, label)}: "
-                               f"unknown model name {name!r} (serving {self.config.model_name!r})")
+                               f"unknown model name {name!r} (serving {self.model_names()})")
         if label is not None:
-            if label not in self.config.version_labels:
-                raise invalid_argument(f"Unrecognized servable version label: {label!r} "
-                                       f"(known: {sorted(self.config.version_labels)})")
-            version = self.config.version_labels[label]
-        versions = self.versions()
+            version = self.label_version(name, label)
+        versions = self._watchers[name].available()
         if version is None:
             if not versions:
                 raise ServingError(grpc.StatusCode.NOT_FOUND,
-                                   f"Servable not found for request: Latest({name}): no version loaded")
+                                   f"Servable not found for request: Latest({name}): no version AVAILABLE")
             return versions[max(versions)]
         if version not in versions:
             raise ServingError(grpc.StatusCode.NOT_FOUND,
-                               f"Servable not found for request: Specific({name}, {version}); "
-                               f"loaded versions: {sorted(versions)}")
+                               f"Servable not found for request: {_describe(name, version, label)}"
+                               + (f" = version {version}" if label is not None else "")
+                               + f"; AVAILABLE versions: {sorted(versions)}")
         return versions[version]
 
-
-def _fingerprint(path: str) -> tuple:
-    """(relative path, size, mtime) of every file under a version directory."""
-    out = []
-    for root, _, files in os.walk(path):
-        for name in files:
-            full = os.path.join(root, name)
-            try:
-                st = os.stat(full)
-            except OSError:
-                continue
-            out.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
-    return tuple(sorted(out))
+    get = resolve  # the former name
 
 
 def _describe(name: str, version: int | None, label: str | None) -> str:

@@ -1,22 +1,28 @@
-"""`ModelServer`: wires the version manager, the prediction core and the gRPC and REST front ends.
+"""`ModelServer`: wires the version manager, the prediction core, the metrics and the gRPC and REST front ends.
 
-Serves any SavedModel with signatures from a TF Serving layout `BASE_PATH/<version>/saved_model.pb`:
+Serves any SavedModel with signatures from TF Serving layouts `BASE_PATH/<version>/saved_model.pb`, one
+model (`ServerConfig.model_base_path`) or several (`ServerConfig.models`, TF Serving's model config file):
 - `tensorflow.serving.PredictionService`: Predict (model_spec name / version / version_label /
-  signature_name, output_filter), GetModelMetadata (`signature_def`); Classify, Regress and
-  MultiInference answer UNIMPLEMENTED (`grpc_api`).
-- `tensorflow.serving.ModelService`: GetModelStatus (`grpc_api`, `status`); TF Serving's REST API (`rest`).
-The newest numeric version answers unless a version (or label) is asked for; BASE_PATH is polled and
-complete new version directories are loaded, removed ones unloaded, while serving (`manager`).
+  signature_name, output_filter), GetModelMetadata (`signature_def`); Classify and Regress answer as TF
+  Serving does on a predict signature, MultiInference is UNIMPLEMENTED (`grpc_api`).
+- `tensorflow.serving.ModelService`: GetModelStatus (`grpc_api`, `status`); TF Serving's REST API (`rest`),
+  and the Prometheus metrics page on the REST port when `ServerConfig.prometheus_path` is set (`metrics`).
+Each model's version policy (default: the newest version only, as TF Serving) picks the versions served;
+base paths are polled, new versions loaded and warmed up (state LOADING), then AVAILABLE, and versions no
+longer wanted unloaded once a wanted one is AVAILABLE (`model_versions`). The newest AVAILABLE version
+answers unless a version (or label) is asked for.
 
 Model warmup (as TF Serving's `--enable_model_warmup`; off with `ServerConfig.enable_warmup=False`):
-before a version is served, the PredictLog records of its `assets.extra/tf_serving_warmup_requests`
+before a version is AVAILABLE, the PredictLog records of its `assets.extra/tf_serving_warmup_requests`
 (at most 1000) are replayed through the same validation + batching path as client Predict calls
 (`warmup`). As in TF Serving, an unreadable warmup file, more than 1000 records or a failing warmup
 request fails the load of that version: it is logged, reported by GetModelStatus as END with the error,
 never served, and retried once its files change; the server and other versions keep serving.
 
-Clients must raise gRPC's 4 MiB default message limits: the server accepts and sends messages up to
-`ServerConfig.max_message_bytes` (256 MiB), e.g. `grpc.insecure_channel(target, options=[
+The ports open first; `start()` then waits for the first scan of the base paths (`wait_for_models=False`
+returns at once: versions report START / LOADING until they are AVAILABLE, which is what a readiness
+probe checks). Clients must raise gRPC's 4 MiB default message limits: the server accepts and sends
+messages up to `ServerConfig.max_message_bytes` (256 MiB), e.g. `grpc.insecure_channel(target, options=[
 ("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)])`.
 
 `ServerConfig` lives in `serving.config`; it is re-exported here (`from seg4reg_tf.serving.server
@@ -35,7 +41,9 @@ from seg4reg_tf.serving.config import MAX_MESSAGE_BYTES, ServerConfig
 from seg4reg_tf.serving.core import PredictionCore
 from seg4reg_tf.serving.grpc_api import ModelServicer, PredictionServicer
 from seg4reg_tf.serving.manager import ModelManager
-from seg4reg_tf.serving.rest import RestServer
+from seg4reg_tf.serving.metrics import ServingMetrics
+from seg4reg_tf.serving.rest import RestApi, RestServer
+from seg4reg_tf.serving.status import model_status
 
 __all__ = ["MAX_MESSAGE_BYTES", "ModelServer", "ServerConfig"]
 
@@ -43,23 +51,28 @@ log = logging.getLogger("seg4reg_tf.serving")
 
 
 class ModelServer:
-    """gRPC + REST server for one model. `start()` loads versions and binds; `stop()` shuts down.
+    """gRPC + REST server for the configured models. `start()` binds and loads; `stop()` shuts down.
 
     After `start()`, `port` / `rest_port` hold the bound ports (useful with 0 = any free port).
     """
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
-        self.manager = ModelManager(config)
-        self.core = PredictionCore(self.manager)
+        self.metrics = ServingMetrics(m.name for m in config.served_models)
+        self.core = PredictionCore(config.limits, config.max_batch_size)
+        self.manager = ModelManager(config, metrics=self.metrics, predict=self.core.predict)
+        self.metrics.watch_versions(self.manager.all_states)
         self.port: int | None = None
         self.rest_port: int | None = None
         self._grpc: grpc.Server | None = None
         self._rest: RestServer | None = None
         self._stopped = threading.Event()
 
-    def start(self) -> "ModelServer":
-        self.manager.start()
+    def _status(self, name: str, version: int | None = None, label: str | None = None):
+        return model_status(self.manager.states, self.manager.label_version, name, version, label)
+
+    def start(self, wait_for_models: bool = True) -> "ModelServer":
+        """Bind gRPC and REST, then start loading; `wait_for_models`: return after the first scan."""
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -67,35 +80,40 @@ class ModelServer:
             futures.ThreadPoolExecutor(max_workers=self.config.grpc_max_workers, thread_name_prefix="grpc"),
             options=options, maximum_concurrent_rpcs=self.config.max_concurrent_rpcs)
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-            PredictionServicer(self.core), self._grpc)
-        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self.manager), self._grpc)
+            PredictionServicer(self.core, self.manager.resolve, self.metrics), self._grpc)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self._status), self._grpc)
         address = f"{self.config.host}:{self.config.port}"
         if ":" in self.config.host and not self.config.host.startswith("["):
             address = f"[{self.config.host}]:{self.config.port}"
         try:
             self.port = self._grpc.add_insecure_port(address)
         except RuntimeError as err:
-            self.manager.stop()
             raise OSError(f"cannot bind gRPC to {address}: {err}") from None
         if not self.port:
-            self.manager.stop()
             raise OSError(f"cannot bind gRPC to {address} (port in use?)")
+        if self.config.rest_port >= 0:
+            cfg = self.config
+            api = RestApi(self.core, self.manager.resolve, self._status, self.metrics,
+                          prometheus_path=cfg.prometheus_path, timeout_ms=cfg.rest_api_timeout_ms)
+            try:
+                self._rest = RestServer(api, cfg.host, cfg.rest_port, max_body_bytes=cfg.max_message_bytes,
+                                        header_timeout_s=cfg.rest_header_timeout_s,
+                                        body_timeout_s=cfg.rest_body_timeout_s,
+                                        max_connections=cfg.rest_max_connections, workers=cfg.rest_threads)
+            except OSError as err:
+                self._grpc.stop(0)
+                raise OSError(f"cannot bind REST to {cfg.host}:{cfg.rest_port}: {err}") from None
+            self.rest_port = self._rest.port
         self._grpc.start()
         log.info("gRPC PredictionService/ModelService on %s:%d", self.config.host, self.port)
-        if self.config.rest_port >= 0:
-            try:
-                self._rest = RestServer(self.core, self.manager, self.config.host, self.config.rest_port,
-                                        max_body_bytes=self.config.max_message_bytes,
-                                        header_timeout_s=self.config.rest_header_timeout_s,
-                                        body_timeout_s=self.config.rest_body_timeout_s)
-            except OSError:
-                self._grpc.stop(0)
-                self.manager.stop()
-                raise
-            self.rest_port = self._rest.port
+        if self._rest is not None:
             self._rest.start()
-            log.info("REST API on http://%s:%d/v1/models/%s", self.config.host, self.rest_port,
-                     self.config.model_name)
+            names = ", ".join(m.name for m in self.config.served_models)
+            log.info("REST API on http://%s:%d/v1/models/{%s}", self.config.host, self.rest_port, names)
+            if self.config.prometheus_path:
+                log.info("Prometheus metrics on http://%s:%d%s", self.config.host, self.rest_port,
+                         self.config.prometheus_path)
+        self.manager.start(wait=wait_for_models)
         return self
 
     def stop(self, grace: float = 5.0) -> None:
@@ -104,7 +122,7 @@ class ModelServer:
             return
         self._stopped.set()
         if self._rest is not None:
-            self._rest.stop()
+            self._rest.stop(grace)
         if self._grpc is not None:
             self._grpc.stop(grace).wait(grace + 1)
         self.manager.stop()

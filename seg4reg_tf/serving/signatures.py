@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+
+from seg4reg_tf import fileio
+from seg4reg_tf.export.layout import SAVED_MODEL_FILE
 
 _INIT_OP_KEY = "__saved_model_init_op"
 
@@ -35,8 +37,7 @@ def _shape_of(info: meta_graph_pb2.TensorInfo) -> tuple[int | None, ...] | None:
 def read_signature_defs(version_dir: str) -> dict[str, meta_graph_pb2.SignatureDef]:
     """SignatureDefs of `version_dir/saved_model.pb` (first MetaGraph), without the init op."""
     saved = saved_model_pb2.SavedModel()
-    with open(os.path.join(version_dir, "saved_model.pb"), "rb") as f:
-        saved.ParseFromString(f.read())
+    saved.ParseFromString(fileio.read_bytes(fileio.join(version_dir, SAVED_MODEL_FILE)))
     if not saved.meta_graphs:
         raise ValueError(f"{version_dir}/saved_model.pb: no MetaGraph")
     return {k: v for k, v in saved.meta_graphs[0].signature_def.items() if k != _INIT_OP_KEY}

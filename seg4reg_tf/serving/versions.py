@@ -17,17 +17,22 @@ from seg4reg_tf.serving.batching import (
     batch_size_of,
 )
 from seg4reg_tf.serving.errors import GRPC_BY_NUMBER, ServingError, first_line, invalid_argument
+from seg4reg_tf.serving.metrics import ServingMetrics
 from seg4reg_tf.serving.signatures import SignatureInfo, read_signature_defs, signature_info
 
 Tensors = dict[str, np.ndarray]
 
 
 class LoadedVersion:
-    """One loaded SavedModel version: signatures, their callables and their batchers."""
+    """One loaded SavedModel version: signatures, their callables and their batchers.
 
-    def __init__(self, name: str, version: int, path: str, batching: BatchingConfig) -> None:
+    `metrics` (optional) observes every model run and batch (`ServingMetrics`)."""
+
+    def __init__(self, name: str, version: int, path: str, batching: BatchingConfig,
+                 metrics: ServingMetrics | None = None) -> None:
         self.name, self.version, self.path = name, version, path
         self._batching = batching
+        self._metrics = metrics
         defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(path)
         self.signatures: dict[str, SignatureInfo] = {
@@ -56,6 +61,8 @@ class LoadedVersion:
         fn = self._loaded.signatures[signature]
         info = self.signatures[signature]
         self.model_runs += 1
+        if self._metrics is not None:
+            self._metrics.record_model_run(self.name, self.version, signature, batch_size_of(inputs) or 1)
         try:
             tensors = {k: tf.constant(v, dtype=info.input_dtypes[k]) for k, v in inputs.items()}
             outputs = fn(**tensors)
@@ -76,8 +83,11 @@ class LoadedVersion:
         with self._lock:
             batcher = self._batchers.get(signature)
             if batcher is None:
+                m = self._metrics
                 batcher = BatchScheduler(lambda x, s=signature: self.run_direct(s, x), self._batching,
-                                         name=f"{self.name}/{self.version}/{signature}")
+                                         name=f"{self.name}/{self.version}/{signature}",
+                                         on_submit=m.record_batch_input if m else None,
+                                         on_run=m.record_batch_processed if m else None)
                 self._batchers[signature] = batcher
         try:
             return batcher.submit(inputs, cancelled=cancelled)

@@ -1,7 +1,13 @@
 """Training: typed experiment configs, `train` (model.fit or the multi-worker loop), callbacks, strategies, runs."""
 from seg4reg_tf._lazy import lazy_getattr
-from seg4reg_tf.training.config import (ConfigError, ExperimentConfig, SyntheticConfig, TrainConfig, load_config,
-                                        save_config)
+from seg4reg_tf.training.config import (
+                                        ConfigError,
+                                        ExperimentConfig,
+                                        SyntheticConfig,
+                                        TrainConfig,
+                                        load_config,
+                                        save_config,
+)
 
 __all__ = ["ConfigError", "ExperimentConfig", "SyntheticConfig", "TrainConfig", "load_config", "save_config",
            "train", "load_run"]

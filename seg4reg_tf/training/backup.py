@@ -3,7 +3,8 @@
 Layout of `RUN/backup/` (Keras' names, so an older backup still restores):
 `latest.weights.h5` + `training_metadata.json` (the newest state) and `previous.weights.h5` +
 `previous_training_metadata.json` (the one before).
-Each state is written to a temporary file and renamed into place (atomic on POSIX), and its metadata
+Each state is written to a temporary file and renamed into place (atomic on POSIX; any TensorFlow
+filesystem through `seg4reg_tf.fileio`), and its metadata
 records the weights' size and CRC-32, so a torn or mismatched pair is recognised. On restore the
 newest intact (metadata, weights) pair wins; an unreadable one is skipped with a warning naming the
 file, and when none is usable the run starts over from epoch 1 with a warning: never a dead end.
@@ -14,10 +15,11 @@ import dataclasses
 import json
 import logging
 import os
-import shutil
 import zlib
 
 import keras
+
+from seg4reg_tf import fileio
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +42,7 @@ class BackupState:
 
 def _crc32(path: str) -> int:
     crc = 0
-    with open(path, "rb") as f:
+    with fileio.open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             crc = zlib.crc32(chunk, crc)
     return crc
@@ -48,8 +50,7 @@ def _crc32(path: str) -> int:
 
 def _read_metadata(path: str) -> dict | None:
     try:
-        with open(path) as f:
-            meta = json.load(f)
+        meta = json.loads(fileio.read_text(path))
         if not isinstance(meta, dict) or not isinstance(meta.get("epoch"), int) or meta["epoch"] < 0:
             raise ValueError("no non-negative integer 'epoch'")
         return meta
@@ -61,11 +62,11 @@ def _read_metadata(path: str) -> dict | None:
 
 
 def _matches(meta: dict, weights: str) -> bool:
-    if not os.path.isfile(weights):
+    if not fileio.isfile(weights):
         return False
     if "weights_crc32" not in meta:  # written by plain keras.callbacks.BackupAndRestore: trust the pair
-        return os.path.getsize(weights) > 0
-    return os.path.getsize(weights) == meta.get("weights_bytes") and _crc32(weights) == meta["weights_crc32"]
+        return fileio.getsize(weights) > 0
+    return fileio.getsize(weights) == meta.get("weights_bytes") and _crc32(weights) == meta["weights_crc32"]
 
 
 def find_states(backup_dir: str) -> list[BackupState]:
@@ -74,8 +75,8 @@ def find_states(backup_dir: str) -> list[BackupState]:
     Pairs are matched by checksum, so a kill between the renames of one save still finds a state.
     Broken files are reported with a warning naming them; [] when nothing is usable.
     """
-    weights = [os.path.join(backup_dir, WEIGHTS), os.path.join(backup_dir, PREV_WEIGHTS)]
-    metas = [os.path.join(backup_dir, METADATA), os.path.join(backup_dir, PREV_METADATA)]
+    weights = [fileio.join(backup_dir, WEIGHTS), fileio.join(backup_dir, PREV_WEIGHTS)]
+    metas = [fileio.join(backup_dir, METADATA), fileio.join(backup_dir, PREV_METADATA)]
     found = []
     for meta_path in metas:
         meta = _read_metadata(meta_path)
@@ -95,21 +96,19 @@ def find_states(backup_dir: str) -> list[BackupState]:
 
 def write_state(model: keras.Model, backup_dir: str, epochs_done: int) -> None:
     """Save `model`'s weights (with the optimizer's) as the newest state; the old newest becomes previous."""
-    os.makedirs(backup_dir, exist_ok=True)
-    tmp_w, tmp_m = os.path.join(backup_dir, _TMP_WEIGHTS), os.path.join(backup_dir, _TMP_METADATA)
-    model.save_weights(tmp_w, overwrite=True)
-    meta = {"epoch": int(epochs_done), "batch": 0, "weights_bytes": os.path.getsize(tmp_w),
+    fileio.makedirs(backup_dir)
+    tmp_w, tmp_m = fileio.join(backup_dir, _TMP_WEIGHTS), fileio.join(backup_dir, _TMP_METADATA)
+    model.save_weights(tmp_w, overwrite=True)  # keras.saving writes URLs through gfile
+    meta = {"epoch": int(epochs_done), "batch": 0, "weights_bytes": fileio.getsize(tmp_w),
             "weights_crc32": _crc32(tmp_w)}
-    with open(tmp_m, "w") as f:
-        json.dump(meta, f)
-        f.flush()
-        os.fsync(f.fileno())
-    w, m = os.path.join(backup_dir, WEIGHTS), os.path.join(backup_dir, METADATA)
-    if os.path.isfile(w) and os.path.isfile(m):
-        os.replace(w, os.path.join(backup_dir, PREV_WEIGHTS))
-        os.replace(m, os.path.join(backup_dir, PREV_METADATA))
-    os.replace(tmp_w, w)
-    os.replace(tmp_m, m)
+    with fileio.open(tmp_m, "w") as f:
+        f.write(json.dumps(meta))
+    w, m = fileio.join(backup_dir, WEIGHTS), fileio.join(backup_dir, METADATA)
+    if fileio.isfile(w) and fileio.isfile(m):
+        fileio.replace(w, fileio.join(backup_dir, PREV_WEIGHTS))
+        fileio.replace(m, fileio.join(backup_dir, PREV_METADATA))
+    fileio.replace(tmp_w, w)
+    fileio.replace(tmp_m, m)
 
 
 def restore_state(model: keras.Model, backup_dir: str) -> int:
@@ -118,7 +117,7 @@ def restore_state(model: keras.Model, backup_dir: str) -> int:
     0 when the directory is absent or empty. When files exist but none loads, warns naming the
     directory, deletes it and returns 0 (the run starts over).
     """
-    if not os.path.isdir(backup_dir) or not os.listdir(backup_dir):
+    if not fileio.isdir(backup_dir) or not fileio.listdir(backup_dir):
         return 0
     for state in find_states(backup_dir):
         try:
@@ -134,8 +133,8 @@ def restore_state(model: keras.Model, backup_dir: str) -> int:
                         backup_dir, state.epochs_done)
         return state.epochs_done
     log.warning("backup: no usable state in %s (files: %s); starting the run over from epoch 1",
-                backup_dir, ", ".join(sorted(os.listdir(backup_dir))))
-    shutil.rmtree(backup_dir, ignore_errors=True)
+                backup_dir, ", ".join(fileio.listdir(backup_dir)))
+    fileio.rmtree(backup_dir, ignore_errors=True)
     return 0
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 import time
 
 import keras
+
+from seg4reg_tf import fileio
 
 
 class Throughput(keras.callbacks.Callback):
@@ -45,9 +47,9 @@ class Throughput(keras.callbacks.Callback):
 
 def read_history(path: str) -> list[dict]:
     """Rows of a CSVLogger file as dicts of floats (the `epoch` column as int); [] if absent."""
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         return []
-    with open(path, newline="") as f:
+    with io.StringIO(fileio.read_text(path), newline="") as f:
         rows = []
         for row in csv.DictReader(f):
             out = {}
@@ -76,7 +78,7 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _save_model(self, epoch, batch, logs):
         final, verbose = self.filepath, self.verbose
-        tmp = os.path.join(os.path.dirname(final) or ".", f".incoming.{os.path.basename(final)}")
+        tmp = fileio.incoming_path(final)  # any TensorFlow filesystem: keras.saving writes URLs through gfile
         if not tmp.endswith(".keras"):
             tmp += ".keras"
         self.filepath, self.verbose = tmp, 0
@@ -84,32 +86,52 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             super()._save_model(epoch, batch, logs)
         finally:
             self.filepath, self.verbose = final, verbose
-        if os.path.exists(tmp):
-            os.replace(tmp, final)
+        if fileio.exists(tmp):
+            fileio.replace(tmp, final)
             if verbose:
                 print(f"\nEpoch {epoch + 1}: saved {final}"
                       + (f" ({self.monitor} {self.best:.5g})" if self.save_best_only else ""), flush=True)
+
+
+class AtomicCSVLogger(keras.callbacks.CSVLogger):
+    """`keras.callbacks.CSVLogger` (same columns and format; `append` as there) that rewrites the whole file
+    after each epoch through `fileio.write_atomic`: on any TensorFlow filesystem, never a torn row. (Keras'
+    own keeps a file open, and in Keras 3.15 cannot close a non-local one: GFile has no `closed`.)"""
+
+    def on_train_begin(self, logs=None):
+        self._previous = fileio.read_text(self.filename) if self.append and fileio.exists(self.filename) else ""
+        self.append_header = not self._previous
+        self.csv_file = io.StringIO(newline="")  # this run's rows; Keras' on_epoch_end writes them here
+        self.writer = None
+        self.keys = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        fileio.write_atomic(self.filename, self._previous + self.csv_file.getvalue())
+
+    def on_train_end(self, logs=None):
+        self.csv_file, self.writer = None, None
 
 
 def make_callbacks(run_dir: str, *, monitor: str, joint_warmup_epochs: int, global_batch: int,
                    resumed_best: float = math.inf) -> list[keras.callbacks.Callback]:
     """The standard set, in order: Throughput, JointWarmup, best AtomicModelCheckpoint(RUN/model.keras,
     `monitor`, min; its `best` seeded with `resumed_best` so a resumed run keeps the better earlier
-    model), AtomicModelCheckpoint(RUN/last.keras), CSVLogger(RUN/history.csv, append),
+    model), AtomicModelCheckpoint(RUN/last.keras), AtomicCSVLogger(RUN/history.csv, append),
     TensorBoard(RUN/tensorboard), SafeBackupAndRestore(RUN/backup) last."""
-    from seg4reg_tf.models.warmup import JointWarmup
+    from seg4reg_tf.models.joint_warmup import JointWarmup
     from seg4reg_tf.training.backup import SafeBackupAndRestore
 
-    best = AtomicModelCheckpoint(os.path.join(run_dir, "model.keras"), monitor=monitor, mode="min",
+    best = AtomicModelCheckpoint(fileio.join(run_dir, "model.keras"), monitor=monitor, mode="min",
                                            save_best_only=True, verbose=1)
     best.best = resumed_best
     return [
         Throughput(global_batch),
         JointWarmup(joint_warmup_epochs),
         best,
-        AtomicModelCheckpoint(os.path.join(run_dir, "last.keras")),
-        keras.callbacks.CSVLogger(os.path.join(run_dir, "history.csv"), append=True),
-        keras.callbacks.TensorBoard(os.path.join(run_dir, "tensorboard"), write_graph=False, profile_batch=0),
+        AtomicModelCheckpoint(fileio.join(run_dir, "last.keras")),
+        AtomicCSVLogger(fileio.join(run_dir, "history.csv"), append=True),
+        keras.callbacks.TensorBoard(fileio.join(run_dir, "tensorboard"), write_graph=False, profile_batch=0),
         # last: an epoch counts as done (and is skipped on resume) only after everything above wrote it
-        SafeBackupAndRestore(os.path.join(run_dir, "backup")),
+        SafeBackupAndRestore(fileio.join(run_dir, "backup")),
     ]

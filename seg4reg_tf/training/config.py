@@ -10,8 +10,16 @@ import math
 import os
 from typing import Literal, Optional
 
-from seg4reg_tf.config_machinery import (ConfigError, apply_overrides, check_fields, from_dict, read_config_dict,
-                                         require, save_config, to_dict)
+from seg4reg_tf.config_machinery import (
+    ConfigError,
+    apply_overrides,
+    check_fields,
+    from_dict,
+    read_config_dict,
+    require,
+    save_config,
+    to_dict,
+)
 from seg4reg_tf.data.config import DataConfig
 from seg4reg_tf.models.config import ModelConfig
 

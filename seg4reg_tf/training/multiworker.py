@@ -9,14 +9,14 @@ the backup on start (`backup.restore_state`) so a restarted job resumes, even af
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
-import shutil
 import time
 
 import keras
 import tensorflow as tf
 
+from seg4reg_tf import fileio
 from seg4reg_tf.training.backup import restore_state, write_state
 from seg4reg_tf.training.callbacks import best_of_history, read_history
 from seg4reg_tf.training.strategies import is_chief
@@ -47,8 +47,8 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
     """
     chief = is_chief(strategy)
     optimizer = model.optimizer
-    backup_dir = os.path.join(run_dir, "backup")
-    history_path = os.path.join(run_dir, "history.csv")
+    backup_dir = fileio.join(run_dir, "backup")
+    history_path = fileio.join(run_dir, "history.csv")
 
     def train_step(x, y):
         with tf.GradientTape() as tape:
@@ -85,14 +85,14 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
     # ---- resume (the weights file holds the optimizer's variables, its iteration count included)
     with strategy.scope():
         optimizer.build(model.trainable_variables)
-        initial_epoch = restore_state(model, backup_dir) if os.path.isdir(backup_dir) else 0
-    if not initial_epoch and chief and os.path.exists(history_path):
-        os.remove(history_path)
+        initial_epoch = restore_state(model, backup_dir) if fileio.isdir(backup_dir) else 0
+    if not initial_epoch and chief:
+        fileio.remove(history_path, missing_ok=True)
     best = best_of_history(read_history(history_path), monitor)[0] if initial_epoch else math.inf
 
     train_iter = iter(_distribute(strategy, train_ds))
     val_iter = iter(_distribute(strategy, val_ds))
-    writer = tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard")) if chief else None
+    writer = tf.summary.create_file_writer(fileio.join(run_dir, "tensorboard")) if chief else None
     joint = getattr(model, "joint_weight", None)
     history, images, train_seconds = [], 0, 0.0
     progbar_target = steps_per_epoch
@@ -129,25 +129,27 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
             current = logs.get(monitor, math.nan)
             if math.isfinite(current) and current < best:
                 best = current
-                _save_atomic(model, os.path.join(run_dir, "model.keras"))
-            _save_atomic(model, os.path.join(run_dir, "last.keras"))
+                _save_atomic(model, fileio.join(run_dir, "model.keras"))
+            _save_atomic(model, fileio.join(run_dir, "last.keras"))
             write_state(model, backup_dir, epoch + 1)
-    if chief and os.path.isdir(backup_dir):
-        shutil.rmtree(backup_dir, ignore_errors=True)
+    if chief:
+        fileio.rmtree(backup_dir, ignore_errors=True)
     return {"initial_epoch": initial_epoch, "epochs_run": epochs - initial_epoch, "images": images,
             "train_seconds": train_seconds, "history": history}
 
 
 def _save_atomic(model: keras.Model, path: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".incoming.{os.path.basename(path)}")
-    model.save(tmp)
-    os.replace(tmp, path)
+    tmp = fileio.incoming_path(path)
+    model.save(tmp)  # keras.saving writes URLs through gfile
+    fileio.replace(tmp, path)
 
 
 def _append_csv(path: str, logs: dict) -> None:
-    new = not os.path.exists(path)
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(logs))
-        if new:
-            w.writeheader()
-        w.writerow(logs)
+    """Append one row (a header first when the file is new); the file is rewritten whole, atomically."""
+    old = fileio.read_text(path) if fileio.exists(path) else ""
+    out = io.StringIO(newline="")
+    w = csv.DictWriter(out, fieldnames=list(logs))
+    if not old:
+        w.writeheader()
+    w.writerow(logs)
+    fileio.write_atomic(path, old + out.getvalue())

@@ -15,7 +15,9 @@ import logging
 import os
 
 import keras
+import yaml
 
+from seg4reg_tf import fileio
 from seg4reg_tf.training.config import ExperimentConfig, load_config, to_dict
 
 log = logging.getLogger(__name__)
@@ -39,9 +41,20 @@ class RunState:
     summary: dict | None = None
 
 
-def config_fingerprint(cfg: ExperimentConfig) -> str:
-    """SHA-256 (hex) of the resolved config as canonical JSON (what `config_sha256` records)."""
-    return hashlib.sha256(json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()
+def config_fingerprint(cfg: ExperimentConfig, written: dict | None = None) -> str:
+    """SHA-256 (hex) of the resolved config as canonical JSON (what `config_sha256` records).
+
+    `written`: the run's config.yaml as a plain dict; only its keys count, so a field added to the
+    package later (with its default) does not make an older run's config look changed."""
+    resolved = to_dict(cfg)
+    if written is not None:
+        resolved = _keys_of(resolved, written)
+    return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _keys_of(resolved: dict, written: dict) -> dict:
+    return {k: _keys_of(v, written[k]) if isinstance(v, dict) and isinstance(written[k], dict) else v
+            for k, v in resolved.items() if k in written}
 
 
 def config_differences(old: ExperimentConfig, new: ExperimentConfig, limit: int = 8) -> list[str]:
@@ -60,9 +73,9 @@ def config_differences(old: ExperimentConfig, new: ExperimentConfig, limit: int 
 
 
 def _read_summary(run_dir: str) -> dict | None:
-    path = os.path.join(run_dir, SUMMARY)
+    path = fileio.join(run_dir, SUMMARY)
     try:
-        with open(path) as f:
+        with fileio.open(path) as f:
             data = json.load(f)
         return data if isinstance(data, dict) else None
     except (OSError, ValueError):
@@ -72,29 +85,32 @@ def _read_summary(run_dir: str) -> dict | None:
 def _epochs_done(run_dir: str) -> str:
     from seg4reg_tf.training.callbacks import read_history
 
-    rows = read_history(os.path.join(run_dir, "history.csv"))
+    rows = read_history(fileio.join(run_dir, "history.csv"))
     return f"{len(rows)} epoch(s) logged in history.csv" if rows else "no epoch logged"
 
 
 def run_state(run_dir: str) -> RunState:
     """The state of a run directory (see the module docstring); never raises for a readable directory."""
     run_dir = os.fspath(run_dir)
-    if not os.path.isdir(run_dir) or not any(os.path.exists(os.path.join(run_dir, a)) for a in ARTEFACTS + (CONFIG,)):
+    if not fileio.isdir(run_dir) or not any(fileio.exists(fileio.join(run_dir, a)) for a in ARTEFACTS + (CONFIG,)):
         return RunState("empty", f"{run_dir} holds no run")
     summary = _read_summary(run_dir)
-    backup = os.path.join(run_dir, BACKUP)
-    if os.path.isdir(backup) and os.listdir(backup):
+    backup = fileio.join(run_dir, BACKUP)
+    if fileio.isdir(backup) and fileio.listdir(backup):
         return RunState("unfinished", f"{run_dir} is an interrupted or running training ({BACKUP}/ present, "
                         f"{_epochs_done(run_dir)}); rerun the same `seg4reg train` command to finish it")
     if summary is None:
         return RunState("unfinished", f"{run_dir} never finished training (no readable {SUMMARY}; "
                         f"{_epochs_done(run_dir)})")
-    if not os.path.isfile(os.path.join(run_dir, CONFIG)):
+    if not fileio.isfile(fileio.join(run_dir, CONFIG)):
         return RunState("inconsistent", f"{run_dir}: {CONFIG} is missing")
     recorded = summary.get("config_sha256")
     if recorded is not None:
         try:
-            actual = config_fingerprint(load_config(os.path.join(run_dir, CONFIG)))
+            path = fileio.join(run_dir, CONFIG)
+            with fileio.open(path) as f:
+                written = yaml.safe_load(f)
+            actual = config_fingerprint(load_config(path), written if isinstance(written, dict) else None)
         except (OSError, ValueError) as err:
             return RunState("inconsistent", f"{run_dir}: {CONFIG} is unreadable ({err})", summary)
         if actual != recorded:
@@ -106,10 +122,10 @@ def run_state(run_dir: str) -> RunState:
 def check_can_train(cfg: ExperimentConfig, run_dir: str) -> None:
     """Raise RunStateError when `run_dir` holds another config's run (config.yaml differs and weights,
     history, a backup or a summary are there): a run directory is one run."""
-    cfg_path = os.path.join(run_dir, CONFIG)
-    if not os.path.isfile(cfg_path):
+    cfg_path = fileio.join(run_dir, CONFIG)
+    if not fileio.isfile(cfg_path):
         return
-    present = [a for a in ARTEFACTS if os.path.exists(os.path.join(run_dir, a))]
+    present = [a for a in ARTEFACTS if fileio.exists(fileio.join(run_dir, a))]
     if not present:
         return
     try:
@@ -147,26 +163,42 @@ def load_run(run_dir: str, *, model_file: str = "model.keras", compile: bool = F
     `tta` ("none" | "flip", `ModelConfig.tta`) replaces the trained config's test-time augmentation in
     both the returned config and the model (so export and `.keras` saves keep it); None keeps it.
     `head` likewise replaces `model.head` (which output is `cobb_angles`; an inference-time choice made
-    on validation data, `ModelConfig.head`).
+    on validation data, `ModelConfig.head`). A changed model is a new one (`Seg4RegPlus.with_config`:
+    from_config with the changed config, the saved weights), never the loaded one modified.
+    The model carries the run's input contract (`Preprocessing.of(cfg.data)`); a model saved before
+    models carried one gets it from config.yaml the same way.
     Does not check the run's state: call `require_finished` first where that matters.
 
     Raises:
-        FileNotFoundError naming the missing directory or file.
+        FileNotFoundError naming the missing directory or file; RunStateError when the model's own
+        preprocessing differs from config.yaml's data section; ValueError for `compile=True` with a
+        model that has to be rebuilt (a changed tta or head, or no contract of its own).
     """
     run_dir = os.fspath(run_dir)
-    if not os.path.isdir(run_dir):
+    if not fileio.isdir(run_dir):
         raise FileNotFoundError(f"run directory not found: {run_dir}")
-    cfg_path = os.path.join(run_dir, CONFIG)
-    model_path = os.path.join(run_dir, model_file)
+    cfg_path = fileio.join(run_dir, CONFIG)
+    model_path = fileio.join(run_dir, model_file)
     for path, what in ((cfg_path, "the resolved config"), (model_path, "the trained model")):
-        if not os.path.isfile(path):
+        if not fileio.isfile(path):
             raise FileNotFoundError(f"{path}: missing ({what}); is {run_dir} a finished `seg4reg train` run?")
     cfg = load_config(cfg_path)
     import seg4reg_tf.models  # noqa: F401  (registers the custom classes for deserialisation)
+    from seg4reg_tf.models.preprocessing import Preprocessing
 
     model = keras.saving.load_model(model_path, compile=compile)
+    contract = Preprocessing.of(cfg.data)
+    own = getattr(model, "preprocessing", None)
+    if own is not None and own != contract:
+        raise RunStateError(f"{model_path}: the model's preprocessing differs from {cfg_path}'s data section "
+                            f"({'; '.join(own.differences(contract))}); the run is inconsistent")
     changes = {k: v for k, v in (("tta", tta), ("head", head)) if v is not None}
     if changes:
         cfg.model = dataclasses.replace(cfg.model, **changes)  # validates them
-        model.cfg = cfg.model
+    if changes or own is None:
+        if compile:
+            why = "tta/head changed" if changes else "it carries no preprocessing"
+            raise ValueError(f"{model_path}: compile=True keeps the saved optimizer, but this model must be rebuilt "
+                             f"({why}); load it uncompiled")
+        model = model.with_config(model_config=dataclasses.replace(model.cfg, **changes), preprocessing=contract)
     return cfg, model

@@ -1,29 +1,34 @@
-"""`train(cfg, data_root, run_dir)`: build data, model and optimizer, fit, and write the run directory.
+"""`train(cfg, data, run_dir, val_data=None)`: build data, model and optimizer, fit, and write the run directory.
+
+`data`: an AASCE-format root (its fixed train/validation split), or TFRecord file patterns of the
+training examples with `val_data` those of the validation examples (`data.sources`).
 
 Run directory: config.yaml (resolved), model.keras (best by `train.checkpoint_monitor`), last.keras,
 history.csv, tensorboard/, backup/ (`backup.SafeBackupAndRestore`; deleted when the run finishes),
-train_summary.json (written last: the run is finished). Restarting the same command after a crash
+train_summary.json (written last: the run is finished). With `model.upright_check` the best model's
+upright check is fitted on the training images after the fit (`training.upright`). Restarting the same command
+after a crash
 (even one during a save) resumes after the last finished epoch; a different config in a directory
-that holds another run is refused (`run.check_can_train`).
+that holds another run is refused (`run.check_can_train`). Data and run directory may be on any
+TensorFlow filesystem (gs://...; `seg4reg_tf.fileio`).
 """
 from __future__ import annotations
 
 import json
 import logging
 import math
-import os
-import shutil
 import time
 
 import keras
-import tensorflow as tf
 
+from seg4reg_tf import fileio
 from seg4reg_tf.training.backup import find_states
 from seg4reg_tf.training.callbacks import best_of_history, make_callbacks, read_history
 from seg4reg_tf.training.config import ConfigError, ExperimentConfig, TrainConfig, load_config, save_config
 from seg4reg_tf.training.run import SUMMARY, check_can_train, config_fingerprint
 from seg4reg_tf.training.schedules import EpochSchedule
 from seg4reg_tf.training.strategies import STRATEGY_NAMES, is_chief, make_strategy
+from seg4reg_tf.training.upright import fit_saved_upright_check
 
 log = logging.getLogger(__name__)
 
@@ -46,32 +51,33 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.O
     raise ValueError(f"train.optimizer: expected 'sgd', 'adam' or 'adamw', got {cfg.optimizer!r}")
 
 
-def build_datasets(cfg: ExperimentConfig, data_root: str, train_recs, val_recs, global_batch: int, *,
-                   multiworker: bool = False):
-    """(train_ds, val_ds) for `cfg` (as `train` builds them): batches of `global_batch`; the training set
-    repeats when `train.steps_per_epoch` is set (or multiworker); validation takes `train.val_steps`."""
+def build_datasets(cfg: ExperimentConfig, train_split, val_split, global_batch: int, *, multiworker: bool = False):
+    """(train_ds, val_ds) for `cfg` (as `train` builds them) from two `data.sources.Split`s: batches of
+    `global_batch`; the training set repeats when `train.steps_per_epoch` is set (or multiworker);
+    validation takes `train.val_steps`."""
     from seg4reg_tf.data.pipeline import build_dataset
 
     tc = cfg.train
-    train_ds = build_dataset(data_root, cfg.data, training=True, records=train_recs, batch_size=global_batch,
-                             repeat=tc.steps_per_epoch is not None or multiworker, seed=tc.seed)
-    val_ds = build_dataset(data_root, cfg.data, training=False, records=val_recs, batch_size=global_batch,
-                           repeat=multiworker)
+    train_ds = build_dataset(cfg=cfg.data, training=True, batch_size=global_batch, seed=tc.seed,
+                             repeat=tc.steps_per_epoch is not None or multiworker, **train_split.dataset_kwargs())
+    val_ds = build_dataset(cfg=cfg.data, training=False, batch_size=global_batch, repeat=multiworker,
+                           **val_split.dataset_kwargs())
     if tc.val_steps is not None and not multiworker:
         val_ds = val_ds.take(tc.val_steps)
     return train_ds, val_ds
 
 
 def compile_model(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.Model:
-    """`build_model(cfg.model, cfg.data.image_size)` under the `train.mixed_precision` policy, compiled with
-    `make_optimizer(cfg.train, steps_per_epoch)` and `train.jit_compile` (call inside the strategy scope).
+    """`build_model(cfg.model, cfg.data)` (carrying the data config's preprocessing) under the
+    `train.mixed_precision` policy, compiled with `make_optimizer(cfg.train, steps_per_epoch)` and
+    `train.jit_compile` (call inside the strategy scope).
     Add `JointWarmup(cfg.model.warmup_epochs)` to its fit callbacks. The global dtype policy is restored."""
     from seg4reg_tf.models import build_model
 
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(cfg.train.mixed_precision)
     try:
-        model = build_model(cfg.model, cfg.data.image_size)
+        model = build_model(cfg.model, cfg.data)
     finally:
         keras.config.set_dtype_policy(previous)
     # under mixed_float16, compile wraps the optimizer in a LossScaleOptimizer (the model's policy)
@@ -85,13 +91,13 @@ def init_weights_file(path: str) -> str:
     Raises:
         FileNotFoundError / ConfigError naming `train.init_weights` when there is no such run or file.
     """
-    if os.path.isdir(path):
-        model_path = os.path.join(path, "model.keras")
-        if not os.path.isfile(model_path):
+    if fileio.isdir(path):
+        model_path = fileio.join(path, "model.keras")
+        if not fileio.isfile(model_path):
             raise FileNotFoundError(f"train.init_weights: {path!r} is a directory without model.keras "
                                     "(expected a finished run directory or a .keras file)")
         return model_path
-    if not os.path.isfile(path):
+    if not fileio.isfile(path):
         raise FileNotFoundError(f"train.init_weights: {path!r} does not exist (expected a finished run "
                                 "directory or a .keras file)")
     if not path.endswith(".keras"):
@@ -131,56 +137,57 @@ def load_init_weights(model: keras.Model, path: str) -> None:
 
 
 def load_records(data_root: str):
-    """(train, val) `AasceRecord` lists of split "training" of `data_root` (fixed split: index % 5 == 4 validates)."""
-    from seg4reg_tf.data import aasce
+    """(train, val) `AasceRecord` lists of split "training" of `data_root` (fixed split: index % 5 == 4
+    validates; `data.sources.fixed_split`)."""
+    from seg4reg_tf.data.sources import fixed_split
 
-    if not os.path.isdir(data_root):
-        raise FileNotFoundError(f"data root: {data_root!r} is not a directory (expected an AASCE-format root "
-                                "with data/training and labels/training)")
-    records = aasce.load_split(data_root, "training")
-    train_recs, val_recs = aasce.train_val_split(records)
-    if not train_recs or not val_recs:
-        raise aasce.AasceFormatError(
-            f"data root {data_root!r}: split 'training' has {len(records)} images; need at least 5 "
-            "for the fixed train/validation split (index % 5 == 4 validates)")
-    return train_recs, val_recs
+    return fixed_split(data_root)
 
 
-def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name: str | None = None,
+def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_name: str | None = None,
           extra_callbacks: list | None = None, verbose: int | str = "auto") -> dict:
-    """Train `cfg` on the AASCE-format `data_root` (split "training", fixed train/val split) into `run_dir`.
+    """Train `cfg` into `run_dir` on `data` (and `val_data`), as `data.sources.training_splits` reads them.
 
     Args:
-        cfg: the experiment. strategy_name: overrides `cfg.train.strategy` ("default" | "mirrored" |
-            "multiworker"). extra_callbacks: appended after the standard ones (fit path only).
+        cfg: the experiment.
+        data: an AASCE-format root (split "training", fixed train/val split: index % 5 == 4 validates),
+            or TFRecord file paths / glob patterns (a string or a list) of the training examples.
+        val_data: with TFRecord `data`, the validation examples' paths / patterns; None for a root.
+        strategy_name: overrides `cfg.train.strategy` ("default" | "mirrored" | "multiworker").
+        extra_callbacks: appended after the standard ones (fit path only).
         verbose: Keras progress-bar setting.
     Returns:
         The summary also written to RUN/train_summary.json: epochs, initial_epoch (epochs done before this
         call), wall_time_s, best_<monitor>, best_epoch (1-based, as the progress bar), images_per_s,
-        global_batch, replicas, strategy, n_train, n_val, config_sha256 (of config.yaml).
+        global_batch, replicas, strategy, n_train, n_val, train_data / val_data (where the examples
+        came from), config_sha256 (of config.yaml); with `model.upright_check`, "upright_check" (its fit
+        on the unaugmented training images, `training.upright.fit_saved_upright_check`).
     Raises:
-        run.RunStateError when `run_dir` holds a run of another config.
+        run.RunStateError when `run_dir` holds a run of another config; FileNotFoundError,
+        aasce.AasceFormatError or ValueError naming the data that cannot be read (before `run_dir` changes).
     """
+    from seg4reg_tf.data.sources import training_splits
+
     name = strategy_name or cfg.train.strategy
     if name not in STRATEGY_NAMES:
         raise ValueError(f"strategy: expected one of {', '.join(STRATEGY_NAMES)}, got {name!r}")
     strategy = make_strategy(name)  # first: MultiWorkerMirroredStrategy must precede other TF work
     chief = is_chief(strategy)
-    run_dir = os.path.abspath(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
+    run_dir = fileio.absolute(run_dir)
     tc = cfg.train
     monitor = tc.checkpoint_monitor
-    history_path = os.path.join(run_dir, "history.csv")
-    backup_dir = os.path.join(run_dir, "backup")
+    history_path = fileio.join(run_dir, "history.csv")
+    backup_dir = fileio.join(run_dir, "backup")
     if chief:
         check_can_train(cfg, run_dir)  # RunStateError: another config's run lives here
-    train_recs, val_recs = load_records(data_root)  # data errors before anything in run_dir changes
+    train_split, val_split = training_splits(data, val_data)  # data errors before anything in run_dir changes
+    fileio.makedirs(run_dir)
     if tc.init_weights:
         init_weights_file(tc.init_weights)  # likewise a missing init_weights file
     resuming = False
     if chief:
         resuming = _prepare_run_dir(run_dir, backup_dir, history_path)
-        save_config(cfg, os.path.join(run_dir, "config.yaml"))
+        save_config(cfg, fileio.join(run_dir, "config.yaml"))
 
     keras.utils.set_random_seed(tc.seed)
     replicas = strategy.num_replicas_in_sync
@@ -188,11 +195,11 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
     print(f"train: global batch {global_batch} = data.batch_size {cfg.data.batch_size} (per replica) x {replicas} "
           f"replica(s) ({name} strategy); dtype policy {tc.mixed_precision}, XLA {'on' if tc.jit_compile else 'off'}",
           flush=True)
-    full_steps = math.ceil(len(train_recs) / global_batch)
+    full_steps = math.ceil(train_split.count / global_batch)
     steps_per_epoch = tc.steps_per_epoch or full_steps
 
     multiworker = name == "multiworker"
-    train_ds, val_ds = build_datasets(cfg, data_root, train_recs, val_recs, global_batch, multiworker=multiworker)
+    train_ds, val_ds = build_datasets(cfg, train_split, val_split, global_batch, multiworker=multiworker)
 
     with strategy.scope():
         model = compile_model(cfg, steps_per_epoch)
@@ -203,7 +210,7 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
     if multiworker:
         from seg4reg_tf.training.multiworker import fit_custom_loop
 
-        val_steps = tc.val_steps or math.ceil(len(val_recs) / global_batch)
+        val_steps = tc.val_steps or math.ceil(val_split.count / global_batch)
         result = fit_custom_loop(strategy, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
                                  steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
                                  monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs)
@@ -224,25 +231,27 @@ def train(cfg: ExperimentConfig, data_root: str, run_dir: str, *, strategy_name:
         train_seconds = result["train_seconds"]
 
     summary = {"name": cfg.name, "strategy": name, "replicas": int(replicas), "global_batch": int(global_batch),
-               "n_train": len(train_recs), "n_val": len(val_recs), "steps_per_epoch": int(steps_per_epoch),
+               "n_train": train_split.count, "n_val": val_split.count, "train_data": train_split.origin,
+               "val_data": val_split.origin, "steps_per_epoch": int(steps_per_epoch),
                "epochs": tc.epochs, "initial_epoch": int(initial_epoch), "epochs_run": int(epochs_run),
                "wall_time_s": round(wall, 3), "images_per_s": round(images / max(train_seconds, 1e-9), 3)}
     if chief:
         rows = read_history(history_path)
         best, best_epoch = best_of_history(rows, monitor)
-        model_path = os.path.join(run_dir, "model.keras")
-        if not os.path.exists(model_path) and os.path.exists(os.path.join(run_dir, "last.keras")):
+        model_path = fileio.join(run_dir, "model.keras")
+        if not fileio.exists(model_path) and fileio.exists(fileio.join(run_dir, "last.keras")):
             log.warning("%s was never logged; model.keras is the last model", monitor)
-            shutil.copyfile(os.path.join(run_dir, "last.keras"), model_path)
+            fileio.copy(fileio.join(run_dir, "last.keras"), fileio.incoming_path(model_path))
+            fileio.replace(fileio.incoming_path(model_path), model_path)
+        if cfg.model.upright_check:
+            summary["upright_check"] = fit_saved_upright_check(model_path, cfg.data, train_split, val_split)
         # epochs count from 1 here, as the progress bar does (history.csv's `epoch` column is 0-based)
         summary.update({f"best_{monitor}": best if math.isfinite(best) else None,
                         "best_epoch": None if best_epoch is None else int(best_epoch) + 1,
                         "epochs_in_history": len(rows), "final": rows[-1] if rows else {},
-                        "config_sha256": config_fingerprint(load_config(os.path.join(run_dir, "config.yaml")))})
-        tmp = os.path.join(run_dir, SUMMARY + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(summary, f, indent=2, default=float)
-        os.replace(tmp, os.path.join(run_dir, SUMMARY))  # last: from here on the run counts as finished
+                        "config_sha256": config_fingerprint(load_config(fileio.join(run_dir, "config.yaml")))})
+        # last, atomically: from here on the run counts as finished
+        fileio.write_atomic(fileio.join(run_dir, SUMMARY), json.dumps(summary, indent=2, default=float))
     return summary
 
 
@@ -252,10 +261,8 @@ def _prepare_run_dir(run_dir: str, backup_dir: str, history_path: str) -> bool:
     Resuming (an intact backup): history.csv keeps only the epochs the backup holds. Fresh: the
     previous run's history, checkpoints and an unusable backup are removed (with a warning).
     """
-    summary = os.path.join(run_dir, SUMMARY)
-    if os.path.exists(summary):
-        os.remove(summary)  # in progress from now on; written again when this run finishes
-    states = find_states(backup_dir) if os.path.isdir(backup_dir) else []
+    fileio.remove(fileio.join(run_dir, SUMMARY), missing_ok=True)  # in progress from now on; written at the end
+    states = find_states(backup_dir) if fileio.isdir(backup_dir) else []
     if states:
         done = states[0].epochs_done
         rows = read_history(history_path)
@@ -263,28 +270,25 @@ def _prepare_run_dir(run_dir: str, backup_dir: str, history_path: str) -> bool:
             _truncate_history(history_path, done)
         log.info("resuming %s after epoch %d", run_dir, done)
         return True
-    if os.path.isdir(backup_dir) and os.listdir(backup_dir):
+    if fileio.isdir(backup_dir) and fileio.listdir(backup_dir):
         log.warning("%s holds no usable state (%s); starting the run over from epoch 1",
-                    backup_dir, ", ".join(sorted(os.listdir(backup_dir))))
-        shutil.rmtree(backup_dir, ignore_errors=True)
+                    backup_dir, ", ".join(fileio.listdir(backup_dir)))
+        fileio.rmtree(backup_dir, ignore_errors=True)
     for name in ("history.csv", "model.keras", "last.keras"):  # a fresh run: nothing of an earlier one
-        path = os.path.join(run_dir, name)
-        if os.path.exists(path):
-            os.remove(path)
+        fileio.remove(fileio.join(run_dir, name), missing_ok=True)
     return False
 
 
 def _truncate_history(path: str, epochs: int) -> None:
     """Keep the header and the rows of epochs < `epochs` (the epochs a restored backup holds)."""
     import csv
+    import io
 
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(fileio.read_text(path), newline="")))
     if not rows:
         return
     col = rows[0].index("epoch") if "epoch" in rows[0] else 0
     kept = [rows[0]] + [r for r in rows[1:] if r and r[col].isdigit() and int(r[col]) < epochs]
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        csv.writer(f).writerows(kept)
-    os.replace(tmp, path)
+    out = io.StringIO(newline="")
+    csv.writer(out).writerows(kept)
+    fileio.write_atomic(path, out.getvalue())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from seg4reg_tf.config_machinery import add_override_argument
@@ -59,7 +58,9 @@ def _tune(args: argparse.Namespace) -> int:
         space = load_space(args.space, args.space_overrides)
     except ValueError as err:
         return _err(f"search-space error: {err}")
-    if not os.path.isdir(args.data):
+    from seg4reg_tf import fileio
+
+    if not fileio.isdir(args.data):
         return _err(f"--data {args.data}: not a directory")
     if base.train.strategy == "multiworker":
         return _err("train.strategy: 'multiworker' is not supported by `tune` (trials run on this process)")

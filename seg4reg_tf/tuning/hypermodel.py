@@ -14,7 +14,7 @@ from typing import Any, Optional
 import keras
 import keras_tuner
 
-from seg4reg_tf.config_machinery import check_fields, replace_paths
+from seg4reg_tf.config_machinery import check_fields, check_image_size, replace_paths
 from seg4reg_tf.training.config import ExperimentConfig
 
 OBJECTIVE = "val_smape"
@@ -85,9 +85,8 @@ class SearchSpace:
             for v in getattr(self, key) or ():
                 if v < 1:
                     raise _fail(key, "positive ints", v)
-        for hw in self.image_sizes or ():
-            if min(hw) < 16:
-                raise _fail("image_sizes", "(H, W) pairs, both >= 16", hw)
+        for i, hw in enumerate(self.image_sizes or ()):
+            check_image_size(hw, f"space.image_sizes[{i}]")  # the strides of the model: Seg4RegHyperModel
 
 
 def size_name(hw) -> str:
@@ -116,14 +115,14 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
                  verbose: int | str = "auto", replicas: int = 1):
         super().__init__(name="seg4reg")
         self.replicas = int(replicas)  # of the tuner's distribution strategy: global batch = batch_size x replicas
+        from seg4reg_tf.data.sources import training_splits
         from seg4reg_tf.models.seg4reg_plus import validate_image_size
-        from seg4reg_tf.training.train import load_records
 
         self.base = base
         self.data_root = data_root
         self.space = space or SearchSpace()
         self.verbose = verbose
-        self.train_recs, self.val_recs = load_records(data_root)
+        self.train_split, self.val_split = training_splits(data_root)  # the fixed split of the root
         m, sp = base.model, self.space
         # check the choices against the base model now, naming the offending setting
         for hw in sp.image_sizes or ():
@@ -197,7 +196,7 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
         return replace_paths(copy.deepcopy(self.base), self.changes(values))
 
     def steps_per_epoch(self, cfg: ExperimentConfig) -> int:
-        return cfg.train.steps_per_epoch or math.ceil(len(self.train_recs) / (cfg.data.batch_size * self.replicas))
+        return cfg.train.steps_per_epoch or math.ceil(self.train_split.count / (cfg.data.batch_size * self.replicas))
 
     # -- keras_tuner.HyperModel --------------------------------------------------------------------
     def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
@@ -213,13 +212,12 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
 
         `epochs` / `initial_epoch` (Hyperband's budget) default to train.epochs / 0. Returns the History.
         """
-        from seg4reg_tf.models.warmup import JointWarmup
+        from seg4reg_tf.models.joint_warmup import JointWarmup
         from seg4reg_tf.training.train import build_datasets
 
         cfg = self.config_for(self.declare(hp))
         keras.utils.set_random_seed(cfg.train.seed)
-        train_ds, val_ds = build_datasets(cfg, self.data_root, self.train_recs, self.val_recs,
-                                          cfg.data.batch_size * self.replicas)
+        train_ds, val_ds = build_datasets(cfg, self.train_split, self.val_split, cfg.data.batch_size * self.replicas)
         cbs = [JointWarmup(cfg.model.warmup_epochs)] + list(callbacks or ())
         return model.fit(train_ds, epochs=epochs or cfg.train.epochs, initial_epoch=initial_epoch,
                          steps_per_epoch=cfg.train.steps_per_epoch, validation_data=val_ds, callbacks=cbs,

@@ -14,17 +14,18 @@ count towards `trials`; a trial interrupted mid-way is run again.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
-import os
 import time
 
 import keras_tuner
 import yaml
 
+from seg4reg_tf import fileio
 from seg4reg_tf.config_machinery import apply_overrides, from_dict, save_config, to_dict
 from seg4reg_tf.training.config import ExperimentConfig
-from seg4reg_tf.tuning.hypermodel import OBJECTIVE, Seg4RegHyperModel, SearchSpace
+from seg4reg_tf.tuning.hypermodel import OBJECTIVE, SearchSpace, Seg4RegHyperModel
 
 ALGORITHMS = ("bayesian", "hyperband", "random")
 PROJECT = "search"
@@ -35,15 +36,15 @@ class _Reporting:
 
     def _setup_reporting(self, out_dir: str, total: int, echo) -> None:
         self._out_dir, self._total, self._echo = out_dir, total, echo
-        self._times_path = os.path.join(out_dir, "trial_seconds.json")
-        self._seconds = json.load(open(self._times_path)) if os.path.isfile(self._times_path) else {}
+        self._times_path = fileio.join(out_dir, "trial_seconds.json")
+        self._seconds = json.loads(fileio.read_text(self._times_path)) if fileio.isfile(self._times_path) else {}
 
     def on_trial_begin(self, trial):
         super().on_trial_begin(trial)
         self._t0 = time.perf_counter()
         hm = self.hypermodel
         cfg = hm.config_for(trial.hyperparameters.values)
-        save_config(cfg, os.path.join(self.get_trial_dir(trial.trial_id), "config.yaml"))
+        save_config(cfg, fileio.join(self.get_trial_dir(trial.trial_id), "config.yaml"))
         done = sum(1 for t in self.oracle.trials.values() if t.status in ("COMPLETED", "FAILED", "INVALID"))
         values = ", ".join(f"{k}={_fmt(v)}" for k, v in trial.hyperparameters.values.items()
                            if not k.startswith("tuner/"))
@@ -52,8 +53,7 @@ class _Reporting:
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
         self._seconds[trial.trial_id] = round(time.perf_counter() - self._t0, 1)
-        with open(self._times_path, "w") as f:
-            json.dump(self._seconds, f)
+        fileio.write_atomic(self._times_path, json.dumps(self._seconds))
         best = best_trial(self)
         self._echo(f"[tune] trial {trial.trial_id} {trial.status}: {OBJECTIVE} {_fmt(trial.score)} "
                    f"in {self._seconds[trial.trial_id]} s; best so far {_fmt(best.score if best else None)} "
@@ -113,31 +113,27 @@ def write_outputs(tuner, out_dir: str, seconds: dict | None = None) -> dict:
             if k not in names:
                 names.append(k)
     seconds = seconds or {}
-    path = os.path.join(out_dir, "results.csv")
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["trial_id", "status", OBJECTIVE, "best_epoch", "seconds"] + names)
-        for t in trials:
-            step = t.best_step if t.score is not None else None
-            w.writerow([t.trial_id, t.status, "" if t.score is None else t.score, "" if step is None else step,
-                        seconds.get(t.trial_id, "")] + [t.hyperparameters.values.get(k, "") for k in names])
+    path = fileio.join(out_dir, "results.csv")
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["trial_id", "status", OBJECTIVE, "best_epoch", "seconds"] + names)
+    for t in trials:
+        step = t.best_step if t.score is not None else None
+        w.writerow([t.trial_id, t.status, "" if t.score is None else t.score, "" if step is None else step,
+                    seconds.get(t.trial_id, "")] + [t.hyperparameters.values.get(k, "") for k in names])
+    fileio.write_atomic(path, f.getvalue())
     best = best_trial(tuner)
     summary = {"trials": len(trials), "completed": sum(t.status == "COMPLETED" for t in trials),
                "results": path, "best_trial": None, f"best_{OBJECTIVE}": None, "best_config": None}
     if best is not None:
         cfg = hm.config_for(best.hyperparameters.values)
         cfg.name = f"{hm.base.name}_tuned"
-        best_path = os.path.join(out_dir, "best_config.yaml")
-        tmp = best_path + ".tmp"
-        save_config(cfg, tmp)
+        best_path = fileio.join(out_dir, "best_config.yaml")
         header = (f"# best of {len(trials)} tuning trials (seg4reg tune): trial {best.trial_id}, "
                   f"{OBJECTIVE} {best.score:.6g}\n"
                   f"# seg4reg train --config {best_path} --data ROOT\n")
-        with open(tmp, encoding="utf-8") as f:
-            text = f.read()
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(header + text)
-        os.replace(tmp, best_path)
+        text = yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None)  # as save_config writes it
+        fileio.write_atomic(best_path, header + text)
         summary.update(best_trial=best.trial_id, best_config=best_path,
                        best_hyperparameters=dict(best.hyperparameters.values))
         summary[f"best_{OBJECTIVE}"] = best.score
@@ -145,17 +141,15 @@ def write_outputs(tuner, out_dir: str, seconds: dict | None = None) -> dict:
 
 
 def _check_same_search(out_dir: str, record: dict) -> None:
-    path = os.path.join(out_dir, "search.yaml")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            old = yaml.safe_load(f)
+    path = fileio.join(out_dir, "search.yaml")
+    if fileio.isfile(path):
+        old = yaml.safe_load(fileio.read_text(path))
         if old != record:
             diff = sorted(k for k in set(old) | set(record) if old.get(k) != record.get(k))
             raise ValueError(f"{out_dir}: holds a search started with a different {', '.join(diff)} "
                              f"(see {path}); use a new --out or the same settings to resume")
     else:
-        with open(path, "w", encoding="utf-8") as f:
-            yaml.safe_dump(record, f, sort_keys=False, default_flow_style=None)
+        fileio.write_atomic(path, yaml.safe_dump(record, sort_keys=False, default_flow_style=None))
 
 
 def run_search(base: ExperimentConfig, data_root: str, out_dir: str, *, trials: int, algorithm: str = "bayesian",
@@ -166,8 +160,8 @@ def run_search(base: ExperimentConfig, data_root: str, out_dir: str, *, trials: 
     Returns the summary (trials, completed, best_trial, best_val_smape, best_hyperparameters,
     best_config path, results path); writes OUT/results.csv and OUT/best_config.yaml.
     """
-    out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    out_dir = fileio.absolute(out_dir)
+    fileio.makedirs(out_dir)
     space = space or SearchSpace()
     seed = base.train.seed if seed is None else seed
     strategy = None
@@ -195,10 +189,9 @@ def load_space(path: str | None, overrides: list[str] | None = None) -> SearchSp
     """A `SearchSpace` from an optional YAML file plus `key=value` overrides (YAML values)."""
     data = {}
     if path:
-        if not os.path.isfile(path):
+        if not fileio.isfile(path):
             raise ValueError(f"--space: file not found: {path}")
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f) or {}
+        data = yaml.safe_load(fileio.read_text(path)) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a mapping of search-space settings")
     return from_dict(SearchSpace, apply_overrides(data, overrides), prefix="space")

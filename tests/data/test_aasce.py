@@ -201,7 +201,8 @@ def test_check_split_report(copy_root):
     first[1] = f"{float(first[1]) + 1.5:.5g}"
     rows[1] = ",".join(first)
     (lab / "angles.csv").write_text("\n".join(rows))
-    _edit_first_line(lab / "landmarks.csv", lambda s: ",".join([f"{float(s.split(',')[0]) + 0.01:.5g}"] + s.split(",")[1:]))
+    _edit_first_line(lab / "landmarks.csv",
+                     lambda s: ",".join([f"{float(s.split(',')[0]) + 0.01:.5g}"] + s.split(",")[1:]))
     with pytest.warns(aasce.AasceQuirkWarning, match="disagree"):
         load_split(copy_root, "training")
     rep = aasce.check_split(copy_root, "training")

@@ -54,7 +54,8 @@ def test_requires_exactly_one_source(capsys):
 def test_missing_paths_give_clear_errors(tmp_path, capsys):
     data = tmp_path / "data"
     data.mkdir()
-    assert _run(["--run", str(tmp_path / "nope"), "--data", str(data), "--split", "t", "--out", str(tmp_path / "o")]) == 2
+    assert _run(["--run", str(tmp_path / "nope"), "--data", str(data), "--split", "t",
+                 "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "--run" in err and "nope" in err and "Traceback" not in err
 
@@ -64,7 +65,8 @@ def test_missing_paths_give_clear_errors(tmp_path, capsys):
     assert _run(["--run", str(run), "--data", str(data), "--split", "t", "--out", str(tmp_path / "o")]) == 2
     assert "model.keras" in capsys.readouterr().err
 
-    assert _run(["--model", str(tmp_path / "m"), "--data", str(data), "--split", "t", "--out", str(tmp_path / "o")]) == 2
+    assert _run(["--model", str(tmp_path / "m"), "--data", str(data), "--split", "t",
+                 "--out", str(tmp_path / "o")]) == 2
     assert "--model" in capsys.readouterr().err
 
     model = tmp_path / "base"

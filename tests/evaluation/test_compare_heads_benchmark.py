@@ -6,7 +6,6 @@ import csv
 from tests.fixtures import load_benchmark
 
 
-
 def _bench():
     return load_benchmark("compare_heads")
 

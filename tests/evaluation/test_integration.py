@@ -13,7 +13,8 @@ from seg4reg_tf.models import build_model
 from seg4reg_tf.training.config import config_from_dict
 from seg4reg_tf.training.run import load_run
 from seg4reg_tf.training.train import train
-from tests.fixtures import TINY_SIZE as SIZE, tiny_data_config, tiny_experiment, tiny_model_config, write_spine_records
+from tests.fixtures import TINY_SIZE as SIZE
+from tests.fixtures import tiny_data_config, tiny_experiment, tiny_model_config, write_spine_records
 
 
 def test_untrained_real_model_through_keras_front_end(tmp_path):

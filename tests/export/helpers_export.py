@@ -77,9 +77,9 @@ def oracle_model(image_size=(H, W), seed: int = 0, oracle: bool = True) -> keras
     return keras.Model(inputs={"image": inp}, outputs=outputs)
 
 
-def export_oracle(base, version: int = 1, model=None, data_cfg=None, **kw) -> str:
-    """Export the oracle model (or `model`) through the real `export_model`; the data config defaults
-    to the tiny one at ORACLE_SIZE."""
-    return export_model(model if model is not None else oracle_model(),
-                        data_cfg if data_cfg is not None else tiny_data_config(image_size=ORACLE_SIZE),
-                        base, version, **kw)
+def export_oracle(base, version: int = 1, model=None, preprocessing=None, **kw) -> str:
+    """Export the oracle model (or `model`) through the real `export_model`. A plain Keras model carries
+    no input contract, so `preprocessing` is passed explicitly (default: the tiny data config at ORACLE_SIZE)."""
+    return export_model(model if model is not None else oracle_model(), base, version,
+                        preprocessing=preprocessing if preprocessing is not None
+                        else tiny_data_config(image_size=ORACLE_SIZE), **kw)

@@ -8,10 +8,13 @@ from seg4reg_tf import models
 from seg4reg_tf.training import config as training_config
 from tests.fixtures import (
     TINY_SIZE as SIZE,
+)
+from tests.fixtures import (
     check_signatures,
     label_encoded_jpeg,
     label_encoded_png16,
     label_map_spine,
+    strip_preprocessing,
     tiny_data_config,
     tiny_model_config,
 )
@@ -25,7 +28,7 @@ def _run_dir(tmp_path, name="run", seed=0, data=None, **model_kw):
     keras.utils.set_random_seed(seed)
     cfg = training_config.ExperimentConfig(
         name="tiny", data=data or tiny_data_config(clahe=True, clahe_tiles=(4, 4)), model=tiny_model_config(**model_kw))
-    model = models.build_model(cfg.model, SIZE)
+    model = models.build_model(cfg.model, cfg.data)
     model({"image": np.zeros((1, *SIZE, 1), np.float32)})
     run = tmp_path / name
     run.mkdir()
@@ -79,12 +82,29 @@ def test_cli_export_real_model_matches_keras(tmp_path):
 def test_reg_only_variant_lacks_segmentation_outputs(tmp_path):
     from seg4reg_tf.export.savedmodel import export_model
 
-    model = models.build_model(tiny_model_config(variant="reg_only"), SIZE)
+    model = models.build_model(tiny_model_config(variant="reg_only"), tiny_data_config())
     model({"image": np.zeros((1, *SIZE, 1), np.float32)})
-    path = export_model(model, tiny_data_config(), tmp_path / "m", 1)
+    path = export_model(model, tmp_path / "m", 1)
     # R on the image only: no segmentation, so no labels, no seg-derived angles and no consistency
     check_signatures(path, SIZE, outputs=("cobb_angles", "cobb_angles_image", "attention_map"),
                      attention_size=ATTENTION)
+
+
+def test_a_run_saved_before_models_carried_their_preprocessing_exports_with_its_config(tmp_path):
+    """model.keras without a contract (older runs, unpacked members): export_run takes it from config.yaml
+    (CLAHE with 4 x 4 tiles here), so the SavedModel preprocesses as training did."""
+    from seg4reg_tf.cli import main
+    from seg4reg_tf.data.preprocess import decode_image, preprocess
+
+    run, cfg, model = _run_dir(tmp_path)
+    strip_preprocessing(run / "model.keras")
+    base = tmp_path / "serving" / "seg4reg"
+    assert main(["export", str(run), "--out", str(base), "--version", "1"]) == 0
+    images = _images()
+    got = tf.saved_model.load(str(base / "1")).signatures["serving_default"](image_bytes=tf.constant(images))
+    batch = tf.stack([preprocess(decode_image(tf.constant(d)), cfg.data)[0] for d in images])
+    want = np.asarray(model({"image": batch}, training=False)["cobb_angles"])
+    np.testing.assert_allclose(got["cobb_angles"].numpy(), want, atol=1e-4)
 
 
 def test_cli_export_missing_run(tmp_path, capsys):
@@ -194,5 +214,8 @@ def test_cli_export_of_several_runs_is_their_ensemble(tmp_path, capsys):
     other, _, _ = _run_dir(tmp_path, name="other_data", data=tiny_data_config(clahe=False), head="segmentation")
     assert main(["export", str(runs[0][0]), str(other), "--out", str(base), "--version", "2"]) == 1
     err = capsys.readouterr().err
-    assert f"{other / 'config.yaml'}: data differs" in err and "Traceback" not in err
+    assert f"{other}: preprocessing.clahe False differs from {runs[0][0]}'s True" in err and "Traceback" not in err
+    image_head, _, _ = _run_dir(tmp_path, name="image_head", head="image")
+    assert main(["export", str(runs[0][0]), str(image_head), "--out", str(base), "--version", "2"]) == 1
+    assert f"{image_head}: model.head 'image' differs from {runs[0][0]}'s 'segmentation'" in capsys.readouterr().err
     assert not (base / "2").exists()

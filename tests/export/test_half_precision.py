@@ -1,17 +1,18 @@
 """Half-precision weight storage: float16 on disk, float32 arithmetic on the rounded weights."""
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from seg4reg_tf import models
 from seg4reg_tf.export.savedmodel import export_model
-from tests.fixtures import TINY_SIZE as SIZE, box_spine_batch, tiny_data_config, tiny_model_config
+from tests.fixtures import TINY_SIZE as SIZE
+from tests.fixtures import box_spine_batch, tiny_data_config, tiny_model_config
 
 
 def _model(seed=0):
     keras.utils.set_random_seed(seed)
-    model = models.build_model(tiny_model_config(), SIZE)
+    model = models.build_model(tiny_model_config(), tiny_data_config())
     model({"image": np.zeros((1, *SIZE, 1), np.float32)})
     return model
 
@@ -22,8 +23,8 @@ def _data_bytes(version_dir) -> int:
 
 def test_float16_export_stores_half_and_computes_on_the_rounded_weights(tmp_path):
     model = _model()
-    full = export_model(model, tiny_data_config(), tmp_path / "m", 1)
-    half = export_model(model, tiny_data_config(), tmp_path / "m", 2, weights_dtype="float16")
+    full = export_model(model, tmp_path / "m", 1)
+    half = export_model(model, tmp_path / "m", 2, weights_dtype="float16")
 
     stored = tf.train.load_checkpoint(str(tmp_path / "m" / "2" / "variables" / "variables"))
     dtypes = [d for d in stored.get_variable_to_dtype_map().values() if d.is_floating]
@@ -49,7 +50,7 @@ def test_float16_refuses_weights_out_of_its_range_and_unknown_dtypes(tmp_path):
     kernel = model.regressor.kernel
     kernel.assign(np.full(kernel.shape, 1e5, np.float32))
     with pytest.raises(ValueError, match=f"{kernel.path}.*float16 range"):
-        export_model(model, tiny_data_config(), tmp_path / "m", 1, weights_dtype="float16")
+        export_model(model, tmp_path / "m", 1, weights_dtype="float16")
     with pytest.raises(ValueError, match="weights_dtype"):
-        export_model(model, tiny_data_config(), tmp_path / "m", 1, weights_dtype="int8")
+        export_model(model, tmp_path / "m", 1, weights_dtype="int8")
     assert not (tmp_path / "m" / "1").exists()

@@ -61,7 +61,7 @@ def exported(tmp_path_factory):
     base = tmp_path_factory.mktemp("models") / "seg4reg"
     model = he.oracle_model(oracle=False)  # smooth in its input: numeric comparisons are meaningful
     cfg = tiny_data_config(image_size=he.ORACLE_SIZE, clahe=True)  # the training preprocessing, CLAHE included
-    path = he.export_oracle(base, 1, model=model, data_cfg=cfg)
+    path = he.export_oracle(base, 1, model=model, preprocessing=cfg)
     return base, Path(path), model, cfg
 
 
@@ -77,11 +77,11 @@ def test_layout_and_no_overwrite(exported):
     assert (path / "variables" / "variables.index").is_file()
     assert (path / "assets.extra" / "tf_serving_warmup_requests").is_file()
     with pytest.raises(FileExistsError, match="1"):
-        he.export_oracle(base, 1, model=model, data_cfg=cfg)
+        he.export_oracle(base, 1, model=model, preprocessing=cfg)
     assert sorted(p.name for p in base.iterdir()) == ["1"]  # no temp dir left, nothing partial
     assert latest_version_dir(base) == path
     with pytest.raises(ValueError, match="version"):
-        he.export_oracle(base, 0, model=model, data_cfg=cfg)
+        he.export_oracle(base, 0, model=model, preprocessing=cfg)
 
 
 def test_signature_defs(exported):
@@ -105,7 +105,8 @@ def test_fresh_process_matches_python_pipeline(exported, tmp_path):
         """
     )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = dict(np.load(tmp_path / "out.npz"))
 
@@ -178,9 +179,41 @@ def test_rejects_truncated_image(serving_fn):
 
 
 def test_bad_config_and_model(tmp_path):
-    class NoSize:
-        image_size = (0, 64)
-
-    with pytest.raises(ValueError, match="image_size"):
-        export_model(he.oracle_model(), NoSize(), tmp_path / "m", 1)
+    with pytest.raises(ValueError, match=r"^preprocessing\.image_size: expected \(height, width\) ints >= 16"):
+        he.export_oracle(tmp_path / "m", 1, preprocessing={"image_size": [0, 64]})
     assert not (tmp_path / "m" / "1").exists()
+
+
+def test_the_input_contract_comes_from_the_model(tmp_path):
+    """export_model(model, base, version) takes the preprocessing the model carries; a model without one
+    (a plain Keras model, a Seg4RegPlus saved before models carried it) needs it passed, and a
+    contradicting one is refused naming the field. Nothing is written when refused."""
+    from seg4reg_tf.models import build_model
+    from seg4reg_tf.training.config import ExperimentConfig
+    from tests.fixtures import tiny_model_config
+
+    base = tmp_path / "m"
+    with pytest.raises(ValueError, match=r"^preprocessing: Functional .* carries no input contract"):
+        export_model(he.oracle_model(), base, 1)
+    with pytest.raises(TypeError, match=r"^base_path: expected a directory path, got DataConfig"):
+        export_model(he.oracle_model(), tiny_data_config(image_size=he.ORACLE_SIZE), 1)  # a data config: no more
+    data = tiny_data_config(clahe=True, clahe_tiles=(4, 4))
+    model = build_model(tiny_model_config(), data)
+    with pytest.raises(ValueError, match=r"^preprocessing: differs from the model's own \(preprocessing\.clahe: "
+                                         r"True != False"):
+        export_model(model, base, 1, preprocessing=tiny_data_config())
+    with pytest.raises(ValueError, match=r"^config\.data: does not describe the model's preprocessing "
+                                         r"\(preprocessing\.clahe_tiles: \(4, 4\) != \(8, 8\)"):
+        export_model(model, base, 1, config=ExperimentConfig(data=tiny_data_config(clahe=True)))
+    assert not base.exists() or not any(base.iterdir())
+
+    path = export_model(model, base, 1)  # CLAHE with 4 x 4 tiles in the graph, as the model was built
+    image = label_encoded_png16(label_map_spine(200, 90)[1])
+    got = tf.saved_model.load(path).signatures["serving_default"](image_bytes=tf.constant([image]))
+
+    def angles(data_cfg):
+        batch = preprocess(decode_image(tf.constant(image)), data_cfg)[0][None]
+        return np.asarray(model({"image": batch}, training=False)["cobb_angles"])
+
+    np.testing.assert_allclose(got["cobb_angles"].numpy(), angles(data), atol=1e-4)
+    assert np.abs(angles(tiny_data_config()) - angles(data)).max() > 1e-3  # CLAHE matters: a real check

@@ -8,7 +8,7 @@ from seg4reg_tf.geometry import (
     cobb_angles,
     cobb_angles_details,
 )
-from tests.fixtures import C_CURVE_X, SPINE_Y, S_CURVE_X, interp_tilts, tilted_spine
+from tests.fixtures import C_CURVE_X, S_CURVE_X, SPINE_Y, interp_tilts, tilted_spine
 
 # Tilts 5 deg at T1, 10 at T4, -20 at L2, -5 at L5 (linear in between): PT = 30 between T4 (3) and L2 (13).
 TILTS = interp_tilts([0, 3, 13, 16], [5, 10, -20, -5])

@@ -5,7 +5,7 @@ import pytest
 from seg4reg_tf.geometry import cobb_angles_details
 from seg4reg_tf.geometry.cobb_ops import cobb_angles_ops, pairwise_angles_ops
 from tests.data.test_aasce import REAL
-from tests.fixtures import C_CURVE_X, SPINE_Y, S_CURVE_X, interp_tilts, tilted_spine
+from tests.fixtures import C_CURVE_X, S_CURVE_X, SPINE_Y, interp_tilts, tilted_spine
 
 
 def _check_agrees(landmarks, heights):

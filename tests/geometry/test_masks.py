@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from seg4reg_tf.geometry import cobb_angles, implausible_vertebrae, label_map_to_landmarks, landmarks_to_label_map
-from tests.fixtures import SPINE_Y, S_CURVE_X, interp_tilts, tilted_spine
+from tests.fixtures import S_CURVE_X, SPINE_Y, interp_tilts, tilted_spine
 
 
 def test_label_map_fills_each_vertebra_with_its_class():

@@ -1,13 +1,13 @@
 import numpy as np
 import pytest
 
+from seg4reg_tf.geometry import Letterbox, cobb_angles, landmarks_to_label_map
 from seg4reg_tf.geometry.seg_angles import (
     fill_missing,
     largest_components,
     segmentation_angles,
     segmentation_angles_details,
 )
-from seg4reg_tf.geometry import Letterbox, cobb_angles, landmarks_to_label_map
 from tests.fixtures import letterbox_by_hand, sine_spine, to_model_frame
 
 SPINES = [(60, 1.0, 0.0), (100, 1.0, 0.5), (150, 1.5, 0.3), (200, 1.0, 1.0)]  # (amplitude px, periods, phase)
@@ -112,7 +112,8 @@ def test_quad_fit_recovers_a_wedge_vertebra_exactly_enough():
     v = 8
     centre = c[v].mean(axis=0)
     half_w, half_h, d = 40.0, 14.0, 40.0 * np.tan(np.radians(6))
-    c[v] = centre + np.array([[-half_w, -half_h + d], [half_w, -half_h - d], [-half_w, half_h - d], [half_w, half_h + d]])
+    c[v] = centre + np.array([[-half_w, -half_h + d], [half_w, -half_h - d],
+                              [-half_w, half_h - d], [half_w, half_h + d]])
     lab = landmarks_to_label_map(c.reshape(68, 2), 1024, 512)
     q = fit_quadrilaterals(lab).reshape(17, 4, 2)
     np.testing.assert_allclose(q[v], c[v], atol=1.5)

@@ -4,7 +4,6 @@ import tensorflow as tf
 
 from seg4reg_tf.models.cam import cam_attention, class_activation_maps, gradcam_attention, normalize_attention
 from seg4reg_tf.models.regression import RegressionNet
-
 from tests.fixtures import TINY_SIZE
 
 H, W = TINY_SIZE

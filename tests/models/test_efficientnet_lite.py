@@ -6,8 +6,14 @@ import shutil
 import numpy as np
 import pytest
 
-from seg4reg_tf.models.efficientnet_lite import (WEIGHTS_SHA256, build_efficientnet_lite0, check_sha256,
-                                                 load_pretrained, load_torch_weights, pretrained_weights_path)
+from seg4reg_tf.models.efficientnet_lite import (
+    WEIGHTS_SHA256,
+    build_efficientnet_lite0,
+    check_sha256,
+    load_pretrained,
+    load_torch_weights,
+    pretrained_weights_path,
+)
 from seg4reg_tf.models.torch_pickle import load_legacy_state_dict
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "efficientnet_lite0_torch_reference.json")

@@ -1,10 +1,10 @@
+import keras
 import numpy as np
 import pytest
-import keras
 
 from seg4reg_tf.models import Seg4RegEnsemble, build_model
-
-from tests.fixtures import TINY_SIZE, box_spine_batch, tiny_model_config
+from seg4reg_tf.models.ensemble import check_members
+from tests.fixtures import TINY_SIZE, box_spine_batch, tiny_data_config, tiny_model_config
 
 H, W = TINY_SIZE
 
@@ -46,6 +46,19 @@ def test_ensemble_refuses_members_that_cannot_be_averaged():
                          _member(2, attention_target="mask", attention_centered=True)])
     with pytest.raises(ValueError, match=r"members\[0\]: expected a Seg4RegPlus"):
         Seg4RegEnsemble([keras.layers.Dense(3), _member(2)])
+    with pytest.raises(ValueError, match=r"members\[1\]: preprocessing.clahe False differs from members\[0\]'s True"):
+        Seg4RegEnsemble([_member(1), _member(2, size=tiny_data_config())])  # CLAHE on vs off: one graph preprocesses
+
+
+def test_members_are_compared_in_one_place():
+    """check_members (what Seg4RegEnsemble and export_run call) names the member as asked; the headline
+    head is compared only when asked (export: config.yaml names one head)."""
+    members = [_member(1, head="image"), _member(2)]
+    check_members(members)
+    with pytest.raises(ValueError, match=r"^run_b: model.head 'mean' differs from run_a's 'image'"):
+        check_members(members, names=["run_a", "run_b"], same_head=True)
+    ensemble = Seg4RegEnsemble([_member(1), _member(2)])
+    assert ensemble.preprocessing == ensemble.members[0].preprocessing is not None
 
 
 def test_ensemble_saves_and_reloads(tmp_path):

@@ -93,7 +93,8 @@ def test_fine_tuning_a_model_without_the_head_keeps_its_weights(tmp_path):
     model = _geometry_model()
     fresh = [np.array(v) for v in model.geometry.weights]
     load_init_weights(model, str(tmp_path / "plain.keras"))
-    for a, b in zip(plain.regressor.weights + plain.segmenter.weights, model.regressor.weights + model.segmenter.weights):
+    for a, b in zip(plain.regressor.weights + plain.segmenter.weights,
+                    model.regressor.weights + model.segmenter.weights):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     for a, b in zip(fresh, model.geometry.weights):
         np.testing.assert_array_equal(a, np.asarray(b))

@@ -7,7 +7,6 @@ import pytest
 from seg4reg_tf.models import build_model
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.efficientnet_lite import build_efficientnet_lite0, load_pretrained
-
 from tests.fixtures import TINY_SIZE, box_spine_batch, box_spine_dataset
 
 H, W = TINY_SIZE

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from seg4reg_tf.models.metrics import SMAPE, AngleMAE, PooledDice
 from seg4reg_tf.geometry import angle_mae, smape, vertebra_dice
+from seg4reg_tf.models.metrics import SMAPE, AngleMAE, PooledDice
 
 
 def test_smape_metric_matches_pure_function_over_batches():

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from seg4reg_tf.models import build_model
-
 from tests.fixtures import TINY_SIZE, box_spine_dataset, tiny_model_config
 
 H, W = TINY_SIZE

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from seg4reg_tf.models.regression import RegressionNet
-
 from tests.fixtures import TINY_SIZE
 
 H, W = TINY_SIZE

@@ -1,10 +1,9 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 from seg4reg_tf.models import JointWarmup, Seg4RegPlus, build_model
-
 from tests.fixtures import TINY_SIZE, box_spine_batch, box_spine_dataset, tiny_model_config
 
 H, W = TINY_SIZE
@@ -171,8 +170,10 @@ def test_flip_tta_averages_the_image_and_its_mirror(variant):
     a = {k: np.asarray(v) for k, v in model({"image": x}, training=False).items()}
     b = {k: np.asarray(v) for k, v in model({"image": x[:, :, ::-1].copy()}, training=False).items()}
     assert not np.allclose(a["cobb_angles"], b["cobb_angles"])  # the mirror really is a second opinion
-    model.cfg = dataclasses.replace(cfg, tta="flip")
-    c = {k: np.asarray(v) for k, v in model({"image": x}, training=False).items()}
+    flipped = model.with_config(model_config=dataclasses.replace(cfg, tta="flip"))  # a new model, same weights
+    assert model.cfg.tta == "none" and flipped.cfg.tta == "flip"
+    assert flipped.get_config() == {**model.get_config(), "model_config": flipped.cfg.to_dict()}
+    c = {k: np.asarray(v) for k, v in flipped({"image": x}, training=False).items()}
     assert set(c) == set(a)
     for key in c:
         other = b[key][:, :, ::-1] if key in ("segmentation", "attention_map") else b[key]
@@ -181,7 +182,7 @@ def test_flip_tta_averages_the_image_and_its_mirror(variant):
         else:
             want = 0.5 * (a[key] + other)
         np.testing.assert_allclose(c[key], want, rtol=1e-5, atol=1e-5, err_msg=key)
-    train_out = model({"image": x}, training=True)  # training ignores tta
+    train_out = flipped({"image": x}, training=True)  # training ignores tta
     assert np.asarray(train_out["cobb_angles"]).shape == (2, 3)
 
 
@@ -195,7 +196,8 @@ def test_gradcam_variant_trains():
 
 
 def test_bad_inputs_are_named():
-    with pytest.raises(ValueError, match=r"^image_size: expected positive \(height, width\) divisible by 8"):
+    with pytest.raises(ValueError, match=r"^image_size: expected \(height, width\) ints >= 16, divisible by 8 "
+                                         r"\(encoder 'light', reg_depth 3, seg_depth 2\), got \(60, 32\)"):
         build_model(tiny_model_config(), (60, 32))
     model = build_model(tiny_model_config(), (H, W))
     with pytest.raises(ValueError, match=r'features\["image"\]: expected float32 \[B, 64, 32, 1\]'):

@@ -3,44 +3,17 @@
 import os
 import tempfile
 
-import numpy as np
-
 from seg4reg_pipeline.cli import load_pipeline_config
 from seg4reg_pipeline.components import bless_decision, numeric_versions, push, tree_fingerprint
 from seg4reg_pipeline.example_gen import input_pattern, is_eval_index
-from seg4reg_pipeline.staging import interleave, write_aasce_root
 
 
 def check_fixed_split():
-    from seg4reg_tf.data import aasce
-
     assert [i for i in range(15) if is_eval_index(i)] == [4, 9, 14]
-    train = [{"filename": f"t{i}.png"} for i in range(8)]
-    evals = [{"filename": f"e{i}.png"} for i in range(2)]
-    order = interleave(train, evals)
-    assert [e["filename"] for e in order][4::5] == ["e0.png", "e1.png"]
-    for bad in ((train[:4], evals), (train + train[:2], evals[:1])):
-        try:
-            interleave(*bad)
-        except ValueError as err:
-            assert "not a fixed split" in str(err)
-        else:
-            raise AssertionError("interleave accepted a split that is not the fixed rule")
-    # a staged root reads back with the package's reader, landmarks exactly (float64 p2)
-    import cv2
-
-    img = cv2.imencode(".png", np.zeros((100, 80), np.uint8))[1].tobytes()
-    rng = np.random.default_rng(0)
-    examples = [{"filename": f"x {i}.png", "image": img, "height": 100, "width": 80,
-                 "landmarks": rng.uniform(0, 79, (68, 2)) + 0.25, "angles": np.array([30.5, 20.25, 10.0])}
-                for i in range(10)]
     with tempfile.TemporaryDirectory() as tmp:
-        write_aasce_root(examples, tmp)
-        records = aasce.load_split(tmp, "training", progress=False)
-        _, val = aasce.train_val_split(records)
-        assert [r.filename for r in val] == ["x 4.png", "x 9.png"]
-        assert np.array_equal(records[3].landmarks, examples[3]["landmarks"])
-        assert np.array_equal(records[3].angles, examples[3]["angles"])
+        from seg4reg_tf.data.synth import write_synthetic_dataset
+
+        write_synthetic_dataset(tmp, 5, 0, 0, height_range=(100, 120), progress=False)
         assert input_pattern(tmp) == "*/training/*"
         try:
             input_pattern(os.path.join(tmp, "data"))

@@ -109,7 +109,7 @@ def _start_server(base: str):
 
 
 def test_pushed_model_serves_in_the_main_environment(first_run):
-    from seg4reg_tf.serving.client import PredictClient
+    from seg4reg_tf.client.client import PredictClient
 
     assert first_run["result"].returncode == 0
     image = sorted(glob.glob(os.path.join(first_run["root"], "data", "training", "*.jpg")))[0]
@@ -237,6 +237,41 @@ def test_kubeflow_v2_compile(pipeline_data, tmp_path):
     assert "seg4reg_pipeline.trainer.run_fn" in text and "example.com/seg4reg-pipeline:1" in text
     assert "gs://bucket/aasce" in text and "gs://bucket/root" in text
     assert pipeline_spec["pipelineInfo"]["name"] == "seg4reg"
+
+
+def test_compiled_spec_runs_the_image_and_gives_the_trainer_gpus(pipeline_data, tmp_path):
+    """Without --image every component runs the image pipelines/Dockerfile builds (`make pipeline-image`);
+    --gpus/--gpu-type/--cpus/--memory become the Trainer's container resources, and only the Trainer's."""
+    from tests.pipelines.test_pipeline_image import package_constant
+
+    image = package_constant("IMAGE")
+    out = str(tmp_path / "spec.json")
+    res = run_pipeline("compile", "--data", "gs://bucket/aasce", "--source-format", "aasce", "--config",
+                       pipeline_data["config"], "--pipeline-root", "gs://bucket/root", "--serving-base",
+                       "gs://bucket/serving/seg4reg", "--out", out, "--gpus", "2", "--gpu-type", "NVIDIA_L4",
+                       "--cpus", "8", "--memory", "30", "--set", "train.strategy=mirrored")
+    assert res.returncode == 0, explain(res)
+    assert "warning" not in res.stderr  # mirrored uses both GPUs
+    spec = json.load(open(out))
+    executors = spec.get("pipelineSpec", spec)["deploymentSpec"]["executors"]
+    containers = {name: e["container"] for name, e in executors.items() if "container" in e}
+    assert {c["image"] for c in containers.values()} == {image}
+    trainer = [c for name, c in containers.items() if name.startswith("Trainer")]
+    assert len(trainer) == 1 and trainer[0]["resources"] == {
+        "accelerator": {"type": "NVIDIA_L4", "count": "2"}, "cpuLimit": 8.0, "memoryLimit": 30.0}
+    assert all("resources" not in c for name, c in containers.items() if not name.startswith("Trainer"))
+    assert package_constant("IMAGE_SCHEMA_FILE") in json.dumps(spec)  # the schema inside the image
+    # one GPU by default type; more GPUs than the config's strategy uses is said; bad counts are usage errors
+    res = run_pipeline("compile", "--data", "gs://b/d", "--source-format", "aasce", "--config", pipeline_data["config"],
+                       "--pipeline-root", "gs://b/r", "--serving-base", "gs://b/s", "--out", out, "--gpus", "4")
+    assert res.returncode == 0 and "train.strategy is 'default'" in res.stderr, explain(res)
+    assert '"type": "NVIDIA_TESLA_T4"' in json.dumps(json.load(open(out)))
+    for bad, msg in ((["--gpus", "-1"], "--gpus"), (["--gpu-type", "NVIDIA_L4"], "--gpu-type"),
+                     (["--memory", "0"], "--memory")):
+        res = run_pipeline("compile", "--data", "gs://b/d", "--source-format", "aasce", "--config",
+                           pipeline_data["config"], "--pipeline-root", "gs://b/r", "--serving-base", "gs://b/s",
+                           "--out", out, *bad)
+        assert res.returncode == 2 and msg in res.stderr, explain(res)
 
 
 def test_side_environment_helpers():

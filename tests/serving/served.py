@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
 
+from seg4reg_tf.serving.model_config import VersionPolicy
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
 from tests.serving.serving_testmodel import half_image, png, save_version
 
@@ -20,12 +21,14 @@ WHITE = png(np.full((40, 20), 255, np.uint8))
 @contextlib.contextmanager
 def two_versions(base: str):
     """A server (gRPC + REST) on BASE with versions 1 (gain 1) and 2 (gain 2), label stable=1 and an
-    incomplete version dir 7; yields the dict the `served` fixture gives its tests."""
+    incomplete version dir 7, every version served (policy `all`); yields the dict the `served` fixture
+    gives its tests."""
     save_version(base, 1, gain=1.0)
     save_version(base, 2, gain=2.0)
     os.makedirs(os.path.join(base, "7"))  # incomplete: no saved_model.pb -> ignored
     config = ServerConfig(model_base_path=base, port=0, rest_port=0, poll_seconds=0.2,
-                          max_batch_size=8, batch_timeout_ms=20, version_labels={"stable": 1})
+                          max_batch_size=8, batch_timeout_ms=20, version_labels={"stable": 1},
+                          version_policy=VersionPolicy.every())
     with ModelServer(config) as server:
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=OPTIONS)
         yield {"server": server, "base": base,

@@ -161,6 +161,32 @@ def test_k8s_manifest_uses_the_same_configs():
     for name in ("model_config_file", "batching_parameters_file", "monitoring_config_file"):
         assert os.path.isfile(os.path.join(SERVING, os.path.basename(flags[name]))), name
     assert {p["port"] for p in kinds["Service"]["spec"]["ports"]} == {8500, 8501}
+    probe = container["readinessProbe"]  # a check that can fail until a version is AVAILABLE (test_readiness.py)
+    assert "httpGet" not in probe and probe["exec"]["command"][:2] == ["bash", "-c"]
+    assert "/v1/models/seg4reg" in probe["exec"]["command"][2] and "AVAILABLE" in probe["exec"]["command"][2]
+
+
+@pytest.mark.parametrize("where", ["docker-compose", "k8s"])
+def test_seg4reg_serve_accepts_the_tf_serving_command_lines(where):
+    """The flags the deployments give tensorflow_model_server configure `seg4reg serve` the same way."""
+    import argparse
+
+    from seg4reg_tf.serving.cli import register
+    from seg4reg_tf.serving.serve_flags import config_from_args
+
+    if where == "docker-compose":
+        argv = yaml.safe_load(_read("docker-compose.yml"))["services"]["tfserving"]["command"]
+    else:
+        deployment = next(d for d in yaml.safe_load_all(_read("k8s/seg4reg-serving.yaml")) if d["kind"] == "Deployment")
+        argv = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    argv = [a.replace("/config/", SERVING + "/") for a in argv]
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cfg = config_from_args(parser.parse_args(["serve", *argv]))
+    assert (cfg.port, cfg.rest_port) == (8500, 8501)
+    assert [m.name for m in cfg.served_models] == ["seg4reg"] and cfg.served_models[0].base_path == "/models/seg4reg"
+    assert cfg.enable_batching and cfg.enable_warmup and cfg.max_batch_size == 8
+    assert cfg.prometheus_path == "/monitoring/prometheus/metrics" and cfg.grpc_max_workers == 32
 
 
 def test_readme_documents_message_size():

@@ -1,7 +1,7 @@
 """End to end: a real (tiny, untrained) Seg4Reg+ model -> `export_model` -> `ModelServer` -> clients.
 
 The clients here use only `tensorflow_serving.apis` stubs (gRPC) and raw HTTP (REST), never
-`seg4reg_tf.serving.client`, and the expected outputs come from the same SavedModel loaded
+`seg4reg_tf.client.client`, and the expected outputs come from the same SavedModel loaded
 in-process with `tf.saved_model.load(...).signatures["serving_default"]`.
 """
 from __future__ import annotations
@@ -49,10 +49,10 @@ def _images() -> list[bytes]:
 def e2e(tmp_path_factory):
     keras_seed = 0
     tf.random.set_seed(keras_seed)
-    model = build_model(tiny_model_config(), SIZE)
     data_cfg = tiny_data_config(clahe=True)
+    model = build_model(tiny_model_config(), data_cfg)
     base = tmp_path_factory.mktemp("e2e") / "base"
-    version_dir = export_model(model, data_cfg, str(base), 1)
+    version_dir = export_model(model, str(base), 1)
     assert version_dir == str(base / "1")
     images = _images()
     local = tf.saved_model.load(version_dir).signatures["serving_default"]

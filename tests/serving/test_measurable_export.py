@@ -84,7 +84,7 @@ def test_cli_predict_json_and_overlay_say_not_measurable(exported, tmp_path):
 
 def test_predict_computes_the_score_for_models_exported_before_it():
     """An older SavedModel (no measurable_* outputs): `predict` decides from the outputs it has."""
-    from seg4reg_tf.serving.predict import InputImage, measurability
+    from seg4reg_tf.client.predict import InputImage, measurability
 
     item = InputImage("x.png", "x", b"", np.zeros((300, 150), np.uint8), None, "png")
     outputs = {"cobb_angles": np.array([[30.0, 20.0, 10.0]], np.float32),

@@ -10,7 +10,7 @@ import tensorflow as tf
 import yaml
 
 from seg4reg_tf.export.layout import CONFIG_RELPATH, WARMUP_RELPATH, latest_version_dir
-from tests.fixtures import GEOMETRY_OUTPUTS, MODEL_OUTPUTS, check_signatures
+from tests.fixtures import GEOMETRY_OUTPUTS, MODEL_OUTPUTS, UPRIGHT_OUTPUTS, check_signatures
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BASE = REPO / "serving" / "models" / "seg4reg"
@@ -32,7 +32,8 @@ def test_reference_model_is_complete_and_small():
     for rel in ("saved_model.pb", WARMUP_RELPATH, CONFIG_RELPATH):
         assert (version / rel).is_file(), rel
     cfg = yaml.safe_load((version / CONFIG_RELPATH).read_text())
-    outputs = MODEL_OUTPUTS + (GEOMETRY_OUTPUTS if cfg["model"].get("geometry_head") else ())
+    outputs = (MODEL_OUTPUTS + (GEOMETRY_OUTPUTS if cfg["model"].get("geometry_head") else ())
+               + (UPRIGHT_OUTPUTS if cfg["model"].get("upright_check") else ()))
     check_signatures(version, cfg["data"]["image_size"], outputs=outputs)
     text = CARD.read_text()
     assert f"serving/models/seg4reg/{version.name}/" in text  # the card describes the shipped version
@@ -86,3 +87,25 @@ def test_real_xrays_saved_at_8_12_and_16_bits_give_the_same_angles():
         angles = out["cobb_angles"].numpy()
         assert np.abs(angles - angles[0]).max() < 0.5, (rec.filename, angles)
         assert np.all(out["measurable_score"].numpy() >= 0.5), rec.filename
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/aasce/boostnet_labeldata (real AASCE X-rays)")
+def test_upside_down_real_xrays_are_flagged_and_upright_ones_measured():
+    """Rotated 180 deg, 5 of 6 held-out films came back measurable with angles moved up to 29.7 deg
+    (issue 21); mirrored left to right is still an upright AP film."""
+    import cv2
+
+    from seg4reg_tf.data import aasce
+
+    records = aasce.train_val_split(aasce.load_split(str(REAL), "training"))[1][:6]
+    sig = tf.saved_model.load(str(latest_version_dir(BASE))).signatures["serving_default"]
+    for rec in records:
+        grey = cv2.imread(rec.image_path, cv2.IMREAD_GRAYSCALE)
+        views = {"upright": grey, "mirrored": grey[:, ::-1], "rotated_180": grey[::-1, ::-1],
+                 "upside_down": grey[::-1]}
+        out = sig(image_bytes=tf.constant([cv2.imencode(".png", v)[1].tobytes() for v in views.values()]))
+        measurable = dict(zip(views, out["measurable_score"].numpy() >= 0.5))
+        reasons = dict(zip(views, (r.decode() for r in out["measurable_reason"].numpy())))
+        assert measurable["upright"] and measurable["mirrored"], (rec.filename, reasons)
+        for view in ("rotated_180", "upside_down"):
+            assert not measurable[view] and "upside down" in reasons[view], (rec.filename, view, reasons[view])

@@ -21,6 +21,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from seg4reg_tf.serving.model_config import VersionPolicy
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
 from tests.serving.served import GOOD, OPTIONS, WHITE, check_good, outputs, request
 from tests.serving.serving_testmodel import png, save_version
@@ -216,7 +217,8 @@ def test_new_version_loaded_and_removed_version_unloaded(tmp_path):
     base = str(tmp_path / "models")
     save_version(base, 1, gain=1.0)
     events = []
-    config = ServerConfig(model_base_path=base, port=0, rest_port=-1, poll_seconds=0.1)
+    config = ServerConfig(model_base_path=base, port=0, rest_port=-1, poll_seconds=0.1,
+                          version_policy=VersionPolicy.every())
     with ModelServer(config) as server:
         server.manager._on_event = events.append
         channel = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=OPTIONS)

@@ -46,3 +46,11 @@ def test_only_the_wiring_imports_the_server_and_the_front_ends(module):
     imports = _serving_imports(PACKAGE / module)
     assert "seg4reg_tf.serving.server" not in imports
     assert not (imports & FRONT_ENDS), f"{module} imports a front end: {sorted(imports & FRONT_ENDS)}"
+
+
+@pytest.mark.parametrize("module", ["core.py", "grpc_api.py", "rest.py", "http_server.py", "status.py",
+                                    "warmup_replay.py"])
+def test_the_core_and_the_front_ends_do_not_reach_the_manager(module):
+    """They are given what they need (limits, `resolve`, a status function, a predict callable), not the
+    manager (issue 22): importing it, even for a type, is refused."""
+    assert "seg4reg_tf.serving.manager" not in _serving_imports(PACKAGE / module)

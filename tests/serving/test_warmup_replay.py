@@ -16,11 +16,12 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from seg4reg_tf.export import warmup_records as warmup_mod
 from seg4reg_tf.export.layout import WARMUP_RELPATH
-from seg4reg_tf.export.warmup import prediction_log, write_warmup_requests
-from seg4reg_tf.serving import warmup as warmup_mod
+from seg4reg_tf.export.warmup_records import prediction_log, write_warmup_requests
 from seg4reg_tf.serving.core import PredictionCore
 from seg4reg_tf.serving.manager import ModelManager
+from seg4reg_tf.serving.model_config import VersionPolicy
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.State.Value("AVAILABLE")
@@ -75,7 +76,7 @@ def grpc_request(value: bytes = b"7", version: int | None = None) -> predict_pb2
 
 
 def first_calls(manager: ModelManager, version: int) -> int:
-    out = PredictionCore(manager).predict(manager.versions()[version], "",
+    out = PredictionCore().predict(manager.versions()[version], "",
                                           {"image_bytes": np.array([b"5"], dtype=object)})
     assert out["value"].tolist() == [5.0]
     return int(out["calls"][0])
@@ -114,6 +115,12 @@ def test_no_warmup_config_and_cli_flag(tmp_path):
     register(parser.add_subparsers())
     assert parser.parse_args(["serve", "--model-base-path", base, "--no-warmup"]).no_warmup is True
     assert parser.parse_args(["serve", "--model-base-path", base]).no_warmup is False
+    from seg4reg_tf.serving.serve_flags import config_from_args
+
+    for flags, enabled in ([], True), (["--no-warmup"], False), (["--enable_model_warmup=false"], False), \
+            (["--enable_model_warmup"], True), (["--enable_model_warmup", "true"], True):
+        args = parser.parse_args(["serve", "--model_base_path", base, *flags])
+        assert config_from_args(args).enable_warmup is enabled, flags
 
 
 @pytest.mark.slow
@@ -121,7 +128,8 @@ def test_corrupt_warmup_file_fails_that_version_and_server_keeps_serving(tmp_pat
     base = str(tmp_path / "models")
     save_counting_version(base, 1)  # no warmup file: loads without replay
     save_counting_version(base, 2, raw_warmup=b"this is not a TFRecord file at all")
-    config = ServerConfig(model_base_path=base, port=0, rest_port=-1, poll_seconds=60)
+    config = ServerConfig(model_base_path=base, port=0, rest_port=-1, poll_seconds=60,
+                          version_policy=VersionPolicy.every())
     with ModelServer(config) as server:
         assert sorted(server.manager.versions()) == [1]
         error = server.manager.failed()[2]
@@ -175,9 +183,9 @@ def _mk(path: str) -> str:
 
 
 def test_more_records_than_the_limit_fail_before_running(tmp_path, monkeypatch):
-    monkeypatch.setattr(warmup_mod, "MAX_WARMUP_RECORDS", 2)
     base = str(tmp_path / "models")
     save_counting_version(base, 1, warmup=[b"1", b"2"])  # 3 records > 2
+    monkeypatch.setattr(warmup_mod, "MAX_WARMUP_RECORDS", 2)  # the reader's limit (the writer shares it)
     manager = ModelManager(ServerConfig(model_base_path=base, enable_batching=False))
     manager.scan()
     assert manager.versions() == {}

@@ -1,12 +1,10 @@
 """benchmarks/error_budget.py: R on the image, the predicted and the true spine mask of a tiny model."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from tests.fixtures import load_benchmark
-
 
 
 def _bench():

@@ -10,8 +10,6 @@ from seg4reg_tf.training.run import RunStateError, check_can_train, require_fini
 from seg4reg_tf.training.train import train
 
 
-
-
 def _cli(argv):
     from seg4reg_tf.cli import main
     return main(argv)
@@ -63,3 +61,28 @@ def test_train_data_error_is_one_clear_line(tmp_path, capsys):
     rc = _cli(["train", "--config", str(tmp_path / "c.yaml"), "--data", str(empty), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err and str(empty) in err
+
+
+def test_a_field_added_later_keeps_an_older_run_finished(tmp_path):
+    """An older package wrote config.yaml without a field added since (at its default): the run stays
+    finished; a changed value still makes it inconsistent."""
+    import yaml
+
+    from seg4reg_tf.training.config import ExperimentConfig, save_config
+    from seg4reg_tf.training.run import config_fingerprint
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_config(ExperimentConfig(), str(run / "config.yaml"))
+    written = yaml.safe_load((run / "config.yaml").read_text())
+    del written["model"]["upright_check"]  # as a package without that field wrote it
+    (run / "config.yaml").write_text(yaml.safe_dump(written))
+    old_hash = __import__("hashlib").sha256(json.dumps(written, sort_keys=True, default=str).encode()).hexdigest()
+    (run / "train_summary.json").write_text(json.dumps({"epochs": 1, "config_sha256": old_hash}))
+    (run / "model.keras").write_text("")
+    assert config_fingerprint(ExperimentConfig()) != old_hash, "the full resolved config has the new field"
+    assert run_state(str(run)).status == "finished"
+
+    written["train"]["epochs"] += 1
+    (run / "config.yaml").write_text(yaml.safe_dump(written))
+    assert run_state(str(run)).status == "inconsistent"

@@ -13,7 +13,7 @@ import yaml
 from seg4reg_tf.cli import main
 from seg4reg_tf.config_machinery import save_config
 from seg4reg_tf.training.config import config_from_dict, load_config
-from seg4reg_tf.tuning.hypermodel import Seg4RegHyperModel, SearchSpace
+from seg4reg_tf.tuning.hypermodel import SearchSpace, Seg4RegHyperModel
 from seg4reg_tf.tuning.search import load_space
 from tests.tuning.conftest import TINY
 

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from seg4reg_tf.client.predict import LocalPredictor, load_input, run_predict
 from seg4reg_tf.export.prediction import Prediction
 from seg4reg_tf.export.savedmodel import export_model
 from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.models.seg4reg_plus import Seg4RegPlus
-from seg4reg_tf.serving.predict import LocalPredictor, load_input, run_predict
 from tests.export import helpers_export as he
 from tests.fixtures import tiny_data_config, tiny_model_config, write_spine_records
 
@@ -24,9 +24,10 @@ def geometry_model(tmp_path_factory):
     import keras
 
     keras.utils.set_random_seed(3)
-    model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="geometry", seg_depth=3), image_size=SIZE)
+    model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="geometry", seg_depth=3),
+                        preprocessing=tiny_data_config(image_size=SIZE))
     base = tmp_path_factory.mktemp("geo") / "seg4reg"
-    export_model(model, tiny_data_config(image_size=SIZE), base, 1)
+    export_model(model, base, 1)
     return base
 
 
@@ -71,7 +72,8 @@ def test_a_regression_head_reports_no_end_vertebrae():
 
 def test_a_geometry_head_that_is_not_reported_gives_no_curves():
     angles = np.array([[30.0, 10.0, 20.0]], "float32")
-    raw = {"cobb_angles": angles, "cobb_angles_geometry": angles + 1, "end_vertebrae": np.array([[[3, 9], [0, 3], [9, 16]]]),
+    raw = {"cobb_angles": angles, "cobb_angles_geometry": angles + 1,
+           "end_vertebrae": np.array([[[3, 9], [0, 3], [9, 16]]]),
            "original_size": np.array([[64, 32]]), "scale": np.array([1.0]), "padding": np.zeros((1, 2))}
     assert Prediction.from_outputs(raw).curves == ()
     raw["cobb_angles_geometry"] = angles
@@ -83,7 +85,8 @@ def test_a_geometry_head_that_is_not_reported_gives_no_curves():
 def test_the_fused_head_reports_the_geometry_heads_end_vertebrae():
     model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="fused"), image_size=(64, 32))
     raw = {k: np.asarray(v) for k, v in model(np.random.default_rng(0).random((1, 64, 32, 1), "float32")).items()}
-    np.testing.assert_allclose(raw["cobb_angles"], 0.5 * (raw["cobb_angles_geometry"] + raw["cobb_angles_segmentation"]),
+    np.testing.assert_allclose(raw["cobb_angles"],
+                               0.5 * (raw["cobb_angles_geometry"] + raw["cobb_angles_segmentation"]),
                                atol=1e-5)
     raw.update(original_size=np.array([[64, 32]]), scale=np.array([1.0]), padding=np.zeros((1, 2)))
     pred = Prediction.from_outputs(raw)

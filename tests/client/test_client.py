@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seg4reg_tf.serving.client import PredictClient, ServingClientError
+from seg4reg_tf.client.client import PredictClient, ServingClientError
+from seg4reg_tf.serving.model_config import VersionPolicy
 from seg4reg_tf.serving.server import ModelServer, ServerConfig
 from tests.serving.served import GOOD, WHITE
 from tests.serving.serving_testmodel import free_port, save_version
@@ -26,7 +27,8 @@ def server(tmp_path_factory):
     base = str(tmp_path_factory.mktemp("models"))
     save_version(base, 1, gain=1.0)
     save_version(base, 2, gain=2.0)
-    with ModelServer(ServerConfig(model_base_path=base, port=0, rest_port=0)) as srv:
+    config = ServerConfig(model_base_path=base, port=0, rest_port=0, version_policy=VersionPolicy.every())
+    with ModelServer(config) as srv:
         yield srv, base
 
 
@@ -98,6 +100,20 @@ def _wait_port(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
     raise AssertionError("server did not open its port")
 
 
+def _wait_available(client: PredictClient, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited early: {proc.communicate()[1][-3000:]}")
+        try:
+            if any(s["state"] == "AVAILABLE" for s in client.status()["model_version_status"]):
+                return
+        except ServingClientError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("no version became AVAILABLE")
+
+
 def test_cli_serve_process_answers_and_stops_on_sigterm(tmp_path):
     base = str(tmp_path / "models")
     save_version(base, 5, gain=1.0)
@@ -108,7 +124,8 @@ def test_cli_serve_process_answers_and_stops_on_sigterm(tmp_path):
          "--rest-port", str(rest_port), "--poll-seconds", "0.5", "--max-batch-size", "4"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_port(rest_port, proc)
+        _wait_port(rest_port, proc)  # the ports open first; the version is LOADING, then AVAILABLE
+        _wait_available(PredictClient(f"127.0.0.1:{port}"), proc)
         out = PredictClient(f"127.0.0.1:{port}").predict({"image_bytes": [GOOD]})
         np.testing.assert_allclose(out["cobb_angles"], [[5, 10, 15]], rtol=1e-6)
         proc.send_signal(signal.SIGTERM)

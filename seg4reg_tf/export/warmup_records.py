@@ -1,14 +1,18 @@
-"""TF Serving warmup records: `assets.extra/tf_serving_warmup_requests` (TFRecord of PredictionLog)."""
+"""TF Serving warm-up records, written and read: `assets.extra/tf_serving_warmup_requests`, a TFRecord
+file of PredictionLog messages (`export_model` writes it; `serving.warmup` and the pipeline's
+load check read it with `read_warmup_records`, at most `MAX_WARMUP_RECORDS`)."""
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Sequence
 
 import cv2
 import numpy as np
 import tensorflow as tf
 
-MAX_WARMUP_RECORDS = 1000  # TF Serving reads at most this many
+from seg4reg_tf import fileio
+
+MAX_WARMUP_RECORDS = 1000  # TF Serving's limit: more records fail the load
 
 
 def synthetic_images(sizes: Sequence[tuple[int, int]] = ((256, 128), (300, 160))) -> list[bytes]:
@@ -51,21 +55,35 @@ def write_warmup_requests(path, images: Sequence[bytes], model_name: str = "seg4
         logs.append(prediction_log(images, model_name))
     if len(logs) > MAX_WARMUP_RECORDS:
         raise ValueError(f"warmup_images: at most {MAX_WARMUP_RECORDS - 1} images, got {len(images)}")
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(p)) as writer:
+    p = os.fspath(path)  # any TensorFlow filesystem
+    fileio.makedirs(os.path.dirname(p))
+    with tf.io.TFRecordWriter(p) as writer:
         for log in logs:
             writer.write(log.SerializeToString())
-    return str(p)
+    return p
 
 
-def read_warmup_requests(path) -> list:
-    """Parse a warmup file back into PredictionLog messages."""
+def read_warmup_records(path, limit: int | None = None) -> list:
+    """PredictionLog messages of a warm-up TFRecord file; ValueError naming the file (and record index)
+    if it is unreadable, a record does not parse, or it holds more than `limit` (default
+    MAX_WARMUP_RECORDS) records."""
     from tensorflow_serving.apis import prediction_log_pb2
 
+    path = str(path)
+    limit = MAX_WARMUP_RECORDS if limit is None else limit
     out = []
-    for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-        log = prediction_log_pb2.PredictionLog()
-        log.ParseFromString(record)
-        out.append(log)
+    try:
+        for i, record in enumerate(tf.data.TFRecordDataset(path).as_numpy_iterator()):
+            if i >= limit:
+                raise ValueError(f"{path}: number of warmup records exceeds the maximum ({limit})")
+            entry = prediction_log_pb2.PredictionLog()
+            try:
+                entry.ParseFromString(record)
+            except Exception as err:  # noqa: BLE001 - protobuf DecodeError
+                raise ValueError(f"{path}: record {i} is not a PredictionLog: {err}") from None
+            out.append(entry)
+    except tf.errors.OpError as err:
+        first = (err.message or "").strip().splitlines()
+        raise ValueError(f"{path}: cannot read warmup TFRecords after {len(out)} record(s): "
+                         f"{first[0] if first else type(err).__name__}") from None
     return out

@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
+from seg4reg_tf.client.predict import LocalPredictor, ServerPredictor, load_input, run_predict
 from seg4reg_tf.geometry import VERTEBRA_NAMES, Letterbox, cobb_angles_details
-from seg4reg_tf.serving.predict import LocalPredictor, ServerPredictor, load_input, run_predict
+from tests.client.test_dicom import SECRET_ID, write_dicom
 from tests.export import helpers_export as he
 from tests.fixtures import label_encoded_jpeg, label_encoded_png16, label_map_spine, tiny_data_config
-from tests.serving.test_dicom import SECRET_ID, write_dicom
 
 SIZE = (512, 256)
 SECRETS = (b"SECRETNAME", SECRET_ID.encode(), b"Doe^Jane")
@@ -22,7 +22,7 @@ SECRETS = (b"SECRETNAME", SECRET_ID.encode(), b"Doe^Jane")
 @pytest.fixture(scope="module")
 def model_base(tmp_path_factory):
     base = tmp_path_factory.mktemp("served") / "seg4reg"
-    he.export_oracle(base, 1, model=he.oracle_model(SIZE), data_cfg=tiny_data_config(image_size=SIZE))
+    he.export_oracle(base, 1, model=he.oracle_model(SIZE), preprocessing=tiny_data_config(image_size=SIZE))
     return base
 
 
@@ -91,7 +91,8 @@ def test_predict_folder_jpeg_png16_dicom(predictor, spine, inputs, tmp_path, cap
             curve = geo["curves"][name]
             assert curve["end_vertebrae"] == f"{curve['upper']}-{curve['lower']}"
             got = (VERTEBRA_NAMES.index(curve["upper"]), VERTEBRA_NAMES.index(curve["lower"]))
-            assert max(abs(g - t) for g, t in zip(got, truth.end_vertebrae[k])) <= 1, (name, got, truth.end_vertebrae[k])
+            assert max(abs(g - t) for g, t in zip(got, truth.end_vertebrae[k])) <= 1, (
+                name, got, truth.end_vertebrae[k])
         assert isinstance(result["heads_disagree"], bool)
         gd = result["geometry_disagreement"]
         assert result["heads_disagree"] == (result["consistency"] > 5.0 or (gd is not None and gd > 20.0))
@@ -104,7 +105,8 @@ def test_predict_folder_jpeg_png16_dicom(predictor, spine, inputs, tmp_path, cap
     m1, m2 = (json.loads((out / f"{s}.json").read_text()) for s in ("mono1", "mono2"))
     m1.pop("file"), m2.pop("file")
     assert m1 == m2
-    np.testing.assert_array_equal(cv2.imread(str(out / "mono1_overlay.png")), cv2.imread(str(out / "mono2_overlay.png")))
+    np.testing.assert_array_equal(cv2.imread(str(out / "mono1_overlay.png")),
+                                  cv2.imread(str(out / "mono2_overlay.png")))
     rows = list(csv.DictReader((out / "summary.csv").open()))
     assert [r["file"] for r in rows] == ["mono1.dcm", "mono2.dcm", "spine.jpg", "spine16.png"]
     assert all(r["status"] == "ok" for r in rows)
@@ -158,7 +160,7 @@ def test_threshold_sets_heads_disagree(predictor, inputs, tmp_path):
 
 
 def test_server_predictor_uses_client(monkeypatch, predictor, inputs, tmp_path):
-    import seg4reg_tf.serving.client as client_mod
+    import seg4reg_tf.client.client as client_mod
 
     calls = []
 

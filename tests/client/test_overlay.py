@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seg4reg_tf.serving.overlay import Curve, label_colours, render_overlay, to_display
+from seg4reg_tf.client.overlay import Curve, label_colours, render_overlay, to_display
 
 
 def _landmarks_flat(h: int, w: int) -> np.ndarray:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from seg4reg_tf.serving.dicom import is_dicom, read_dicom, to_uint16
+from seg4reg_tf.client.dicom import is_dicom, read_dicom, to_uint16
 
 SECRET_NAME = "Doe^Jane^SECRETNAME"
 SECRET_ID = "PIDSECRET12345"

@@ -63,7 +63,8 @@ def render_overlay(
         labels: uint8 [h, w] vertebra labels (0 background, 1..17) in original pixels, or None.
         attention: float [h, w] in [0, 1] in original pixels, or None.
         landmarks: (68, 2) x, y original pixels (NaN rows allowed) for the Cobb lines, or None.
-        curves: the reported Cobb curves (`export.prediction.Curve`); a line is drawn along the upper endplate of `upper` and the lower
+        curves: the reported Cobb curves (`export.prediction.Curve`); a line is drawn along the upper endplate of
+            `upper` and the lower
             endplate of `lower`, with "NAME angle deg (T?-T?)" beside it. A curve with upper == lower
             (the official algorithm's "no curve", angle 0) is not drawn.
         title: text lines for the title band.
@@ -109,7 +110,8 @@ def render_overlay(
             anchor = (int(round(max(top[1, 0], bottom[1, 0]) + 0.35 * abs(top[1, 0] - top[0, 0]))),
                       int(round((top[1, 1] + bottom[1, 1]) / 2)))
             (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick + 2)
-            anchor = (int(np.clip(anchor[0], 0, max(0, w - tw - 2))), int(np.clip(anchor[1], th + 2, max(th + 2, h - 4))))
+            anchor = (int(np.clip(anchor[0], 0, max(0, w - tw - 2))),
+                      int(np.clip(anchor[1], th + 2, max(th + 2, h - 4))))
             cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, font, (0, 0, 0), thick + 2, cv2.LINE_AA)
             cv2.putText(out, text, anchor, cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick, cv2.LINE_AA)
 
@@ -124,8 +126,10 @@ def render_overlay(
     colours = label_colours()
     row = int(round(18 * unit))
     y = row
-    cv2.putText(panel, "attention", (int(4 * unit), y), cv2.FONT_HERSHEY_SIMPLEX, font * 0.8, (255, 255, 255), 1, cv2.LINE_AA)
-    bar = cv2.applyColorMap(np.linspace(0, 255, panel.shape[1] - int(8 * unit)).astype(np.uint8)[None, :], cv2.COLORMAP_JET)
+    cv2.putText(panel, "attention", (int(4 * unit), y), cv2.FONT_HERSHEY_SIMPLEX, font * 0.8, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    bar = cv2.applyColorMap(np.linspace(0, 255, panel.shape[1] - int(8 * unit)).astype(np.uint8)[None, :],
+                            cv2.COLORMAP_JET)
     y += int(4 * unit)
     panel[y : y + int(8 * unit), int(4 * unit) : int(4 * unit) + bar.shape[1]] = bar[0][None]
     y += int(8 * unit) + row

@@ -79,7 +79,8 @@ def read_dicom(source, name: str = "DICOM") -> DicomImage:
         raise ValueError(f"{name}: not a readable DICOM file ({type(err).__name__})") from None
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise ValueError(f"{name}: expected a grayscale DICOM (MONOCHROME1/2), got PhotometricInterpretation {photometric}")
+        raise ValueError(f"{name}: expected a grayscale DICOM (MONOCHROME1/2), "
+                         f"got PhotometricInterpretation {photometric}")
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise ValueError(f"{name}: the DICOM file has no pixel data (no PixelData element: not an image, "
                          "e.g. a structured report or a header-only file)")

@@ -1,10 +1,11 @@
 """Calibrate `measurable.THRESHOLDS`: the criteria on real validation X-rays and on images that are not.
 
-    python -m seg4reg_tf.serving.measurable_calibration --model serving/models/seg4reg/1 \
+    python benchmarks/measurable_calibration.py --model serving/models/seg4reg/4 \
         --data /path/to/boostnet_labeldata [--json OUT.json]
 
-Prints, per group (the fixed validation split of `training`; blank, noise and non-spine images made
-here or taken from matplotlib's sample data), the percentiles of every criterion and the fraction
+Prints, per group (the fixed validation split of `training`, and the same X-rays rotated 180 deg and
+mirrored top to bottom; blank, noise and non-spine images made here or taken from matplotlib's sample data),
+the percentiles of every criterion and the fraction
 judged not measurable. Works with a model exported before the score existed (computes it here).
 Writes nothing unless --json is given (keep that file out of the repository: it describes real data).
 """
@@ -75,6 +76,17 @@ def _matplotlib_samples() -> list[tuple[str, bytes]]:
     return out
 
 
+def turned_images(images: list[tuple[str, bytes]]) -> dict[str, list[tuple[str, bytes]]]:
+    """{"rotated_180": [...], "upside_down": [...]}: the X-rays turned (a film put in the wrong way round),
+    re-encoded as 8-bit PNG."""
+    out = {"rotated_180": [], "upside_down": []}
+    for name, data in images:
+        a = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+        out["rotated_180"].append((name, _png(a[::-1, ::-1].copy())))
+        out["upside_down"].append((name, _png(a[::-1].copy())))
+    return out
+
+
 def measure(predict, images: list[tuple[str, bytes]]) -> list[dict]:
     """Criteria values, score, reason per image: `predict([bytes]) -> outputs` of `serving_default`."""
     import tensorflow as tf
@@ -114,12 +126,13 @@ def main(argv=None) -> int:
     p.add_argument("--data", required=True, help="AASCE-format root (its fixed validation split is used)")
     p.add_argument("--json", default=None, help="write the per-image rows here (outside the repository)")
     args = p.parse_args(argv)
+    from seg4reg_tf.client.predict import LocalPredictor
     from seg4reg_tf.data import aasce
-    from seg4reg_tf.serving.predict import LocalPredictor
 
     predictor = LocalPredictor(args.model)
     val = aasce.train_val_split(aasce.load_split(args.data, "training"))[1]
     groups = {"validation_xrays": [(os.path.basename(r.image_path), open(r.image_path, "rb").read()) for r in val]}
+    groups.update(turned_images(groups["validation_xrays"]))
     groups.update(synthetic_images())
     report = {}
     for group, images in groups.items():

@@ -15,12 +15,12 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
+from seg4reg_tf.client.dicom import is_dicom, read_dicom
+from seg4reg_tf.client.overlay import render_overlay
 from seg4reg_tf.export.layout import image_format
 from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction
 from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, Letterbox
 from seg4reg_tf.geometry.seg_angles import segmentation_angles_details
-from seg4reg_tf.serving.dicom import is_dicom, read_dicom
-from seg4reg_tf.serving.overlay import render_overlay
 
 JSON_SCHEMA_VERSION = 2  # docs/architecture.md, "predict JSON"
 DEFAULT_THRESHOLD = 5.0
@@ -104,7 +104,7 @@ class ServerPredictor:
     """A TF Serving (or the project's local) server through `serving.client.PredictClient`."""
 
     def __init__(self, target: str, *, rest: bool = False, model_name: str = "seg4reg"):
-        from seg4reg_tf.serving.client import PredictClient
+        from seg4reg_tf.client.client import PredictClient
 
         self.client = PredictClient(target, rest=rest, model_name=model_name)
 
