@@ -247,6 +247,21 @@ def save_figure(fig, path, **kwargs) -> None:
     write_atomic(path, buf.getvalue())
 
 
+@contextlib.contextmanager
+def staged(final, *temporaries) -> Iterator[None]:
+    """For a block writing `temporaries` that become `final`: when it fails they are removed (a full disk
+    keeps no half file), and a full disk is re-raised as OSError(ENOSPC) naming `final`."""
+    try:
+        yield
+    except BaseException as err:
+        for tmp in temporaries:
+            with contextlib.suppress(Exception):
+                remove(tmp, missing_ok=True)
+        if isinstance(err, Exception) and is_out_of_space(err):
+            raise OSError(errno.ENOSPC, "No space left on device", os.fspath(final)) from err
+        raise
+
+
 def is_out_of_space(err: BaseException) -> bool:
     """True for a full disk or quota: OSError ENOSPC / EDQUOT, TensorFlow's ResourceExhaustedError of a file
     write (e.g. SaveV2; not an out-of-memory one), or a TensorFlow error saying "No space left on device"."""

@@ -25,3 +25,27 @@ def served(tmp_path_factory):
 
     with two_versions(str(tmp_path_factory.mktemp("models"))) as handles:
         yield handles
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """`small_disk(kib)` -> a folder on a tmpfs of that size (a real full disk: writes fail with ENOSPC).
+
+    Mounting needs root (the test machines and CI run as root); elsewhere the tests that use it cannot
+    make a full disk and say so by failing, not by passing on a simulation."""
+    import subprocess
+
+    mounts = []
+
+    def make(kib: int):
+        path = tmp_path / f"disk{len(mounts)}"
+        path.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kib}k", "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"cannot mount a {kib} KiB tmpfs for the full-disk test: {proc.stderr}"
+        mounts.append(path)
+        return path
+
+    yield make
+    for path in mounts:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -1,12 +1,15 @@
-"""The `seg4reg` dispatcher: every command registered, import errors surface, `--config` by shipped name."""
+"""The `seg4reg` dispatcher: every command registered, import errors surface, `--config` by shipped name;
+`--help` answers without TensorFlow, whose start-up lines stay hidden unless `--verbose`."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 
 import pytest
 
-from seg4reg_tf import cli
+from seg4reg_tf import cli, quiet_tf
 from seg4reg_tf.shipped_configs import config_dir, resolve_config, shipped_names
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,3 +83,89 @@ def test_train_and_tune_take_a_shipped_config_name(tmp_path, monkeypatch, capsys
     assert cli.main(["tune", "--config", "nope", "--data", missing, "--trials", "1",
                      "--out", str(tmp_path / "t")]) == 2
     assert "config file not found: nope" in capsys.readouterr().err
+
+
+# TensorFlow's C++ start-up lines (absl warning, oneDNN and cuda notes, cuInit error, CPU feature note)
+STARTUP_MARKERS = ("absl::InitializeLog", "oneDNN", "cuda", "cuInit", "I0000", "E0000", "cpu_feature_guard")
+
+
+def _env(**extra) -> dict:
+    """This environment without the user's TensorFlow log settings (the default a user meets)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    return {**env, **extra}
+
+
+def _python(*args, env=None, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=REPO,
+                          env=env or _env(), timeout=timeout)
+
+
+_MAIN_THEN_MODULES = ("import sys\nfrom seg4reg_tf import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+                      "except SystemExit:\n    pass\nprint('TF-MODULES', [m for m in ('tensorflow', 'keras') "
+                      "if m in sys.modules])")
+
+
+@pytest.mark.parametrize("argv,code", [(["--help"], 0), (["train", "--help"], 0), (["serve", "--help"], 0),
+                                       (["data", "check", "--help"], 0), (["train"], 2), (["nope"], 2)])
+def test_help_and_usage_errors_do_not_import_tensorflow(argv, code):
+    proc = _python("-m", "seg4reg_tf.cli", *argv)
+    assert proc.returncode == code, proc.stderr
+    assert not any(m.lower() in proc.stderr.lower() for m in ("tensorflow", "absl", "oneDNN", "cuda")), proc.stderr
+    proc = _python("-c", _MAIN_THEN_MODULES, *argv)
+    assert proc.stdout.splitlines()[-1] == "TF-MODULES []", proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_help_answers_in_well_under_a_second():
+    times = []
+    for _ in range(3):  # the fastest of 3 absorbs a busy machine
+        start = time.perf_counter()
+        proc = _python("-m", "seg4reg_tf.cli", "--help")
+        times.append(time.perf_counter() - start)
+        assert proc.returncode == 0 and "COMMAND" in proc.stdout, proc.stderr
+    assert min(times) < 1.0, times
+
+
+def test_quiet_only_without_verbose_and_without_a_user_level_of_0():
+    assert quiet_tf.wanted(False, {}) and quiet_tf.wanted(False, {"TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert quiet_tf.wanted(False, {"TF_CPP_MIN_LOG_LEVEL": "1"})  # the Makefile's 2 and a user's 1 still hide
+    assert not quiet_tf.wanted(True, {}) and not quiet_tf.wanted(False, {"TF_CPP_MIN_LOG_LEVEL": "0"})
+
+
+_FAKE_TF = """import os
+os.write(2, b"I0000 fake start-up line\\n")
+class config:
+    @staticmethod
+    def list_physical_devices():
+        os.write(2, b"E0000 fake failed call to cuInit\\n")
+        return []
+if os.environ.get("FAKE_TF_FAIL"):
+    raise ImportError("the fake tensorflow is broken")
+"""
+
+
+def test_the_quiet_import_hides_fd_2_writes_and_lets_python_errors_through(tmp_path):
+    """A stand-in `tensorflow` writing to fd 2 as TensorFlow's C++ code does: quick, and the same path."""
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(_FAKE_TF)
+    code = ("import os, sys\nfrom seg4reg_tf import quiet_tf\nassert quiet_tf.install()\nimport tensorflow\n"
+            "print('after', os.environ['TF_CPP_MIN_LOG_LEVEL'], tensorflow.__loader__ is tensorflow.__spec__.loader,"
+            " file=sys.stderr)")
+    env = _env(PYTHONPATH=str(tmp_path))
+    proc = _python("-c", code, env=env)
+    assert (proc.returncode, proc.stderr) == (0, "after 2 True\n")
+    proc = _python("-c", code, env={**env, "FAKE_TF_FAIL": "1"})
+    assert proc.returncode == 1 and "ImportError: the fake tensorflow is broken" in proc.stderr, proc.stderr
+    assert "I0000" not in proc.stderr and "cuInit" not in proc.stderr
+    proc = _python("-c", "import tensorflow", env=env)  # without the hook the stand-in does write
+    assert "I0000 fake start-up line" in proc.stderr
+
+
+def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
+    """`train` loads its config (TensorFlow and Keras), then refuses the missing --data: a cheap TF command."""
+    argv = ["train", "--config", "demo", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "run")]
+    quiet = _python("-m", "seg4reg_tf.cli", *argv, timeout=300)
+    assert quiet.returncode == 2 and "not a directory" in quiet.stderr, quiet.stderr  # errors still show
+    assert not [m for m in STARTUP_MARKERS if m in quiet.stderr], quiet.stderr
+    verbose = _python("-m", "seg4reg_tf.cli", "--verbose", *argv, timeout=300)
+    assert verbose.returncode == 2 and "not a directory" in verbose.stderr
+    assert [m for m in STARTUP_MARKERS if m in verbose.stderr], verbose.stderr  # TensorFlow did print them

@@ -6,21 +6,19 @@ import dataclasses
 import io
 import json
 import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
 
+from seg4reg_tf import fileio
 from seg4reg_tf.client.dicom import is_dicom, read_dicom
 from seg4reg_tf.client.overlay import render_overlay
 from seg4reg_tf.export.layout import image_format
 from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction
-from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES, Letterbox
-from seg4reg_tf.geometry.seg_angles import segmentation_angles_details
+from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
 
 JSON_SCHEMA_VERSION = 2  # docs/architecture.md, "predict JSON"
 DEFAULT_THRESHOLD = 5.0
@@ -116,11 +114,10 @@ def _angles_dict(values) -> dict[str, float]:
     return {n: float(v) for n, v in zip(ANGLE_NAMES, np.asarray(values, np.float64).reshape(-1))}
 
 
-def segmentation_geometry(labels_model: np.ndarray, letterbox: Letterbox) -> dict:
-    """The fitted-vertebrae head for the JSON: Cobb geometry of the predicted labels in original pixels
-    (`geometry.seg_angles.segmentation_angles_details`: largest components, implausible fits rejected, a
-    few missing vertebrae filled, curve ends at least two vertebrae apart)."""
-    seg = segmentation_angles_details(labels_model, letterbox)
+def segmentation_geometry(pred: Prediction) -> dict:
+    """The fitted-vertebrae head for the JSON (`Prediction.fitted_vertebrae`: largest components,
+    implausible fits rejected, a few missing vertebrae filled, curve ends at least two vertebrae apart)."""
+    seg = pred.fitted_vertebrae()
     lm = seg.landmarks
     missing = [VERTEBRA_NAMES[v] for v in range(len(VERTEBRA_NAMES)) if not np.all(np.isfinite(lm[4 * v : 4 * v + 4]))]
     info = {"angles": None, "unit": "deg", "branch": None, "curves": None,
@@ -134,16 +131,24 @@ def segmentation_geometry(labels_model: np.ndarray, letterbox: Letterbox) -> dic
     return info
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_all(out: str, files: dict[str, bytes]) -> bool:
+    """Write every `OUT/name` atomically, all or none. On a full disk print where and how much, remove what
+    was written of them and return False (the caller stops: later images would fail alike)."""
+    written = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        for name, data in files.items():
+            fileio.write_atomic(fileio.join(out, name), data)
+            written.append(name)
+    except OSError as err:
+        for name in written:
+            fileio.remove(fileio.join(out, name), missing_ok=True)
+        if not fileio.is_out_of_space(err):
+            raise
+        needed = sum(len(d) for d in files.values()) / 2**20
+        print(f"predict: no space left on device while writing {fileio.join(out, name)} ({needed:.2f} MB "
+              f"needed for {', '.join(files)}); stopped, nothing of it was left in {out}", file=sys.stderr)
+        return False
+    return True
 
 
 def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: float,
@@ -161,7 +166,7 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     labels_orig = attention_orig = geometry = None
     if pred.labels is not None:
         labels_orig = letterbox.mask_to_original(pred.labels)
-        geometry = segmentation_geometry(pred.labels, letterbox)
+        geometry = segmentation_geometry(pred)
     if pred.attention is not None:
         attention_orig = letterbox.grid_to_original(pred.attention)
 
@@ -297,8 +302,8 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
     if not files:
         print("predict: no input files", file=sys.stderr)
         return 1
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = fileio.absolute(out_dir)
+    fileio.makedirs(out)
     rows, failed, used = [], [], set()
     for path in tqdm(files, desc="predict", unit="img", disable=not progress or len(files) < 2):
         try:
@@ -315,15 +320,17 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
             rows.append(_summary_row(path.name, None, msg))
             continue
         stem = _unique_stem(item.stem, used, path.suffix)
-        _write_atomic(out / f"{stem}_overlay.png", png.tobytes())
-        _write_atomic(out / f"{stem}.json", (json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n").encode())
+        json_text = json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n"
+        if not _write_all(out, {f"{stem}_overlay.png": png.tobytes(), f"{stem}.json": json_text.encode()}):
+            return 1
         rows.append(_summary_row(path.name, result, None))
     if summary if summary is not None else (folder or len(files) > 1):
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomic(out / "summary.csv", buf.getvalue().encode())
+        if not _write_all(out, {"summary.csv": buf.getvalue().encode()}):
+            return 1
     if failed:
         print(f"predict: {len(failed)} of {len(files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

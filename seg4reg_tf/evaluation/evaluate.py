@@ -25,7 +25,7 @@ from seg4reg_tf.evaluation.report import head_metrics, per_image_smape, severity
 from seg4reg_tf.export.layout import CONFIG_RELPATH, IMAGE_BYTES_INPUT, SERVING_DEFAULT, latest_version_dir
 from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Prediction
 from seg4reg_tf.geometry import ANGLE_NAMES, Letterbox, landmarks_to_label_map, vertebra_dice
-from seg4reg_tf.geometry.seg_angles import DEFAULT_MAX_MISSING, segmentation_angles_details
+from seg4reg_tf.geometry.seg_angles import DEFAULT_MAX_MISSING
 
 # Report head name of each `Prediction` head ("headline": the config's, output `cobb_angles`); "seg_angles"
 # (the vertebrae fitted to the predicted labels) is computed here.
@@ -147,7 +147,7 @@ def evaluate(
                 out = predict_fn(images)
             else:
                 out = predict_fn(raws)
-                letterboxes = [Letterbox.from_outputs(out, i) for i in range(b)]
+                letterboxes = [None] * b  # the outputs carry it
             out = {k: np.asarray(v) for k, v in out.items()}
             for key in HEAD_OUTPUTS.values():
                 _angles(out, key, b)  # a wrong shape is named here
@@ -176,7 +176,7 @@ def evaluate(
                 has_seg = True
                 lab = pred.labels
                 model_size = tuple(int(s) for s in lab.shape)
-                r = segmentation_angles_details(lab, pred.letterbox, max_missing=max_missing, fit=seg_fit)
+                r = pred.fitted_vertebrae(max_missing=max_missing, fit=seg_fit)
                 seg_pred[k], seg_found[k], seg_reason[k] = r.angles, r.n_found, r.reason
                 seg_interp[k] = " ".join(r.interpolated)
                 if lm_ok:

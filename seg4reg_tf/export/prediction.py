@@ -11,6 +11,7 @@ from typing import Mapping
 import numpy as np
 
 from seg4reg_tf.geometry import ANGLE_NAMES, N_VERTEBRAE, VERTEBRA_NAMES, Letterbox
+from seg4reg_tf.geometry.seg_angles import SegAngles, segmentation_angles_details
 
 # head name -> SavedModel output; "reported" is the config's head (`cobb_angles`)
 HEAD_OUTPUTS = {
@@ -93,6 +94,13 @@ class Prediction:
         if self.vertebra_visible is None:
             return []
         return [VERTEBRA_NAMES[v] for v in range(N_VERTEBRAE) if not self.vertebra_visible[v]]
+
+    def fitted_vertebrae(self, **options) -> SegAngles | None:
+        """The official Cobb geometry of the vertebrae fitted to `labels` in original pixels
+        (`geometry.seg_angles.segmentation_angles_details` with `options`), or None without labels."""
+        if self.labels is None:
+            return None
+        return segmentation_angles_details(self.labels, self.letterbox, **options)
 
     @classmethod
     def from_outputs(cls, outputs: Mapping, index: int = 0, letterbox: Letterbox | None = None) -> "Prediction":

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+from typing import TYPE_CHECKING
 
-from seg4reg_tf.serving.config import ServerConfig
-from seg4reg_tf.serving.config_files import read_batching_parameters, read_monitoring_config
-from seg4reg_tf.serving.model_config import VersionPolicy, read_model_config_file
+if TYPE_CHECKING:  # imported in config_from_args: `seg4reg --help` stays quick (serving.config imports numpy)
+    from seg4reg_tf.serving.config import ServerConfig
 
 log = logging.getLogger("seg4reg_tf.serving")
 
@@ -98,6 +98,10 @@ def _conflict(args, *flags: tuple[str, str]) -> None:
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """The ServerConfig of parsed `serve` flags (reads the config files); ValueError naming the flag or file."""
+    from seg4reg_tf.serving.config import ServerConfig
+    from seg4reg_tf.serving.config_files import read_batching_parameters, read_monitoring_config
+    from seg4reg_tf.serving.model_config import VersionPolicy, read_model_config_file
+
     _conflict(args, ("--model_config_file", "model_config_file"), ("--model_base_path", "model_base_path"))
     _conflict(args, ("--model_config_file", "model_config_file"), ("--model_name", "model_name"))
     _conflict(args, ("--model_config_file", "model_config_file"), ("--num-versions", "num_versions"))

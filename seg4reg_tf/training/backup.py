@@ -98,12 +98,13 @@ def write_state(model: keras.Model, backup_dir: str, epochs_done: int) -> None:
     """Save `model`'s weights (with the optimizer's) as the newest state; the old newest becomes previous."""
     fileio.makedirs(backup_dir)
     tmp_w, tmp_m = fileio.join(backup_dir, _TMP_WEIGHTS), fileio.join(backup_dir, _TMP_METADATA)
-    model.save_weights(tmp_w, overwrite=True)  # keras.saving writes URLs through gfile
-    meta = {"epoch": int(epochs_done), "batch": 0, "weights_bytes": fileio.getsize(tmp_w),
-            "weights_crc32": _crc32(tmp_w)}
-    with fileio.open(tmp_m, "w") as f:
-        f.write(json.dumps(meta))
     w, m = fileio.join(backup_dir, WEIGHTS), fileio.join(backup_dir, METADATA)
+    with fileio.staged(w, tmp_w, tmp_m):
+        model.save_weights(tmp_w, overwrite=True)  # keras.saving writes URLs through gfile
+        meta = {"epoch": int(epochs_done), "batch": 0, "weights_bytes": fileio.getsize(tmp_w),
+                "weights_crc32": _crc32(tmp_w)}
+        with fileio.open(tmp_m, "w") as f:
+            f.write(json.dumps(meta))
     if fileio.isfile(w) and fileio.isfile(m):
         fileio.replace(w, fileio.join(backup_dir, PREV_WEIGHTS))
         fileio.replace(m, fileio.join(backup_dir, PREV_METADATA))

@@ -83,7 +83,8 @@ class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
             tmp += ".keras"
         self.filepath, self.verbose = tmp, 0
         try:
-            super()._save_model(epoch, batch, logs)
+            with fileio.staged(final, tmp):
+                super()._save_model(epoch, batch, logs)
         finally:
             self.filepath, self.verbose = final, verbose
         if fileio.exists(tmp):

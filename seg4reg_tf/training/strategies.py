@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
-import tensorflow as tf
+if TYPE_CHECKING:  # TensorFlow is imported inside the functions: `seg4reg train --help` reads STRATEGY_NAMES
+    import tensorflow as tf
 
 STRATEGY_NAMES = ("default", "mirrored", "multiworker")
 
@@ -19,6 +21,8 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
       (keras-team/keras#20585) so `train` uses the custom loop of `multiworker.py`.
       Create it before any other TensorFlow work in the process.
     """
+    import tensorflow as tf
+
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

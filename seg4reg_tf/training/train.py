@@ -14,12 +14,16 @@ TensorFlow filesystem (gs://...; `seg4reg_tf.fileio`).
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import math
+import re
 import time
 
 import keras
+import numpy as np
 
 from seg4reg_tf import fileio
 from seg4reg_tf.training.backup import find_states
@@ -181,78 +185,113 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
     if chief:
         check_can_train(cfg, run_dir)  # RunStateError: another config's run lives here
     train_split, val_split = training_splits(data, val_data)  # data errors before anything in run_dir changes
-    fileio.makedirs(run_dir)
-    if tc.init_weights:
-        init_weights_file(tc.init_weights)  # likewise a missing init_weights file
-    resuming = False
-    if chief:
-        resuming = _prepare_run_dir(run_dir, backup_dir, history_path)
-        save_config(cfg, fileio.join(run_dir, "config.yaml"))
-
-    keras.utils.set_random_seed(tc.seed)
-    replicas = strategy.num_replicas_in_sync
-    global_batch = cfg.data.batch_size * replicas
-    print(f"train: global batch {global_batch} = data.batch_size {cfg.data.batch_size} (per replica) x {replicas} "
-          f"replica(s) ({name} strategy); dtype policy {tc.mixed_precision}, XLA {'on' if tc.jit_compile else 'off'}",
-          flush=True)
-    full_steps = math.ceil(train_split.count / global_batch)
-    steps_per_epoch = tc.steps_per_epoch or full_steps
-
-    multiworker = name == "multiworker"
-    train_ds, val_ds = build_datasets(cfg, train_split, val_split, global_batch, multiworker=multiworker)
-
-    with strategy.scope():
-        model = compile_model(cfg, steps_per_epoch)
+    model = None  # for the size a full disk reports
+    with _full_disk_named(run_dir, lambda: model):
+        fileio.makedirs(run_dir)
         if tc.init_weights:
-            load_init_weights(model, tc.init_weights)
+            init_weights_file(tc.init_weights)  # likewise a missing init_weights file
+        resuming = False
+        if chief:
+            resuming = _prepare_run_dir(run_dir, backup_dir, history_path)
+            save_config(cfg, fileio.join(run_dir, "config.yaml"))
 
-    t0 = time.perf_counter()
-    if multiworker:
-        from seg4reg_tf.training.multiworker import fit_custom_loop
+        keras.utils.set_random_seed(tc.seed)
+        replicas = strategy.num_replicas_in_sync
+        global_batch = cfg.data.batch_size * replicas
+        print(f"train: global batch {global_batch} = data.batch_size {cfg.data.batch_size} (per replica) x "
+              f"{replicas} replica(s) ({name} strategy); dtype policy {tc.mixed_precision}, "
+              f"XLA {'on' if tc.jit_compile else 'off'}", flush=True)
+        full_steps = math.ceil(train_split.count / global_batch)
+        steps_per_epoch = tc.steps_per_epoch or full_steps
 
-        val_steps = tc.val_steps or math.ceil(val_split.count / global_batch)
-        result = fit_custom_loop(strategy, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
-                                 steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
-                                 monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs)
-        initial_epoch, epochs_run, images = result["initial_epoch"], result["epochs_run"], result["images"]
-    else:
-        resumed_best = best_of_history(read_history(history_path), monitor)[0] if resuming else math.inf
-        callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs,
-                                   global_batch=global_batch, resumed_best=resumed_best)
-        history = model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
-                            validation_data=val_ds, callbacks=callbacks + list(extra_callbacks or ()),
-                            verbose=verbose, shuffle=False)
-        initial_epoch = history.epoch[0] if history.epoch else tc.epochs
-        epochs_run = len(history.epoch)
-        images = callbacks[0].total_images
-        train_seconds = callbacks[0].total_seconds
-    wall = time.perf_counter() - t0
-    if multiworker:
-        train_seconds = result["train_seconds"]
+        multiworker = name == "multiworker"
+        train_ds, val_ds = build_datasets(cfg, train_split, val_split, global_batch, multiworker=multiworker)
 
-    summary = {"name": cfg.name, "strategy": name, "replicas": int(replicas), "global_batch": int(global_batch),
-               "n_train": train_split.count, "n_val": val_split.count, "train_data": train_split.origin,
-               "val_data": val_split.origin, "steps_per_epoch": int(steps_per_epoch),
-               "epochs": tc.epochs, "initial_epoch": int(initial_epoch), "epochs_run": int(epochs_run),
-               "wall_time_s": round(wall, 3), "images_per_s": round(images / max(train_seconds, 1e-9), 3)}
-    if chief:
-        rows = read_history(history_path)
-        best, best_epoch = best_of_history(rows, monitor)
-        model_path = fileio.join(run_dir, "model.keras")
-        if not fileio.exists(model_path) and fileio.exists(fileio.join(run_dir, "last.keras")):
-            log.warning("%s was never logged; model.keras is the last model", monitor)
-            fileio.copy(fileio.join(run_dir, "last.keras"), fileio.incoming_path(model_path))
-            fileio.replace(fileio.incoming_path(model_path), model_path)
-        if cfg.model.upright_check:
-            summary["upright_check"] = fit_saved_upright_check(model_path, cfg.data, train_split, val_split)
-        # epochs count from 1 here, as the progress bar does (history.csv's `epoch` column is 0-based)
-        summary.update({f"best_{monitor}": best if math.isfinite(best) else None,
-                        "best_epoch": None if best_epoch is None else int(best_epoch) + 1,
-                        "epochs_in_history": len(rows), "final": rows[-1] if rows else {},
-                        "config_sha256": config_fingerprint(load_config(fileio.join(run_dir, "config.yaml")))})
-        # last, atomically: from here on the run counts as finished
-        fileio.write_atomic(fileio.join(run_dir, SUMMARY), json.dumps(summary, indent=2, default=float))
+        with strategy.scope():
+            model = compile_model(cfg, steps_per_epoch)
+            if tc.init_weights:
+                load_init_weights(model, tc.init_weights)
+
+        t0 = time.perf_counter()
+        if multiworker:
+            from seg4reg_tf.training.multiworker import fit_custom_loop
+
+            val_steps = tc.val_steps or math.ceil(val_split.count / global_batch)
+            result = fit_custom_loop(strategy, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
+                                     steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
+                                     monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs)
+            initial_epoch, epochs_run, images = result["initial_epoch"], result["epochs_run"], result["images"]
+        else:
+            resumed_best = best_of_history(read_history(history_path), monitor)[0] if resuming else math.inf
+            callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs,
+                                       global_batch=global_batch, resumed_best=resumed_best)
+            history = model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
+                                validation_data=val_ds, callbacks=callbacks + list(extra_callbacks or ()),
+                                verbose=verbose, shuffle=False)
+            initial_epoch = history.epoch[0] if history.epoch else tc.epochs
+            epochs_run = len(history.epoch)
+            images = callbacks[0].total_images
+            train_seconds = callbacks[0].total_seconds
+        wall = time.perf_counter() - t0
+        if multiworker:
+            train_seconds = result["train_seconds"]
+
+        summary = {"name": cfg.name, "strategy": name, "replicas": int(replicas), "global_batch": int(global_batch),
+                   "n_train": train_split.count, "n_val": val_split.count, "train_data": train_split.origin,
+                   "val_data": val_split.origin, "steps_per_epoch": int(steps_per_epoch),
+                   "epochs": tc.epochs, "initial_epoch": int(initial_epoch), "epochs_run": int(epochs_run),
+                   "wall_time_s": round(wall, 3), "images_per_s": round(images / max(train_seconds, 1e-9), 3)}
+        if chief:
+            rows = read_history(history_path)
+            best, best_epoch = best_of_history(rows, monitor)
+            model_path = fileio.join(run_dir, "model.keras")
+            if not fileio.exists(model_path) and fileio.exists(fileio.join(run_dir, "last.keras")):
+                log.warning("%s was never logged; model.keras is the last model", monitor)
+                fileio.copy(fileio.join(run_dir, "last.keras"), fileio.incoming_path(model_path))
+                fileio.replace(fileio.incoming_path(model_path), model_path)
+            if cfg.model.upright_check:
+                summary["upright_check"] = fit_saved_upright_check(model_path, cfg.data, train_split, val_split)
+            # epochs count from 1 here, as the progress bar does (history.csv's `epoch` column is 0-based)
+            summary.update({f"best_{monitor}": best if math.isfinite(best) else None,
+                            "best_epoch": None if best_epoch is None else int(best_epoch) + 1,
+                            "epochs_in_history": len(rows), "final": rows[-1] if rows else {},
+                            "config_sha256": config_fingerprint(load_config(fileio.join(run_dir, "config.yaml")))})
+            # last, atomically: from here on the run counts as finished
+            fileio.write_atomic(fileio.join(run_dir, SUMMARY), json.dumps(summary, indent=2, default=float))
     return summary
+
+
+class TrainSpaceError(OSError):
+    """The device (or quota) holding the run directory filled up; the run resumes from its last complete
+    backup once there is room. The message names the file (or the run directory) and the size needed."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+@contextlib.contextmanager
+def _full_disk_named(run_dir: str, model):
+    """Re-raise a full disk inside the block as TrainSpaceError (no TensorFlow trace); `model()`: the model
+    so far, or None, whose variables (weights and optimizer state) a checkpoint holds."""
+    try:
+        yield
+    except Exception as err:
+        if not fileio.is_out_of_space(err):
+            raise
+        where = getattr(err, "filename", None) or next(iter(re.findall(re.escape(run_dir) + r"[^\s;:'\"]*",
+                                                                        str(err))), run_dir)
+        m = model()
+        size = ""
+        if m is not None:
+            variables = list(m.weights) + (list(m.optimizer.variables) if m.optimizer is not None else [])
+            mb = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables) / 2**20
+            size = f" (at least {mb:.2f} MB needed: the model's weights and optimizer state)"
+        raise TrainSpaceError(f"no space left on device while writing {where}{size}; the disk or quota holding "
+                              f"{run_dir} is full. Free space and run the same command again: training resumes "
+                              "after the last complete epoch") from None
 
 
 def _prepare_run_dir(run_dir: str, backup_dir: str, history_path: str) -> bool:

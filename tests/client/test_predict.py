@@ -189,3 +189,18 @@ def test_cli_predict(model_base, inputs, tmp_path):
     assert (tmp_path / "cli" / "summary.csv").exists()
     with pytest.raises(SystemExit):
         main(["predict", str(inputs / "spine.jpg"), "--out", str(tmp_path / "x")])  # needs --model or --server
+
+
+def test_full_disk_stops_predict_naming_the_file_and_leaves_no_half_result(predictor, inputs, small_disk, capsys):
+    """Issue 29: the overlays of the first images fit, then the disk is full: exit 1 with a short message
+    naming the file and the size, no traceback, and no image with an overlay but no JSON (or the reverse)."""
+    disk = small_disk(300)  # an overlay + JSON is ~85 KiB here: three images fit, the fourth does not
+    out = disk / "out"
+    assert run_predict([inputs], out, predictor, threshold=5.0, progress=False) == 1
+    err = capsys.readouterr().err
+    assert "predict: no space left on device while writing" in err and str(out) in err and "MB needed" in err
+    assert "Traceback" not in err
+    written = sorted(p.name for p in out.iterdir())
+    stems = {n.split("_overlay.png")[0].split(".json")[0] for n in written}
+    assert written == sorted([f"{s}.json" for s in stems] + [f"{s}_overlay.png" for s in stems])  # pairs only
+    assert 0 < len(stems) < 4 and not any(n.startswith(".incoming") for n in written)

@@ -23,7 +23,9 @@ def package_constant(name: str) -> str:
 def test_make_builds_the_dockerfile_under_the_image_name_compile_defaults_to():
     image = package_constant("IMAGE")
     assert re.fullmatch(r"[a-z0-9][a-z0-9._/-]*:[A-Za-z0-9._-]+", image), image  # a pinned tag
-    res = subprocess.run(["make", "-n", "pipeline-image"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under `make test`
+    res = subprocess.run(["make", "--no-print-directory", "-n", "pipeline-image"], capture_output=True, text=True,
+                         cwd=REPO, timeout=60, env=env)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == f"docker build -f pipelines/Dockerfile -t {image} ."
     cli = open(os.path.join(PIPELINES, "seg4reg_pipeline", "cli.py")).read()

@@ -1,6 +1,7 @@
 """End-to-end `train` on a tiny synthetic set: run files, BackupAndRestore resume, load_run, the CLI."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -160,3 +161,30 @@ def test_cli_errors_exit_2_naming_the_key(tmp_path, capsys):
     assert "--data ROOT is required" in capsys.readouterr().err
     assert _cli(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_full_disk_during_a_checkpoint_names_the_file_and_the_size(tmp_path, tiny_data, tiny_cfg, small_disk,
+                                                                     capsys):
+    """Issue 29: a run directory on a disk that fills up during the first checkpoint gives a short error
+    naming what was being written and how much a checkpoint needs, no TensorFlow trace (library and CLI)."""
+    from seg4reg_tf.cli import main
+    from seg4reg_tf.training.train import TrainSpaceError
+
+    cfg = tiny_cfg(["train.epochs=1"])
+    run = small_disk(192) / "run"  # config and logs fit; the first checkpoint (model.keras, > 190 KiB) does not
+    with pytest.raises(TrainSpaceError) as info:
+        train(cfg, tiny_data, str(run), verbose=0)
+    msg = str(info.value)
+    assert msg.startswith(f"no space left on device while writing {run / 'model.keras'} (at least "), msg
+    assert "MB needed" in msg
+    assert "function_node" not in msg and "Traceback" not in msg
+    assert info.value.errno == errno.ENOSPC
+    assert not [p for p in run.iterdir() if p.name.startswith(".incoming")]  # no half checkpoint left
+
+    config = tmp_path / "cfg.yaml"
+    from seg4reg_tf.training.config import save_config
+    save_config(cfg, str(config))
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), "--data", tiny_data, "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"seg4reg train: no space left on device while writing {run}" in err and "Traceback" not in err

@@ -1,6 +1,7 @@
 """Issue 22 (4): `train()` reads any source: an AASCE root (its fixed split) or TFRecord patterns for the
 training and the validation examples (GZIP as TFX's ExampleGen writes them); `seg4reg train
---train-data PATTERN --val-data PATTERN`. Bad sources are refused before the run directory changes."""
+--train-files PATTERN --eval-files PATTERN` (aliases `--train-data`, `--val-data`, used below too). Bad sources
+are refused before the run directory changes."""
 from __future__ import annotations
 
 import csv
@@ -95,8 +96,8 @@ def test_cli_trains_on_tfrecords_as_on_the_root(tiny_data, tfrecord_splits, tmp_
 
     config = _config(tmp_path)
     tfr, root = str(tmp_path / "tfr"), str(tmp_path / "root")
-    assert main(["train", "--config", config, "--train-data", tfrecord_splits["train"].replace("*", "*-of-*.gz"),
-                 "--val-data", tfrecord_splits["eval"], "--out", tfr]) == 0
+    assert main(["train", "--config", config, "--train-files", tfrecord_splits["train"].replace("*", "*-of-*.gz"),
+                 "--eval-files", tfrecord_splits["eval"], "--out", tfr]) == 0
     summary = json.loads(open(os.path.join(tfr, "train_summary.json")).read())
     assert (summary["n_train"], summary["n_val"]) == tfrecord_splits["n"] == (8, 2)
     assert summary["val_data"].startswith(tfrecord_splits["eval"])
@@ -118,7 +119,7 @@ def test_cli_refuses_incomplete_or_mixed_sources(tiny_data, tfrecord_splits, tmp
 
     config, run = _config(tmp_path), str(tmp_path / "run")
     assert main(["train", "--config", config, "--train-data", tfrecord_splits["train"], "--out", run]) == 2
-    assert "--train-data needs --val-data" in capsys.readouterr().err
+    assert "--train-files needs --eval-files" in capsys.readouterr().err
     assert main(["train", "--config", config, "--data", tiny_data, "--train-data", tfrecord_splits["train"],
                  "--val-data", tfrecord_splits["eval"], "--out", run]) == 2
     assert "not both" in capsys.readouterr().err
