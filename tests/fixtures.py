@@ -200,7 +200,8 @@ MODEL_OUTPUTS = ("cobb_angles", "cobb_angles_image", "cobb_angles_segmentation",
 GEOMETRY_OUTPUTS = ("cobb_angles_geometry", "end_vertebrae", "vertebra_landmarks", "vertebra_tilts",
                     "vertebra_visible")  # with model.geometry_head
 UPRIGHT_OUTPUTS = ("upright_margin",)  # with model.upright_check
-VARIANT_OUTPUTS = MODEL_OUTPUTS + GEOMETRY_OUTPUTS + UPRIGHT_OUTPUTS
+INTERVAL_OUTPUTS = ("cobb_angles_lower", "cobb_angles_upper")  # exported with intervals
+VARIANT_OUTPUTS = MODEL_OUTPUTS + GEOMETRY_OUTPUTS + UPRIGHT_OUTPUTS + INTERVAL_OUTPUTS
 MEASURABLE_OUTPUTS = ("measurable_score", "measurable_reason")
 MAPPING_OUTPUTS = ("original_size", "scale", "padding")
 
@@ -224,6 +225,8 @@ def _contract(image_size, attention_size):
         "vertebra_tilts": ("DT_FLOAT", [-1, 17]),
         "vertebra_visible": ("DT_FLOAT", [-1, 17]),
         "upright_margin": ("DT_FLOAT", [-1]),
+        "cobb_angles_lower": ("DT_FLOAT", [-1, 3]),
+        "cobb_angles_upper": ("DT_FLOAT", [-1, 3]),
         "measurable_score": ("DT_FLOAT", [-1]),
         "measurable_reason": ("DT_STRING", [-1]),
     }

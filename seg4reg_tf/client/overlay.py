@@ -106,7 +106,7 @@ def render_overlay(
             for p, q in (top, bottom):
                 a, b = _line_through(p, q, 0.3)
                 cv2.line(out, a, b, colour, thick, cv2.LINE_AA)
-            text = f"{curve.name} {curve.angle:.1f} deg ({curve.end_vertebrae})"
+            text = f"{curve.name} {curve.label} {curve.end_vertebrae}"
             anchor = (int(round(max(top[1, 0], bottom[1, 0]) + 0.35 * abs(top[1, 0] - top[0, 0]))),
                       int(round((top[1, 1] + bottom[1, 1]) / 2)))
             (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick + 2)

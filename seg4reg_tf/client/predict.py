@@ -20,13 +20,14 @@ from seg4reg_tf.export.layout import image_format
 from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction
 from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
 
-JSON_SCHEMA_VERSION = 2  # docs/architecture.md, "predict JSON"
+JSON_SCHEMA_VERSION = 3  # docs/architecture.md, "predict JSON"
 DEFAULT_THRESHOLD = 5.0
 # The geometric head (Cobb angles of the fitted vertebrae) is much noisier than the regression heads:
 # with the shipped model its mean |difference| from the reported angles exceeds 20 deg on 7 of the 95
 # validation X-rays with a fit (above its 90th percentile; median 10.2 deg). BENCHMARKS.md "Accuracy II".
 DEFAULT_GEOMETRY_THRESHOLD = 20.0
-SUMMARY_FIELDS = ["file", "status", "measurable", "reason", "PT", "MT", "TL", "consistency",
+SUMMARY_FIELDS = ["file", "status", "measurable", "reason", "PT", "MT", "TL", "PT_lower", "PT_upper", "MT_lower",
+                  "MT_upper", "TL_lower", "TL_upper", "consistency",
                   "geometry_disagreement", "heads_disagree", "seg_PT", "seg_MT", "seg_TL", "error"]
 
 
@@ -183,6 +184,9 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
         "input_type": item.kind,
         "unit": "deg",
         "angles": _angles_dict(pred.angles),
+        "intervals": None if pred.intervals is None else {
+            n: [float(lo), float(hi)] if np.isfinite(lo) and np.isfinite(hi) else None
+            for n, (lo, hi) in zip(ANGLE_NAMES, pred.intervals)},
         "reported_head": pred.reported_head,
         "curves": {c.name: c.to_json() for c in pred.curves} or None,
         "vertebrae": None if pred.vertebrae is None else {
@@ -202,7 +206,8 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     }
 
     title = [] if result["measurable"] else [f"NOT MEASURABLE: {reason}"]
-    title.append("Cobb " + "  ".join(f"{k} {v:.1f}" for k, v in result["angles"].items()) + " deg")
+    title.append("Cobb " + "  ".join(f"{k} {_with_interval(v, (result['intervals'] or {}).get(k))}"
+                                     for k, v in result["angles"].items()) + " deg")
     if pred.curves:
         title.append("end vertebrae: " + "  ".join(f"{c.name} {c.end_vertebrae}" for c in pred.curves)
                      + (f"  (not found: {' '.join(pred.missing_vertebrae)})" if pred.missing_vertebrae else ""))
@@ -215,6 +220,20 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     overlay = render_overlay(item.display, labels_orig, attention_orig, pred.vertebrae, pred.curves, title,
                              outline=pred.vertebrae is not None)
     return result, overlay
+
+
+def _with_interval(angle: float, interval) -> str:
+    """"47.3 (43.1-52.0)", or "47.3" without an interval."""
+    return f"{angle:.1f}" + (f" ({interval[0]:.1f}-{interval[1]:.1f})" if interval else "")
+
+
+def summary_line(name: str, result: dict) -> str:
+    """One line of the table `predict` prints: angles with their intervals, end vertebrae, the verdict."""
+    intervals = result.get("intervals") or {}
+    angles = "  ".join(f"{k} {_with_interval(v, intervals.get(k))}" for k, v in result["angles"].items())
+    ends = " ".join(f"{k} {c['end_vertebrae']}" for k, c in (result.get("curves") or {}).items()) or "-"
+    verdict = "measurable" if result["measurable"] else f"NOT measurable: {result['reason']}"
+    return f"{name}  {angles} deg  ends {ends}  {verdict}"
 
 
 def measurability(item: InputImage, outputs: dict[str, np.ndarray]) -> tuple[float, str]:
@@ -274,6 +293,9 @@ def _summary_row(name: str, result: dict | None, error: str | None) -> dict:
     if result is not None:
         for k, v in (result["angles"] or {}).items():
             row[k] = f"{v:.4f}"
+        for k, span in (result["intervals"] or {}).items():
+            if span is not None:
+                row[f"{k}_lower"], row[f"{k}_upper"] = f"{span[0]:.4f}", f"{span[1]:.4f}"
         geo = result["segmentation_geometry"] or {}
         for k, v in (geo.get("angles") or {}).items():
             row[f"seg_{k}"] = f"{v:.4f}"
@@ -304,7 +326,7 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
         return 1
     out = fileio.absolute(out_dir)
     fileio.makedirs(out)
-    rows, failed, used = [], [], set()
+    rows, failed, used, lines = [], [], set(), []
     for path in tqdm(files, desc="predict", unit="img", disable=not progress or len(files) < 2):
         try:
             item = load_input(path)
@@ -324,6 +346,9 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
         if not _write_all(out, {f"{stem}_overlay.png": png.tobytes(), f"{stem}.json": json_text.encode()}):
             return 1
         rows.append(_summary_row(path.name, result, None))
+        lines.append(summary_line(path.name, result))
+    for line in lines:  # after the progress bar: the answers, not only files
+        print(line)
     if summary if summary is not None else (folder or len(files) > 1):
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=SUMMARY_FIELDS)

@@ -112,5 +112,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if seg is not None:
         print(f"seg-derived angles: SMAPE {fmt(seg['smape'], '%')} on {seg['n']} images "
               f"(failed {100 * report['seg_angles_failed_fraction']:.1f}%)")
+    for name, m in (report.get("intervals") or {}).items():
+        if m["n"]:
+            print(f"{name} interval: coverage {100 * m['coverage']:.1f}% (n={m['n']}, {m['n_without']} without: "
+                  f"not measurable), mean width {m['mean_width']:.1f} deg")
     print(f"report: {os.path.join(args.out, 'report.json')}")
     return 0

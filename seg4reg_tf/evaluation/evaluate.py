@@ -21,7 +21,14 @@ from tqdm.auto import tqdm
 from seg4reg_tf import fileio
 from seg4reg_tf.evaluation import plots as plots_lib
 from seg4reg_tf.evaluation.attention import attention_in_spine
-from seg4reg_tf.evaluation.report import head_metrics, per_image_smape, severity_metrics, write_cases_csv, write_report
+from seg4reg_tf.evaluation.report import (
+    head_metrics,
+    interval_metrics,
+    per_image_smape,
+    severity_metrics,
+    write_cases_csv,
+    write_report,
+)
 from seg4reg_tf.export.layout import CONFIG_RELPATH, IMAGE_BYTES_INPUT, SERVING_DEFAULT, latest_version_dir
 from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Prediction
 from seg4reg_tf.geometry import ANGLE_NAMES, Letterbox, landmarks_to_label_map, vertebra_dice
@@ -134,6 +141,7 @@ def evaluate(
     ends = [""] * n
     has_seg = False
     model_size = None
+    bounds = None  # [n, 3, (lower, upper)] of a model with intervals
 
     with tqdm(total=n, desc="evaluate", unit="img") as bar:
         for start in range(0, n, batch_size):
@@ -158,6 +166,10 @@ def evaluate(
             for i, rec in enumerate(batch):
                 k = start + i
                 pred = Prediction.from_outputs(out, i, letterbox=letterboxes[i])
+                if pred.intervals is not None:
+                    if bounds is None:
+                        bounds = np.full((n, 3, 2), np.nan)
+                    bounds[k] = pred.intervals
                 for name, angles in pred.heads.items():
                     heads.setdefault(REPORT_HEADS[name], np.full((n, 3), np.nan))[k] = angles
                 if pred.consistency is not None:
@@ -214,6 +226,8 @@ def evaluate(
         "model_size": list(model_size) if model_size else None,
         "inputs": inputs,
     }
+    if bounds is not None:
+        report["intervals"] = interval_metrics(bounds[..., 0], bounds[..., 1], true)
     if extra:
         report.update(dict(extra))
 
@@ -227,6 +241,9 @@ def evaluate(
             for j, a in enumerate(ANGLE_NAMES):
                 row[f"{name}_{a.lower()}"] = pred[k, j]
         row["end_vertebrae"] = ends[k]
+        if bounds is not None:
+            for j, a in enumerate(ANGLE_NAMES):
+                row[f"lower_{a.lower()}"], row[f"upper_{a.lower()}"] = bounds[k, j]
         row["disagreement"] = consistency[k]
         row["attention_in_spine"] = att_share[k]
         for name in heads:
@@ -244,6 +261,10 @@ def evaluate(
         plots_lib.plot_pred_vs_true(heads["headline"], true, fileio.join(out_dir, "pred_vs_true.png"), title)
         plots_lib.plot_bland_altman(heads["headline"], true, fileio.join(out_dir, "bland_altman.png"), title)
         report["plots"] = ["pred_vs_true.png", "bland_altman.png"]
+        if bounds is not None:
+            plots_lib.plot_interval_width(bounds[..., 0], bounds[..., 1], heads["headline"], true,
+                                          fileio.join(out_dir, "interval_width.png"), title)
+            report["plots"].append("interval_width.png")
     write_report(report, fileio.join(out_dir, "report.json"))
     return report
 

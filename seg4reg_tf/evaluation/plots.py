@@ -1,4 +1,5 @@
-"""Evaluation plots (matplotlib, Agg backend): predicted vs true and Bland-Altman, one panel per angle."""
+"""Evaluation plots (matplotlib, Agg backend): predicted vs true, Bland-Altman and interval width against
+error, one panel per angle."""
 from __future__ import annotations
 
 import matplotlib
@@ -58,6 +59,29 @@ def plot_bland_altman(pred, true, path: str, title: str = "") -> str:
         ax.set_ylabel("predicted - true (deg)")
         ax.set_title(ANGLE_NAMES[j])
         ax.legend(loc="upper right", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_interval_width(lower, upper, pred, true, path: str, title: str = "") -> str:
+    """PNG with 3 panels: each image's interval width against its absolute error (deg), covered images
+    and missed ones apart; an interval that tracks difficulty puts the large errors at the wide end."""
+    lo, hi, p, t = (np.asarray(a, dtype=np.float64).reshape(-1, 3) for a in (lower, upper, pred, true))
+    fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+    for j, ax in enumerate(axes):
+        ok = np.isfinite(lo[:, j]) & np.isfinite(hi[:, j]) & np.isfinite(t[:, j]) & np.isfinite(p[:, j])
+        width, err = hi[ok, j] - lo[ok, j], np.abs(p[ok, j] - t[ok, j])
+        inside = (t[ok, j] >= lo[ok, j]) & (t[ok, j] <= hi[ok, j])
+        ax.scatter(width[inside], err[inside], s=12, alpha=0.7, label=f"covered ({int(inside.sum())})")
+        ax.scatter(width[~inside], err[~inside], s=16, color="r", marker="x", label=f"missed ({int((~inside).sum())})")
+        top = max(1.0, float(np.max(np.concatenate([width, err]))) if ok.any() else 1.0) * 1.05
+        ax.plot([0, top], [0, top / 2], "k--", lw=1, label="error = half width")
+        ax.set_xlabel(f"{ANGLE_NAMES[j]} interval width (deg)")
+        ax.set_ylabel("|predicted - true| (deg)")
+        ax.set_title(ANGLE_NAMES[j])
+        ax.legend(loc="upper left", fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from seg4reg_tf import fileio
-from seg4reg_tf.geometry import angle_mae, smape, smape_per_image
+from seg4reg_tf.geometry import ANGLE_NAMES, angle_mae, smape, smape_per_image
 
 
 def head_metrics(pred, true) -> dict[str, Any]:
@@ -37,6 +37,23 @@ def head_metrics(pred, true) -> dict[str, Any]:
 
 
 SEVERITY_BINS = ((0.0, 20.0), (20.0, 40.0), (40.0, 60.0), (60.0, math.inf))  # true PT, degrees
+
+
+def interval_metrics(lower, upper, true) -> dict[str, dict[str, Any]]:
+    """{PT|MT|TL: {"n", "coverage", "mean_width", "n_without"}} of intervals [N, 3] deg against the truth
+    [N, 3]: the share of true angles inside [lower, upper] and the mean upper - lower over the images that
+    have an interval (finite bounds; the others, not measurable, are counted in n_without)."""
+    lo, hi, t = (np.asarray(a, dtype=np.float64).reshape(-1, 3) for a in (lower, upper, true))
+    if not lo.shape == hi.shape == t.shape:
+        raise ValueError(f"lower, upper, true: expected equal shapes (N, 3), got {lo.shape}, {hi.shape}, {t.shape}")
+    out = {}
+    for j, name in enumerate(ANGLE_NAMES):
+        ok = np.isfinite(lo[:, j]) & np.isfinite(hi[:, j]) & np.isfinite(t[:, j])
+        inside = (t[ok, j] >= lo[ok, j]) & (t[ok, j] <= hi[ok, j])
+        out[name] = {"n": int(ok.sum()), "coverage": float(np.mean(inside)) if ok.any() else None,
+                     "mean_width": float(np.mean(hi[ok, j] - lo[ok, j])) if ok.any() else None,
+                     "n_without": int(np.sum(np.isfinite(t[:, j]) & ~ok))}
+    return out
 
 
 def severity_metrics(pred, true) -> dict[str, dict[str, Any]]:

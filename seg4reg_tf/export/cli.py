@@ -36,6 +36,9 @@ def register(subparsers) -> None:
     p.add_argument("--weights", choices=("float32", "float16"), default="float32",
                    help="dtype the variables are stored in; float16 halves the model's size and still "
                         "computes in float32 (default float32)")
+    p.add_argument("--intervals", default=None, metavar="JSON",
+                   help="calibrated 90%% intervals per angle for this model (benchmarks/interval_calibration.py "
+                        "--write): adds cobb_angles_lower / cobb_angles_upper")
     p.add_argument("--allow-unfinished", action="store_true",
                    help="export an interrupted or unfinished run's best checkpoint so far (refused otherwise)")
     p.set_defaults(func=_export)
@@ -46,7 +49,8 @@ def _export(args) -> int:
 
     try:
         path = export_run(args.run_dirs, args.out, args.version, tta=args.tta, head=args.head,
-                          allow_unfinished=args.allow_unfinished, weights_dtype=args.weights)
+                          allow_unfinished=args.allow_unfinished, weights_dtype=args.weights,
+                          intervals=args.intervals)
     except (OSError, ValueError) as err:  # FileExistsError, FileNotFoundError, a full disk (ExportSpaceError), ...
         print(f"export: {err}", file=sys.stderr)
         return 1

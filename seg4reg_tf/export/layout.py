@@ -21,6 +21,9 @@ EXAMPLE_IMAGE_KEY = "image/encoded"  # the `data.tfrecords` feature `predict_exa
 
 WARMUP_RELPATH = os.path.join("assets.extra", "tf_serving_warmup_requests")
 CONFIG_RELPATH = os.path.join("assets.extra", "config.yaml")
+INTERVALS_RELPATH = os.path.join("assets.extra", "intervals.json")  # the constants of `cobb_angles_lower/upper`
+# outputs whose NaN is an answer ("no interval: not measurable"), not a fault; REST sends it as null
+MAY_BE_NAN = ("cobb_angles_lower", "cobb_angles_upper")
 MEMBER_CONFIG_RELPATH = os.path.join("assets.extra", "ensemble", "member_{index}.yaml")  # an ensemble's
 SAVED_MODEL_FILE = "saved_model.pb"
 

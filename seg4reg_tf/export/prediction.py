@@ -30,6 +30,7 @@ class Curve:
     angle: float
     upper: int
     lower: int
+    interval: tuple | None = None  # (lower, upper) deg of the model's calibrated interval, or None
 
     @property
     def is_curve(self) -> bool:
@@ -43,8 +44,15 @@ class Curve:
             return "no curve"
         return f"{VERTEBRA_NAMES[self.upper]}-{VERTEBRA_NAMES[self.lower]}"
 
+    @property
+    def label(self) -> str:
+        """"47.3 deg (43.1-52.0)": the angle with its interval when there is one."""
+        text = f"{self.angle:.1f} deg"
+        return text + (f" ({self.interval[0]:.1f}-{self.interval[1]:.1f})" if self.interval else "")
+
     def to_json(self) -> dict:
-        return {"angle": self.angle, "upper": VERTEBRA_NAMES[self.upper], "lower": VERTEBRA_NAMES[self.lower],
+        return {"angle": self.angle, "interval": None if self.interval is None else list(self.interval),
+                "upper": VERTEBRA_NAMES[self.upper], "lower": VERTEBRA_NAMES[self.lower],
                 "end_vertebrae": self.end_vertebrae}
 
 
@@ -69,6 +77,9 @@ class Prediction:
         labels: uint8 [H, W] vertebra labels in the model frame, or None.
         attention: float32 [h, w] attention grid, or None.
         measurable_score, measurable_reason: the model's verdict (score >= 0.5: measurable), or None / "".
+        intervals: (3, 2) float64 deg, the calibrated interval (lower, upper) of each reported angle
+            (`cobb_angles_lower` / `cobb_angles_upper`; NaN rows: not measurable), or None when the model
+            has none.
     """
 
     heads: dict
@@ -82,6 +93,7 @@ class Prediction:
     attention: np.ndarray | None
     measurable_score: float | None
     measurable_reason: str
+    intervals: np.ndarray | None = None
 
     @property
     def angles(self) -> np.ndarray:
@@ -131,10 +143,16 @@ class Prediction:
             elif "segmentation" in heads and np.allclose(
                     0.5 * (heads["geometry"] + heads["segmentation"]), heads["reported"], atol=1e-3):
                 reported_head = "fused"
+        intervals = None
+        if "cobb_angles_lower" in out and "cobb_angles_upper" in out:
+            intervals = np.stack([_row(out, "cobb_angles_lower", index, (3,)),
+                                  _row(out, "cobb_angles_upper", index, (3,))], axis=1).astype(np.float64)
         if reported_head != "regression":
             ends = _row(out, "end_vertebrae", index, (3, 2)).astype(int)
-            curves = tuple(Curve(n, float(a), int(u), int(lo))
-                           for n, a, (u, lo) in zip(ANGLE_NAMES, heads["reported"], ends))
+            spans = [None] * 3 if intervals is None else [
+                tuple(float(b) for b in row) if np.all(np.isfinite(row)) else None for row in intervals]
+            curves = tuple(Curve(n, float(a), int(u), int(lo), span)
+                           for n, a, (u, lo), span in zip(ANGLE_NAMES, heads["reported"], ends, spans))
         labels = out["vertebra_labels"][index].astype(np.uint8) if "vertebra_labels" in out else None
         attention = out["attention_map"][index].astype(np.float32) if "attention_map" in out else None
         score = reason = None
@@ -144,7 +162,7 @@ class Prediction:
             reason = np.asarray(out["measurable_reason"]).reshape(-1)[index]
             reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
         return cls(heads, reported_head, curves, vertebrae, visible, consistency, letterbox, labels, attention,
-                   score, reason or "")
+                   score, reason or "", intervals)
 
 
 def _row(out: Mapping, key: str, index: int, shape: tuple) -> np.ndarray:

@@ -13,7 +13,9 @@ px), `vertebra_tilts` [B, 17] deg, `vertebra_visible` [B, 17] (0/1), `vertebra_l
 `attention_map` float32 [B, h, w], with an upright check `upright_margin` float32 [B] (< 0: upside
 down); heads the model lacks are absent; and every signature adds
 `measurable_score` float32 [B] in (0, 1) (>= 0.5: measurable) and `measurable_reason` tf.string [B]
-("" or why not: `export.measurable`). `predict_image` refuses non-finite pixels (InvalidArgument).
+("" or why not: `export.measurable`); exported with intervals also `cobb_angles_lower`, `cobb_angles_upper`
+float32 [B, 3] deg (`export.intervals`; NaN when not measurable). `predict_image` refuses non-finite pixels
+(InvalidArgument).
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ import tensorflow as tf
 from seg4reg_tf import fileio
 from seg4reg_tf.data import preprocess as pp
 from seg4reg_tf.data.tfrecords import FEATURES as EXAMPLE_FEATURES
+from seg4reg_tf.export import intervals as angle_intervals
 from seg4reg_tf.export import measurable
 from seg4reg_tf.export.half_precision import HalfPrecisionWeights
 from seg4reg_tf.export.layout import (
@@ -33,6 +36,7 @@ from seg4reg_tf.export.layout import (
     EXAMPLE_IMAGE_KEY,
     EXAMPLES_INPUT,
     IMAGE_BYTES_INPUT,
+    INTERVALS_RELPATH,
     JPEG_SOI,
     MEMBER_CONFIG_RELPATH,
     PNG_SIGNATURE,
@@ -130,10 +134,12 @@ def check_image_size(hw: tf.Tensor) -> tf.Operation:
 
 
 class _Graph:
-    """The in-graph functions shared by the three signatures (`half`: the model's float16 weights, or None)."""
+    """The in-graph functions shared by the three signatures (`half`: the model's float16 weights, or None;
+    `intervals`: an `export.intervals.AngleIntervals`, or None)."""
 
-    def __init__(self, model, preprocessing, half: HalfPrecisionWeights | None = None):
+    def __init__(self, model, preprocessing, half: HalfPrecisionWeights | None = None, intervals=None):
         self.model = model
+        self.intervals = intervals
         self.preprocessing = preprocessing
         self.size = preprocessing.image_size
         self.half = half
@@ -189,6 +195,11 @@ class _Graph:
             images, "image: pixel values must be finite (the input holds NaN or Inf)")
         out = self.model_outputs(images)
         out.update(measurable.assess(measurable.model_input_statistics(images), out))
+        return self.with_intervals(out)
+
+    def with_intervals(self, out: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        if self.intervals is not None:
+            out.update(angle_intervals.bounds(self.intervals, out))
         return out
 
     def from_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -201,6 +212,7 @@ class _Graph:
         )
         out = self.model_outputs(images)
         out.update(measurable.assess(measurable.statistics_dict(stats), out))
+        out = self.with_intervals(out)
         out["original_size"] = tf.cast(tf.round(transforms[:, 3:5]), tf.int32)
         out["scale"] = transforms[:, 0]
         out["padding"] = transforms[:, 1:3]
@@ -217,6 +229,7 @@ def export_model(
     config=None,
     member_configs: Sequence | None = None,
     weights_dtype: str = "float32",
+    intervals=None,
 ) -> str:
     """Write `base_path/version/` (saved_model.pb, variables/, assets.extra/) and return its path.
 
@@ -232,6 +245,8 @@ def export_model(
         weights_dtype: "float32", or "float16" to store the variables at half the size (`HalfPrecisionWeights`;
             the graph still computes in float32).
         preprocessing: only for a model that carries no input contract (`input_contract`).
+        intervals: an `export.intervals.AngleIntervals` (its JSON text, or a path to it) calibrated for this
+            model: adds `cobb_angles_lower` / `cobb_angles_upper` and writes assets.extra/intervals.json.
 
     The data sections of `config` and `member_configs` must describe the same preprocessing (ValueError).
     """
@@ -259,8 +274,10 @@ def export_model(
 
     if weights_dtype not in ("float32", "float16"):
         raise ValueError(f"weights_dtype: expected 'float32' or 'float16', got {weights_dtype!r}")
+    if intervals is not None and not isinstance(intervals, angle_intervals.AngleIntervals):
+        intervals = angle_intervals.read(intervals)
     half = HalfPrecisionWeights(model) if weights_dtype == "float16" else None
-    graph = _Graph(model, contract, half)
+    graph = _Graph(model, contract, half, intervals)
 
     def serving_default(image_bytes):
         return graph.from_bytes(image_bytes)
@@ -299,6 +316,8 @@ def export_model(
         from seg4reg_tf.training.config import save_config
 
         step = "the configs in assets.extra"
+        if intervals is not None:
+            fileio.write_atomic(fileio.join(staged, INTERVALS_RELPATH), intervals.to_json())
         if config is not None:
             save_config(config, fileio.join(staged, CONFIG_RELPATH))
         for index, member in enumerate(member_configs or ()):
@@ -332,7 +351,7 @@ class ExportSpaceError(OSError):
 
 
 def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, head: str | None = None,
-               allow_unfinished: bool = False, weights_dtype: str = "float32") -> str:
+               allow_unfinished: bool = False, weights_dtype: str = "float32", intervals=None) -> str:
     """Load one run directory, or several for an ensemble (`training.run.load_run`, `tta` and `head` as
     there, applied to every member) and export the model with its config in assets.extra; returns the
     version dir.
@@ -341,7 +360,8 @@ def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, hea
     (the graph preprocesses once) and the headline head (`models.ensemble.check_members`). config.yaml is
     the first run's; every member's is in assets.extra/ensemble/. Only finished, consistent runs are exported
     (`training.run.require_finished`; RunStateError, a ValueError, says what state a run is in);
-    `allow_unfinished=True` exports an unfinished run's best checkpoint so far, with a warning."""
+    `allow_unfinished=True` exports an unfinished run's best checkpoint so far, with a warning; `intervals`
+    as in `export_model`."""
     from seg4reg_tf.models.ensemble import Seg4RegEnsemble, check_members
     from seg4reg_tf.training.run import load_run, require_finished
 
@@ -353,8 +373,8 @@ def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, hea
         loaded.append(load_run(run_dir, tta=tta, head=head))
     cfg, model = loaded[0]
     if len(loaded) == 1:
-        return export_model(model, base_path, version, config=cfg, weights_dtype=weights_dtype)
+        return export_model(model, base_path, version, config=cfg, weights_dtype=weights_dtype, intervals=intervals)
     models = [m for _, m in loaded]
     check_members(models, names=[os.fspath(r) for r in run_dirs], same_head=True)
     return export_model(Seg4RegEnsemble(models), base_path, version, config=cfg,
-                        member_configs=[c for c, _ in loaded], weights_dtype=weights_dtype)
+                        member_configs=[c for c, _ in loaded], weights_dtype=weights_dtype, intervals=intervals)

@@ -10,6 +10,7 @@ import grpc
 import numpy as np
 import tensorflow as tf
 
+from seg4reg_tf.export.layout import MAY_BE_NAN
 from seg4reg_tf.serving.errors import ServingError
 from seg4reg_tf.serving.tensors import np_dtype
 
@@ -74,6 +75,10 @@ def array_to_json(name: str, arr: np.ndarray) -> Any:
             return x.decode("utf-8", errors="replace")
 
         return np.vectorize(conv, otypes=[object])(arr).tolist() if arr.size else arr.tolist()
+    if name in MAY_BE_NAN and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        values = arr.astype(np.float64).astype(object)  # Python floats
+        values[~np.isfinite(arr)] = None  # JSON has no NaN: null is "no value"
+        return values.tolist()
     return arr.tolist()
 
 

@@ -9,8 +9,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from seg4reg_tf.export.layout import CONFIG_RELPATH, WARMUP_RELPATH, latest_version_dir
-from tests.fixtures import GEOMETRY_OUTPUTS, MODEL_OUTPUTS, UPRIGHT_OUTPUTS, check_signatures
+from seg4reg_tf.export.layout import CONFIG_RELPATH, INTERVALS_RELPATH, WARMUP_RELPATH, latest_version_dir
+from tests.fixtures import GEOMETRY_OUTPUTS, INTERVAL_OUTPUTS, MODEL_OUTPUTS, UPRIGHT_OUTPUTS, check_signatures
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BASE = REPO / "serving" / "models" / "seg4reg"
@@ -33,7 +33,8 @@ def test_reference_model_is_complete_and_small():
         assert (version / rel).is_file(), rel
     cfg = yaml.safe_load((version / CONFIG_RELPATH).read_text())
     outputs = (MODEL_OUTPUTS + (GEOMETRY_OUTPUTS if cfg["model"].get("geometry_head") else ())
-               + (UPRIGHT_OUTPUTS if cfg["model"].get("upright_check") else ()))
+               + (UPRIGHT_OUTPUTS if cfg["model"].get("upright_check") else ())
+               + (INTERVAL_OUTPUTS if (version / INTERVALS_RELPATH).is_file() else ()))
     check_signatures(version, cfg["data"]["image_size"], outputs=outputs)
     text = CARD.read_text()
     assert f"serving/models/seg4reg/{version.name}/" in text  # the card describes the shipped version

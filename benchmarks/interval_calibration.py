@@ -1,0 +1,167 @@
+"""How wide must a 90% interval per Cobb angle be, and can the network's own outputs make it narrower?
+
+    python benchmarks/interval_calibration.py --model serving/models/seg4reg/4 \
+        --data /path/to/boostnet_labeldata [--cache runs/interval_outputs.npz] [--halvings 200] [--write JSON]
+
+Runs `serving_default` on the 481 labelled X-rays (the fixed split: 385 training, 96 validation) and
+compares split-conformal intervals `angle +- q * sigma(x)` per angle (PT, MT, TL), clipped at 0 deg, for
+difficulty scores sigma (CANDIDATES): a constant (the plain split-conformal interval), and the training
+MAE of the angle plus one of the network's own doubt signals (`export.intervals.FEATURES`: the two heads'
+disagreement, the image head's distance to the answer, the geometry head's tilt roughness, vertebrae
+not found). The training X-rays give only the MAE: their errors are in-sample, and a least-squares fit
+of |error| on the features there learns a shape that does not hold on unseen films (BENCHMARKS.md).
+Coverage and width are cross-fitted on validation: q from one random half, measured on the other half,
+both ways, `--halvings` times; "selected" picks, inside each calibration half, the candidate that gives
+that half the narrowest intervals, so its numbers include the cost of choosing. Only films the model
+calls measurable take part (a film that is not gets no interval). `--write` saves the constants to ship
+(`export.intervals.AngleIntervals`): per angle the candidate narrowest on all validation X-rays, q from
+them. --cache holds per-image outputs of real data: keep it in runs/, out of the repository.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from seg4reg_tf.export.intervals import (
+    ANGLES,
+    FEATURES,
+    REQUIRED_OUTPUTS,
+    AngleIntervals,
+    conformal_quantile,
+    difficulty_features,
+)
+
+NOMINAL = 0.9
+
+
+def model_outputs(model_dir: str, records) -> dict[str, np.ndarray]:
+    """Stacked per-image outputs of `serving_default` (heads, tilts, visibility, measurability)."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
+    keep = REQUIRED_OUTPUTS
+    rows = {k: [] for k in keep}
+    for rec in tqdm(records, desc="serving_default", unit="img"):
+        with open(rec.image_path, "rb") as f:
+            out = fn(image_bytes=tf.constant([f.read()]))
+        for k in keep:
+            rows[k].append(out[k].numpy()[0])
+    return {k: np.stack(v) for k, v in rows.items()}
+
+
+def features(out: dict[str, np.ndarray]) -> np.ndarray:
+    """[N, 3, F] float64: `export.intervals.difficulty_features` (the graph's own code) on stored outputs."""
+    return difficulty_features(out).numpy().astype(np.float64)
+
+
+def candidates(mae: float) -> dict[str, np.ndarray]:
+    """Difficulty scores as `AngleIntervals` weight rows [1 + F] (bias first) for an angle of training MAE `mae`."""
+    rows = {"constant": np.eye(1 + len(FEATURES))[0]}
+    for name in ("heads", "image", "roughness", "missing"):
+        w = np.zeros(1 + len(FEATURES))
+        w[0], w[1 + FEATURES.index(name)] = mae, 1.0
+        rows[f"MAE + {name}"] = w
+    return rows
+
+
+def sigma_of(w: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """[N] sigma of one angle's features [N, F] (no floor needed: every candidate is >= its bias > 0)."""
+    return np.concatenate([np.ones((x.shape[0], 1)), x], axis=1) @ w
+
+
+def interval_width(err, sig, angle, q) -> float:
+    return float(np.mean(angle + q * sig - np.maximum(angle - q * sig, 0.0)))
+
+
+def cross_fit(err: np.ndarray, sigmas: dict[str, np.ndarray], angle: np.ndarray, halvings: int, seed: int = 0):
+    """{candidate or "selected": (coverage, mean width)} on validation: q (and for "selected" the candidate)
+    from one random half, measured on the other, both ways, averaged over `halvings`."""
+    rng = np.random.default_rng(seed)
+    got = {name: ([], []) for name in [*sigmas, "selected"]}
+    n = len(err)
+    for _ in range(halvings):
+        perm = rng.permutation(n)
+        a, b = perm[: n // 2], perm[n // 2:]
+        for cal, test in ((a, b), (b, a)):
+            qs = {name: conformal_quantile(np.abs(err[cal]) / sig[cal], NOMINAL) for name, sig in sigmas.items()}
+            best = min(sigmas, key=lambda nm: interval_width(err[cal], sigmas[nm][cal], angle[cal], qs[nm]))
+            for name in [*sigmas, "selected"]:
+                pick = best if name == "selected" else name
+                sig, q = sigmas[pick][test], qs[pick]
+                lo, hi = np.maximum(angle[test] - q * sig, 0.0), angle[test] + q * sig
+                truth = angle[test] - err[test]
+                got[name][0].append(np.mean((truth >= lo) & (truth <= hi)))
+                got[name][1].append(np.mean(hi - lo))
+    return {name: (float(np.mean(c)), float(np.mean(w))) for name, (c, w) in got.items()}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="a version directory (BASE/N)")
+    p.add_argument("--data", required=True, help="AASCE root (boostnet_labeldata)")
+    p.add_argument("--cache", default=None, help="npz of the per-image outputs (read if present, else written)")
+    p.add_argument("--halvings", type=int, default=200)
+    p.add_argument("--write", default=None, metavar="JSON",
+                   help="write the constants to ship for `seg4reg export --intervals`")
+    args = p.parse_args(argv)
+
+    from seg4reg_tf.data import aasce
+
+    records = aasce.load_split(args.data, "training", progress=False)
+    train_recs, val_recs = aasce.train_val_split(records)
+    ordered = list(train_recs) + list(val_recs)
+    if args.cache and os.path.exists(args.cache):
+        out = dict(np.load(args.cache))
+    else:
+        out = model_outputs(args.model, ordered)
+        if args.cache:
+            os.makedirs(os.path.dirname(os.path.abspath(args.cache)), exist_ok=True)
+            np.savez(args.cache, **out)
+    truth = np.stack([np.asarray(r.angles, np.float64) for r in ordered])
+    pred = out["cobb_angles"].astype(np.float64)
+    err = pred - truth
+    x = features(out)
+    measurable = out["measurable_score"].reshape(-1) >= 0.5
+    n_train = len(train_recs)
+    tr = np.arange(len(ordered)) < n_train
+    va = ~tr
+    print(f"{args.model}: {int(np.sum(measurable & tr))}/{n_train} training and {int(np.sum(measurable & va))}/"
+          f"{len(val_recs)} validation X-rays measurable; {args.halvings} halvings of validation, nominal "
+          f"{NOMINAL:.0%}", file=sys.stderr)
+    v, t = va & measurable, tr & measurable
+    names = list(candidates(1.0)) + ["selected"]
+    print("| angle | MAE train / val (deg) | " + " | ".join(names) + " |")
+    print("|---|---|" + "---|" * len(names))
+    weights, qs, chosen = [], [], []
+    for k, name in enumerate(ANGLES):
+        mae = float(np.mean(np.abs(err[t, k])))
+        rows = candidates(mae)
+        sigmas = {nm: sigma_of(w, x[v, k]) for nm, w in rows.items()}
+        result = cross_fit(err[v, k], sigmas, pred[v, k], args.halvings)
+        print(f"| {name} | {mae:.2f} / {np.mean(np.abs(err[v, k])):.2f} | "
+              + " | ".join(f"{result[nm][0]:.1%}, {result[nm][1]:.1f}" for nm in names) + " |")
+        full_q = {nm: conformal_quantile(np.abs(err[v, k]) / sig, NOMINAL) for nm, sig in sigmas.items()}
+        best = min(rows, key=lambda nm: interval_width(err[v, k], sigmas[nm], pred[v, k], full_q[nm]))
+        weights.append(rows[best])
+        qs.append(full_q[best])
+        chosen.append(f"{name}: {best}")
+    print("cells: cross-fitted coverage, mean width (deg); shipped (narrowest on all validation X-rays): "
+          + "; ".join(chosen), file=sys.stderr)
+    if args.write:
+        fitted = (f"model {os.path.normpath(args.model)}; split conformal, nominal {NOMINAL:.0%}: the MAE per angle "
+                  f"from the {int(t.sum())} measurable training X-rays of the AASCE fixed split, the difficulty "
+                  f"score (the narrowest of {len(rows)}) and q from its {int(v.sum())} measurable validation "
+                  "X-rays; " + "; ".join(chosen))
+        intervals = AngleIntervals(weights=weights, floor=[0.1] * 3, q=qs, level=NOMINAL, fitted=fitted)
+        with open(args.write, "w", encoding="utf-8") as f:
+            f.write(intervals.to_json())
+        print(f"wrote {args.write}: q = {', '.join(f'{q:.2f}' for q in qs)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
