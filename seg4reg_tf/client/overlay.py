@@ -47,6 +47,18 @@ def _line_through(p: np.ndarray, q: np.ndarray, extend: float) -> tuple[tuple[in
     return (int(round(a[0])), int(round(a[1]))), (int(round(b[0])), int(round(b[1])))
 
 
+def _wrap(text: str, width: int, font: float, thick: int) -> list[str]:
+    """`text` split at its double spaces into lines at most `width` px wide (a longer piece stays whole)."""
+    lines, pieces = [], text.split("  ")
+    for piece in pieces:
+        candidate = f"{lines[-1]}  {piece}" if lines else piece
+        if lines and cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, font, thick)[0][0] <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(piece)
+    return lines
+
+
 def render_overlay(
     image: np.ndarray,
     labels: np.ndarray | None = None,
@@ -106,7 +118,7 @@ def render_overlay(
             for p, q in (top, bottom):
                 a, b = _line_through(p, q, 0.3)
                 cv2.line(out, a, b, colour, thick, cv2.LINE_AA)
-            text = f"{curve.name} {curve.label} {curve.end_vertebrae}"
+            text = curve.caption
             anchor = (int(round(max(top[1, 0], bottom[1, 0]) + 0.35 * abs(top[1, 0] - top[0, 0]))),
                       int(round((top[1, 1] + bottom[1, 1]) / 2)))
             (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font, thick + 2)
@@ -117,6 +129,7 @@ def render_overlay(
 
     # Title band above, legend panel to the right.
     line_h = int(round(28 * unit))
+    title = [part for text in title for part in _wrap(text, w - int(12 * unit), font, max(1, thick // 2))]
     band = np.zeros((line_h * max(1, len(title)) + line_h // 2, w, 3), np.uint8)
     for k, text in enumerate(title):
         cv2.putText(band, text, (int(6 * unit), line_h * (k + 1) - line_h // 4), cv2.FONT_HERSHEY_SIMPLEX,

@@ -198,6 +198,7 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
         "geometry_disagreement": geometry_disagreement,
         "geometry_threshold": float(geometry_threshold),
         "heads_disagree": None if consistency is None and geometry_disagreement is None else any(disagree),
+        "caution": _caution(consistency, threshold, geometry_disagreement, geometry_threshold) or None,
         "measurable": bool(score >= 0.5),
         "measurable_score": round(score, 4),
         "reason": reason or None,
@@ -206,20 +207,42 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     }
 
     title = [] if result["measurable"] else [f"NOT MEASURABLE: {reason}"]
-    title.append("Cobb " + "  ".join(f"{k} {_with_interval(v, (result['intervals'] or {}).get(k))}"
-                                     for k, v in result["angles"].items()) + " deg")
+    title.append("Cobb " + _angles_text(result) + " deg")
     if pred.curves:
-        title.append("end vertebrae: " + "  ".join(f"{c.name} {c.end_vertebrae}" for c in pred.curves)
+        title.append("end vertebrae: " + "  ".join(f"{c.role} {c.end_vertebrae}" for c in pred.curves)
                      + (f"  (not found: {' '.join(pred.missing_vertebrae)})" if pred.missing_vertebrae else ""))
+        if any(c.lines_angle is not None for c in pred.curves):  # fused: the answer is not the drawn lines'
+            title.append("lines drawn: the geometry head's end plates, whose angles are  "
+                         + "  ".join(f"{c.role} {c.lines_angle:.1f}" for c in pred.curves))
     else:
         title.append(f"end vertebrae: not given by the reported ({pred.reported_head}) head")
-    if consistency is not None or geometry_disagreement is not None:
-        parts = [f"heads differ {consistency:.1f} deg" if consistency is not None else "",
-                 f"fitted vertebrae {geometry_disagreement:.1f} deg" if geometry_disagreement is not None else ""]
-        title.append(", ".join(p for p in parts if p) + ("  HEADS DISAGREE" if result["heads_disagree"] else ""))
+    if result["caution"]:
+        title.append("CAUTION: " + result["caution"])
     overlay = render_overlay(item.display, labels_orig, attention_orig, pred.vertebrae, pred.curves, title,
                              outline=pred.vertebrae is not None)
     return result, overlay
+
+
+def _caution(consistency, threshold, geometry_disagreement, geometry_threshold) -> str:
+    """Why the answer deserves a second look although the model measured the film ("" if it does not):
+    the regression heads, or the vertebrae fitted to the segmentation, disagree with it past the
+    thresholds. A caution, not a refusal: `measurable` stays the model's verdict, and the interval of a
+    measurable film is given (it widens with the heads' disagreement where that predicts the error)."""
+    parts = []
+    if consistency is not None and consistency > threshold:
+        parts.append(f"the regression heads differ by {consistency:.1f} deg (> {threshold:g})")
+    if geometry_disagreement is not None and geometry_disagreement > geometry_threshold:
+        parts.append(f"the vertebrae fitted to the segmentation give angles {geometry_disagreement:.1f} deg away "
+                     f"(> {geometry_threshold:g})")
+    return "; ".join(parts)
+
+
+def _angles_text(result: dict) -> str:
+    """"main 47.3 (43.1-52.0)  upper 20.1 (...)  lower ..." when the curves have roles, else by AASCE column."""
+    intervals = result.get("intervals") or {}
+    curves = result.get("curves") or {}
+    return "  ".join(f"{(curves.get(k) or {}).get('role') or k} {_with_interval(v, intervals.get(k))}"
+                     for k, v in result["angles"].items())
 
 
 def _with_interval(angle: float, interval) -> str:
@@ -229,11 +252,11 @@ def _with_interval(angle: float, interval) -> str:
 
 def summary_line(name: str, result: dict) -> str:
     """One line of the table `predict` prints: angles with their intervals, end vertebrae, the verdict."""
-    intervals = result.get("intervals") or {}
-    angles = "  ".join(f"{k} {_with_interval(v, intervals.get(k))}" for k, v in result["angles"].items())
-    ends = " ".join(f"{k} {c['end_vertebrae']}" for k, c in (result.get("curves") or {}).items()) or "-"
+    curves = result.get("curves") or {}
+    ends = " ".join(f"{c['role'] or k} {c['end_vertebrae']}" for k, c in curves.items()) or "-"
     verdict = "measurable" if result["measurable"] else f"NOT measurable: {result['reason']}"
-    return f"{name}  {angles} deg  ends {ends}  {verdict}"
+    caution = f"  CAUTION: {result['caution']}" if result.get("caution") else ""
+    return f"{name}  {_angles_text(result)} deg  ends {ends}  {verdict}{caution}"
 
 
 def measurability(item: InputImage, outputs: dict[str, np.ndarray]) -> tuple[float, str]:

@@ -31,6 +31,8 @@ class Curve:
     upper: int
     lower: int
     interval: tuple | None = None  # (lower, upper) deg of the model's calibrated interval, or None
+    role: str = ""  # "main" (AASCE's first column, the largest), "upper" / "lower" (above / below it)
+    lines_angle: float | None = None  # the angle between the drawn endplates when it is not `angle` (fused)
 
     @property
     def is_curve(self) -> bool:
@@ -50,10 +52,27 @@ class Curve:
         text = f"{self.angle:.1f} deg"
         return text + (f" ({self.interval[0]:.1f}-{self.interval[1]:.1f})" if self.interval else "")
 
+    @property
+    def caption(self) -> str:
+        """What the overlay writes beside the curve: "main 47.3 (43.1-52.0) T5-T11" (degrees)."""
+        text = f"{self.angle:.1f}" + (f" ({self.interval[0]:.1f}-{self.interval[1]:.1f})" if self.interval else "")
+        return f"{self.role or self.name} {text} {self.end_vertebrae}"
+
     def to_json(self) -> dict:
-        return {"angle": self.angle, "interval": None if self.interval is None else list(self.interval),
+        return {"role": self.role or None, "angle": self.angle,
+                "interval": None if self.interval is None else list(self.interval),
                 "upper": VERTEBRA_NAMES[self.upper], "lower": VERTEBRA_NAMES[self.lower],
-                "end_vertebrae": self.end_vertebrae}
+                "end_vertebrae": self.end_vertebrae, "lines_angle": self.lines_angle}
+
+
+def curve_roles(ends) -> tuple[str, str, str]:
+    """Roles of the official algorithm's three curves from their (upper, lower) end vertebrae [3, 2]: the
+    first is the main (largest) curve; each other is "upper" when it ends above the main curve's upper
+    end vertebra, "lower" when it starts below its lower one, "none" for a no-curve (upper == lower)."""
+    (mu, ml), roles = ends[0], ["main"]
+    for u, lo in ends[1:]:
+        roles.append("none" if u == lo else "upper" if lo <= mu else "lower" if u >= ml else "secondary")
+    return tuple(roles)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,8 +170,11 @@ class Prediction:
             ends = _row(out, "end_vertebrae", index, (3, 2)).astype(int)
             spans = [None] * 3 if intervals is None else [
                 tuple(float(b) for b in row) if np.all(np.isfinite(row)) else None for row in intervals]
-            curves = tuple(Curve(n, float(a), int(u), int(lo), span)
-                           for n, a, (u, lo), span in zip(ANGLE_NAMES, heads["reported"], ends, spans))
+            lines = heads["geometry"] if reported_head == "fused" else [None] * 3
+            curves = tuple(Curve(n, float(a), int(u), int(lo), span, role,
+                                 None if drawn is None else float(drawn))
+                           for n, a, (u, lo), span, role, drawn in zip(ANGLE_NAMES, heads["reported"], ends, spans,
+                                                                       curve_roles(ends), lines))
         labels = out["vertebra_labels"][index].astype(np.uint8) if "vertebra_labels" in out else None
         attention = out["attention_map"][index].astype(np.float32) if "attention_map" in out else None
         score = reason = None

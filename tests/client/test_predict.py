@@ -148,10 +148,13 @@ def test_threshold_sets_heads_disagree(predictor, inputs, tmp_path):
     geo = json.loads((tmp_path / "geo" / "spine.json").read_text())
     assert lo["consistency"] > 0
     assert lo["heads_disagree"] is True and hi["heads_disagree"] is False
+    # a caution, not a refusal: the model's verdict stands, and the JSON says why to look again
+    assert lo["measurable"] == hi["measurable"] and hi["caution"] is None
+    assert lo["caution"].startswith("the regression heads differ by") and "(> 0)" in lo["caution"]
     # the fitted-vertebrae head counts too: its angles differ from the headline ones
     expected = np.mean([abs(geo["segmentation_geometry"]["angles"][k] - geo["angles"][k]) for k in ("PT", "MT", "TL")])
     assert geo["geometry_disagreement"] == pytest.approx(expected) and expected > 0
-    assert geo["heads_disagree"] is True
+    assert geo["heads_disagree"] is True and "vertebrae fitted to the segmentation" in geo["caution"]
     assert not (tmp_path / "lo" / "summary.csv").exists()  # single file: no summary
     with pytest.raises(ValueError, match="threshold"):
         run_predict([inputs / "spine.jpg"], tmp_path / "x", predictor, threshold=-1.0)
