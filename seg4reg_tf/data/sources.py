@@ -101,7 +101,7 @@ def training_splits(data, val_data=None) -> tuple[Split, Split]:
         if not fileio.isdir(root):
             if any(c in root for c in "*?[") or fileio.isfile(root):
                 raise DataSourceError(f"data: {root!r} names TFRecord files; give the validation examples too "
-                                 "(val_data / --val-data), or an AASCE-format root for the fixed split")
+                                 "(val_data / --eval-files), or an AASCE-format root for the fixed split")
             raise FileNotFoundError(f"data root: {root!r} is not a directory (expected an AASCE-format root "
                                     "with data/training and labels/training)")
         train_recs, val_recs = fixed_split(root)

@@ -4,7 +4,8 @@ Same semantics as `geometry.cobb` (the NumPy port of the organisers' `angleCal`)
 between the 17 vertebra vectors, MATLAB's first-maximum tie breaking, the S test on the 34 endplate
 midpoints and the branch choice on the bottom-edge midpoints against the image height. Computed in
 float64 for the pairwise angles (the official rounding of the cosines to 8 decimals decides ties),
-float32 elsewhere; it reproduces the float64 port's angles and end vertebrae.
+float32 elsewhere; it reproduces the float64 port's angles and end vertebrae. The rounding passes no
+gradient: `selected_angles_ops` gives the same angles with one, for training on them.
 """
 from __future__ import annotations
 
@@ -102,3 +103,21 @@ def cobb_angles_ops(landmarks, image_height):
     ends = ops.stack([ops.stack([i, j], -1), mt_ends, tl_ends], axis=1)
     ends = ops.sort(ends, axis=-1)
     return ops.stack([pt, mt, tl], axis=-1), ops.cast(ends, "int32")
+
+
+def selected_angles_ops(landmarks, end_vertebrae):
+    """float32 [B, 3] degrees: the angle between the vertebra vectors of each curve's end vertebrae
+    (int [B, 3, 2], as `cobb_angles_ops` returns them), differentiable in the landmarks.
+
+    With `cobb_angles_ops`' own end vertebrae these are its angles (to float32 rounding): every official
+    angle is the pairwise angle of its curve's two end vertebrae. The selection passes no gradient (it is
+    piecewise constant); the angle at the selected pair does: atan2(|u x v|, u . v), which, unlike the
+    acos of the rounded cosine, has a finite gradient everywhere but at a zero vector."""
+    p = ops.reshape(ops.cast(landmarks, "float32"), (-1, N_VERTEBRAE, 4, 2))
+    vec = (p[:, :, 1] + p[:, :, 3]) / 2.0 - (p[:, :, 0] + p[:, :, 2]) / 2.0  # [B, 17, 2]
+    ends = ops.stop_gradient(ops.cast(end_vertebrae, "int32"))
+    u = ops.take_along_axis(vec, ops.repeat(ops.expand_dims(ends[:, :, 0], -1), 2, axis=-1), axis=1)  # [B, 3, 2]
+    v = ops.take_along_axis(vec, ops.repeat(ops.expand_dims(ends[:, :, 1], -1), 2, axis=-1), axis=1)
+    cross = u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+    dot = ops.sum(u * v, axis=-1)
+    return ops.arctan2(ops.abs(cross), dot) * (180.0 / math.pi)

@@ -79,7 +79,11 @@ class ModelConfig:
     need the model-frame landmarks as targets["landmarks"] [B, 68, 2]: w_tilt * tilt loss (L1, degrees,
     on the tilts relative to the spine's mean tilt, plus a quarter of the mean tilt's error: a rotation
     of the whole spine leaves every Cobb angle unchanged) + w_centre * L1 (px) of the centres. Not
-    inside the joint warm-up. `geometry_width`: filters of its 1-D convolutions along the spine.
+    inside the joint warm-up. `w_angle` (> 0 needs `geometry_head`): the loss on the reported quantity,
+    w_angle * the mean L1 (degrees) of the geometry head's official angles and of the fused answer
+    (its mean with R(s_hat)) against the true angles, through the algorithm's choice of end vertebrae
+    (`geometry.cobb_ops.selected_angles_ops`: the selection passes no gradient, the angle at the
+    selected vertebrae does). `geometry_width`: filters of its 1-D convolutions along the spine.
     `upright_check`: an `UprightProbe` output `upright_margin` (< 0: the film is upside down), fitted in
     closed form on the training images (not by the losses).
 
@@ -124,6 +128,7 @@ class ModelConfig:
     upright_check: bool = False
     w_tilt: float = 0.05
     w_centre: float = 0.02
+    w_angle: float = 0.0
 
     def __post_init__(self):
         check_fields(self, "model")
@@ -148,7 +153,7 @@ class ModelConfig:
               f"one of {_VARIANT_HEADS[self.variant]} (or 'auto') for variant {self.variant!r}")
         check("warmup_epochs", self.warmup_epochs >= 0, "an int >= 0")
         for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri",
-                    "dropout", "w_tilt", "w_centre"):
+                    "dropout", "w_tilt", "w_centre", "w_angle"):
             check(key, math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, "a finite number >= 0")
         check("attention_target", self.attention_target == "mask_cam" or self.cam != "gradcam",
               "'mask_cam' with cam='gradcam' (the 'mask' target reads the summed CAM of the GAP + linear head)")
@@ -160,6 +165,8 @@ class ModelConfig:
         check("head", self.head not in ("geometry", "fused") or self.geometry_head,
               "not 'geometry' or 'fused' unless model.geometry_head is true")
         check("geometry_width", self.geometry_width >= 1, "an int >= 1")
+        check("w_angle", self.w_angle == 0 or self.geometry_head,
+              "0 unless model.geometry_head is true (it trains the geometry head's angles)")
         check("w_reg_image", self.variant != "reg_only" or self.w_reg_image > 0,
               "> 0 for variant 'reg_only' (it is the only loss)")
         check("w_reg_mask", self.variant != "seg4reg" or self.w_reg_mask > 0,

@@ -6,6 +6,7 @@ from keras import ops
 from keras.src.losses.loss import scale_loss_for_distribution  # Keras' own convention, no public alias
 
 from seg4reg_tf.config_machinery import check_image_size
+from seg4reg_tf.geometry.cobb_ops import selected_angles_ops
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.blocks import encoder_stride
 from seg4reg_tf.models.cam import cam_attention, gradcam_attention, normalize_attention, summed_cam
@@ -136,7 +137,7 @@ class Seg4RegPlus(keras.Model):
         if cfg.use_triangle:
             names.append("tri_loss")
         if cfg.geometry_head:
-            names += ["tilt_loss", "centre_loss"]
+            names += ["tilt_loss", "centre_loss"] + (["angle_loss"] if cfg.w_angle > 0 else [])
         return names
 
     def attention(self, features):
@@ -275,7 +276,18 @@ class Seg4RegPlus(keras.Model):
             g_terms = self._geometry_loss_terms(y, y_pred)
             t.update(g_terms)
             total = total + cfg.w_tilt * g_terms["tilt_loss"] + cfg.w_centre * g_terms["centre_loss"]
+            if cfg.w_angle > 0:
+                t["angle_loss"] = self._angle_loss(angles, y_pred)
+                total = total + cfg.w_angle * t["angle_loss"]
         return t, total
+
+    @staticmethod
+    def _angle_loss(angles, y_pred):
+        """Mean L1 (degrees) of the geometry head's official angles and of the fused answer, with a gradient
+        through the curves' end vertebrae (`ModelConfig.w_angle`)."""
+        geometry = selected_angles_ops(y_pred["vertebra_landmarks"], y_pred["end_vertebrae"])
+        fused = 0.5 * (geometry + ops.cast(y_pred["cobb_angles_segmentation"], "float32"))
+        return 0.5 * (ops.mean(ops.abs(geometry - angles)) + ops.mean(ops.abs(fused - angles)))
 
     def _geometry_loss_terms(self, y, y_pred):
         """tilt_loss (degrees) and centre_loss (px) of the geometry head (`ModelConfig`)."""
