@@ -6,18 +6,14 @@ on that version): the network is unpacked (`seg4reg_tf.export.unpack`) and expor
 and float16 weights. Prints the new version directory and the largest change of any angle output on
 synthetic X-rays (0 expected)."""
 import argparse
-import tempfile
 
 import cv2
-import keras
 import numpy as np
 import tensorflow as tf
 
 from seg4reg_tf.data.synth import synth_example
-from seg4reg_tf.export.layout import CONFIG_RELPATH
 from seg4reg_tf.export.savedmodel import ANGLE_OUTPUTS, export_model
-from seg4reg_tf.export.unpack import unpack_savedmodel
-from seg4reg_tf.training.config import load_config
+from seg4reg_tf.export.unpack import unpack_single
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -26,12 +22,10 @@ if __name__ == "__main__":
     parser.add_argument("--out", required=True, help="TF Serving model base path")
     parser.add_argument("--version", required=True, type=int)
     args = parser.parse_args()
-    cfg = load_config(f"{args.version_dir}/{CONFIG_RELPATH}")
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = unpack_savedmodel(args.version_dir, tmp)
-        if len(paths) != 1:
-            parser.error(f"{args.version_dir}: an ensemble of {len(paths)}; expected one network")
-        model = keras.saving.load_model(paths[0], compile=False)
+    try:
+        cfg, model = unpack_single(args.version_dir)
+    except ValueError as err:
+        parser.error(str(err))
     path = export_model(model, args.out, args.version, config=cfg, weights_dtype="float16", intervals=args.intervals)
     rng = np.random.default_rng(0)
     images = tf.constant([cv2.imencode(".jpg", synth_example(rng, height_range=(900, 1100))[0])[1].tobytes()

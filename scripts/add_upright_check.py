@@ -7,15 +7,10 @@ errors on the validation split printed (wrong-sided images per orientation)."""
 import argparse
 import dataclasses
 import json
-import tempfile
-
-import keras
 
 from seg4reg_tf.data.sources import training_splits
-from seg4reg_tf.export.layout import CONFIG_RELPATH
 from seg4reg_tf.export.savedmodel import export_model
-from seg4reg_tf.export.unpack import unpack_savedmodel
-from seg4reg_tf.training.config import load_config
+from seg4reg_tf.export.unpack import unpack_single
 from seg4reg_tf.training.upright import fit_upright_check, training_images, with_upright_check
 
 if __name__ == "__main__":
@@ -25,12 +20,11 @@ if __name__ == "__main__":
     parser.add_argument("--out", required=True, help="TF Serving model base path")
     parser.add_argument("--version", required=True, type=int)
     args = parser.parse_args()
-    cfg = load_config(f"{args.version_dir}/{CONFIG_RELPATH}")
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = unpack_savedmodel(args.version_dir, tmp)
-        if len(paths) != 1:
-            parser.error(f"{args.version_dir}: an ensemble of {len(paths)}; expected one network")
-        model = with_upright_check(keras.saving.load_model(paths[0], compile=False))
+    try:
+        cfg, model = unpack_single(args.version_dir)
+    except ValueError as err:
+        parser.error(str(err))
+    model = with_upright_check(model)
     result = fit_upright_check(model, *training_images(cfg.data, *training_splits(args.data_root)))
     print(json.dumps(result, indent=2))
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, upright_check=True))

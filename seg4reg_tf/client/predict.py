@@ -17,7 +17,7 @@ from seg4reg_tf import fileio
 from seg4reg_tf.client.dicom import is_dicom, read_dicom
 from seg4reg_tf.client.overlay import render_overlay
 from seg4reg_tf.export.layout import image_format
-from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction
+from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction, angle_text
 from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
 
 JSON_SCHEMA_VERSION = 3  # docs/architecture.md, "predict JSON"
@@ -241,13 +241,8 @@ def _angles_text(result: dict) -> str:
     """"main 47.3 (43.1-52.0)  upper 20.1 (...)  lower ..." when the curves have roles, else by AASCE column."""
     intervals = result.get("intervals") or {}
     curves = result.get("curves") or {}
-    return "  ".join(f"{(curves.get(k) or {}).get('role') or k} {_with_interval(v, intervals.get(k))}"
+    return "  ".join(f"{(curves.get(k) or {}).get('role') or k} {angle_text(v, intervals.get(k))}"
                      for k, v in result["angles"].items())
-
-
-def _with_interval(angle: float, interval) -> str:
-    """"47.3 (43.1-52.0)", or "47.3" without an interval."""
-    return f"{angle:.1f}" + (f" ({interval[0]:.1f}-{interval[1]:.1f})" if interval else "")
 
 
 def summary_line(name: str, result: dict) -> str:

@@ -36,10 +36,7 @@ def plot_pred_vs_true(pred, true, path: str, title: str = "") -> str:
         ax.set_ylabel(f"predicted {ANGLE_NAMES[j]} (deg)")
         ax.set_title(ANGLE_NAMES[j])
         ax.legend(loc="upper left", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def plot_bland_altman(pred, true, path: str, title: str = "") -> str:
@@ -59,10 +56,7 @@ def plot_bland_altman(pred, true, path: str, title: str = "") -> str:
         ax.set_ylabel("predicted - true (deg)")
         ax.set_title(ANGLE_NAMES[j])
         ax.legend(loc="upper right", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
 def plot_interval_width(lower, upper, pred, true, path: str, title: str = "") -> str:
@@ -82,14 +76,15 @@ def plot_interval_width(lower, upper, pred, true, path: str, title: str = "") ->
         ax.set_ylabel("|predicted - true| (deg)")
         ax.set_title(ANGLE_NAMES[j])
         ax.legend(loc="upper left", fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    return _save(fig, path, title)
 
 
-def _save(fig, path: str) -> str:
+def _save(fig, path: str, title: str = "") -> str:
+    """Title, tight layout, written through fileio (any filesystem), the figure closed; returns `path`."""
     try:
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
         fileio.save_figure(fig, path, dpi=100)  # any filesystem
     finally:
         plt.close(fig)

@@ -22,6 +22,11 @@ HEAD_OUTPUTS = {
 }
 
 
+def angle_text(angle: float, interval=None, unit: str = "") -> str:
+    """"47.3 deg (43.1-52.0)" (`unit` " deg"), or without the interval when there is none."""
+    return f"{angle:.1f}{unit}" + (f" ({interval[0]:.1f}-{interval[1]:.1f})" if interval else "")
+
+
 @dataclasses.dataclass(frozen=True)
 class Curve:
     """One reported Cobb curve: name (PT/MT/TL), angle (deg) and 0-based end vertebrae (0 = T1, 16 = L5)."""
@@ -49,14 +54,12 @@ class Curve:
     @property
     def label(self) -> str:
         """"47.3 deg (43.1-52.0)": the angle with its interval when there is one."""
-        text = f"{self.angle:.1f} deg"
-        return text + (f" ({self.interval[0]:.1f}-{self.interval[1]:.1f})" if self.interval else "")
+        return angle_text(self.angle, self.interval, " deg")
 
     @property
     def caption(self) -> str:
         """What the overlay writes beside the curve: "main 47.3 (43.1-52.0) T5-T11" (degrees)."""
-        text = f"{self.angle:.1f}" + (f" ({self.interval[0]:.1f}-{self.interval[1]:.1f})" if self.interval else "")
-        return f"{self.role or self.name} {text} {self.end_vertebrae}"
+        return f"{self.role or self.name} {angle_text(self.angle, self.interval)} {self.end_vertebrae}"
 
     def to_json(self) -> dict:
         return {"role": self.role or None, "angle": self.angle,

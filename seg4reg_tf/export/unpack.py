@@ -63,3 +63,20 @@ def unpack_savedmodel(version_dir, out_dir, tolerance_deg: float = 0.01) -> list
         member.save(fileio.incoming_path(paths[-1]))  # keeps the .keras suffix Keras requires
         fileio.replace(fileio.incoming_path(paths[-1]), paths[-1])
     return paths
+
+
+def unpack_single(version_dir):
+    """(its ExperimentConfig, the Keras model) of a one-network version, unpacked through a temporary folder;
+    ValueError for an ensemble (the scripts that re-export a shipped version with an addition use it)."""
+    import tempfile
+
+    import keras
+
+    from seg4reg_tf.training.config import load_config
+
+    cfg = load_config(fileio.join(os.fspath(version_dir), CONFIG_RELPATH))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = unpack_savedmodel(version_dir, tmp)
+        if len(paths) != 1:
+            raise ValueError(f"{version_dir}: an ensemble of {len(paths)}; expected one network")
+        return cfg, keras.saving.load_model(paths[0], compile=False)
