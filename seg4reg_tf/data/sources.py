@@ -1,9 +1,10 @@
 """The examples training reads: an AASCE root's fixed split, or TFRecord files for each split.
 
-`training_splits(data, val_data=None) -> (train Split, validation Split)`:
+`training_splits(data, val_data=None, fit_on="train") -> (train Split, validation Split)`:
 - `data` an AASCE-format root (a directory holding data/training and labels/training) and no
   `val_data`: split "training" divided by the fixed rule (0-based index % 5 == 4 validates,
-  `aasce.train_val_split`);
+  `aasce.train_val_split`); with `fit_on="all"` (a refit) training takes every image, validation
+  stays the fixed split's (then inside the training set);
 - `data` and `val_data` TFRecord files, each a path or glob pattern or a list of them (the
   `data.tfrecords` features; `*.gz` read as GZIP, as TFX's ExampleGen writes them): the training and
   the validation examples as they are.
@@ -85,8 +86,9 @@ def _is_patterns(value) -> bool:
         isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, (str, os.PathLike)) for v in value))
 
 
-def training_splits(data, val_data=None) -> tuple[Split, Split]:
-    """(train, validation) `Split`s of the module docstring's two kinds of source.
+def training_splits(data, val_data=None, fit_on: str = "train") -> tuple[Split, Split]:
+    """(train, validation) `Split`s of the module docstring's two kinds of source; `fit_on` "train" or
+    "all" (`TrainConfig.fit_on`: an AASCE root's every image in training).
 
     Raises:
         FileNotFoundError / AasceFormatError for a missing or malformed AASCE root; DataSourceError (a
@@ -106,8 +108,16 @@ def training_splits(data, val_data=None) -> tuple[Split, Split]:
                                     "with data/training and labels/training)")
         train_recs, val_recs = fixed_split(root)
         origin = fileio.absolute(root)
+        if fit_on == "all":
+            every = train_recs + val_recs
+            return (Split(len(every), f"{origin} (every labelled image: a refit)", records=tuple(every)),
+                    Split(len(val_recs), f"{origin} (fixed split: validation, also trained on)",
+                          records=tuple(val_recs)))
         return (Split(len(train_recs), f"{origin} (fixed split: train)", records=tuple(train_recs)),
                 Split(len(val_recs), f"{origin} (fixed split: validation)", records=tuple(val_recs)))
+    if fit_on == "all":
+        raise DataSourceError("train.fit_on: 'all' refits on an AASCE root's every labelled image; with TFRecord "
+                              "files put every training example in data (and keep fit_on 'train')")
     for name, value in (("data", data), ("val_data", val_data)):
         if not _is_patterns(value):
             raise DataSourceError(f"{name}: expected TFRecord file paths or glob patterns (a string or a list), "

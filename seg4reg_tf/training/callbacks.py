@@ -115,16 +115,17 @@ class AtomicCSVLogger(keras.callbacks.CSVLogger):
 
 
 def make_callbacks(run_dir: str, *, monitor: str, joint_warmup_epochs: int, global_batch: int,
-                   resumed_best: float = math.inf) -> list[keras.callbacks.Callback]:
+                   resumed_best: float = math.inf, select_best: bool = True) -> list[keras.callbacks.Callback]:
     """The standard set, in order: Throughput, JointWarmup, best AtomicModelCheckpoint(RUN/model.keras,
     `monitor`, min; its `best` seeded with `resumed_best` so a resumed run keeps the better earlier
-    model), AtomicModelCheckpoint(RUN/last.keras), AtomicCSVLogger(RUN/history.csv, append),
-    TensorBoard(RUN/tensorboard), SafeBackupAndRestore(RUN/backup) last."""
+    model; every epoch when not `select_best`), AtomicModelCheckpoint(RUN/last.keras),
+    AtomicCSVLogger(RUN/history.csv, append), TensorBoard(RUN/tensorboard), SafeBackupAndRestore(RUN/backup)
+    last."""
     from seg4reg_tf.models.joint_warmup import JointWarmup
     from seg4reg_tf.training.backup import SafeBackupAndRestore
 
     best = AtomicModelCheckpoint(fileio.join(run_dir, "model.keras"), monitor=monitor, mode="min",
-                                           save_best_only=True, verbose=1)
+                                 save_best_only=select_best, verbose=1 if select_best else 0)
     best.best = resumed_best
     return [
         Throughput(global_batch),

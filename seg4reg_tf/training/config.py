@@ -56,6 +56,10 @@ class TrainConfig:
             Variables, losses, metrics and every model output stay float32, and so do exported
             signatures; a saved model reloads in float32.
         jit_compile: compile the train and test steps with XLA (for GPUs; slower on CPUs).
+        fit_on: "train" = the training part of the fixed split, model.keras the best epoch by
+            `checkpoint_monitor`; "all" = a refit on every labelled image of the AASCE root (the fixed
+            split's validation images too, as published methods do before a test number): validation
+            metrics are then on images it trains on, and model.keras is the last epoch (no selection).
     """
 
     epochs: int = 30
@@ -76,6 +80,7 @@ class TrainConfig:
     init_weights: Optional[str] = None
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     jit_compile: bool = False
+    fit_on: Literal["train", "all"] = "train"
 
     def __post_init__(self):
         check_fields(self, "train")

@@ -37,12 +37,13 @@ def _distribute(strategy, ds):
 def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_ds: tf.data.Dataset,
                     val_ds: tf.data.Dataset, *, run_dir: str, epochs: int, steps_per_epoch: int, val_steps: int,
                     global_batch: int, monitor: str = "val_smape", joint_warmup_epochs: int = 0,
-                    angles_key: str = "cobb_angles") -> dict:
+                    angles_key: str = "cobb_angles", select_best: bool = True) -> dict:
     """Train `model` (compiled, built in `strategy.scope()`) for `epochs` x `steps_per_epoch` steps.
 
     `train_ds` / `val_ds` yield `(features, targets)` batched at `global_batch` and repeat forever.
     Per epoch it logs `loss` (mean per-image training loss), `val_loss`, `val_smape` (SMAPE % of
     `y_pred[angles_key]` against `targets["angles"]`), `epoch_seconds`, `images_per_s`.
+    model.keras is the best epoch by `monitor` (every epoch when not `select_best`).
     Returns {"initial_epoch", "epochs_run", "images", "train_seconds", "history": [logs...]}.
     """
     chief = is_chief(strategy)
@@ -127,7 +128,7 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
                         tf.summary.scalar(k, v)
             writer.flush()
             current = logs.get(monitor, math.nan)
-            if math.isfinite(current) and current < best:
+            if not select_best or (math.isfinite(current) and current < best):
                 best = current
                 _save_atomic(model, fileio.join(run_dir, "model.keras"))
             _save_atomic(model, fileio.join(run_dir, "last.keras"))

@@ -3,7 +3,8 @@
 `data`: an AASCE-format root (its fixed train/validation split), or TFRecord file patterns of the
 training examples with `val_data` those of the validation examples (`data.sources`).
 
-Run directory: config.yaml (resolved), model.keras (best by `train.checkpoint_monitor`), last.keras,
+Run directory: config.yaml (resolved), model.keras (best by `train.checkpoint_monitor`; the last epoch of a
+refit, `train.fit_on: all`), last.keras,
 history.csv, tensorboard/, backup/ (`backup.SafeBackupAndRestore`; deleted when the run finishes),
 train_summary.json (written last: the run is finished). With `model.upright_check` the best model's
 upright check is fitted on the training images after the fit (`training.upright`). Restarting the same command
@@ -180,11 +181,13 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
     run_dir = fileio.absolute(run_dir)
     tc = cfg.train
     monitor = tc.checkpoint_monitor
+    select_best = tc.fit_on == "train"  # a refit on every image keeps its last epoch: nothing held out selects
     history_path = fileio.join(run_dir, "history.csv")
     backup_dir = fileio.join(run_dir, "backup")
     if chief:
         check_can_train(cfg, run_dir)  # RunStateError: another config's run lives here
-    train_split, val_split = training_splits(data, val_data)  # data errors before anything in run_dir changes
+    # data errors before anything in run_dir changes
+    train_split, val_split = training_splits(data, val_data, tc.fit_on)
     model = None  # for the size a full disk reports
     with _full_disk_named(run_dir, lambda: model):
         fileio.makedirs(run_dir)
@@ -219,12 +222,14 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
             val_steps = tc.val_steps or math.ceil(val_split.count / global_batch)
             result = fit_custom_loop(strategy, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
                                      steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
-                                     monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs)
+                                     monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs,
+                                     select_best=select_best)
             initial_epoch, epochs_run, images = result["initial_epoch"], result["epochs_run"], result["images"]
         else:
             resumed_best = best_of_history(read_history(history_path), monitor)[0] if resuming else math.inf
             callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs,
-                                       global_batch=global_batch, resumed_best=resumed_best)
+                                       global_batch=global_batch, resumed_best=resumed_best,
+                                       select_best=select_best)
             history = model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
                                 validation_data=val_ds, callbacks=callbacks + list(extra_callbacks or ()),
                                 verbose=verbose, shuffle=False)
@@ -240,7 +245,8 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
                    "n_train": train_split.count, "n_val": val_split.count, "train_data": train_split.origin,
                    "val_data": val_split.origin, "steps_per_epoch": int(steps_per_epoch),
                    "epochs": tc.epochs, "initial_epoch": int(initial_epoch), "epochs_run": int(epochs_run),
-                   "wall_time_s": round(wall, 3), "images_per_s": round(images / max(train_seconds, 1e-9), 3)}
+                   "wall_time_s": round(wall, 3), "images_per_s": round(images / max(train_seconds, 1e-9), 3),
+                   "model_keras": f"best {monitor}" if select_best else "last epoch (train.fit_on: all)"}
         if chief:
             rows = read_history(history_path)
             best, best_epoch = best_of_history(rows, monitor)

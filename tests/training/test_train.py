@@ -188,3 +188,27 @@ def test_full_disk_during_a_checkpoint_names_the_file_and_the_size(tmp_path, tin
     assert main(["train", "--config", str(config), "--data", tiny_data, "--out", str(run)]) == 1
     err = capsys.readouterr().err
     assert f"seg4reg train: no space left on device while writing {run}" in err and "Traceback" not in err
+
+
+def test_a_refit_keeps_its_last_epoch_not_the_best_one(tmp_path):
+    from seg4reg_tf.training.callbacks import make_callbacks
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    for select_best, want in ((True, 1.0), (False, 2.0)):
+        run = str(tmp_path / f"select_{select_best}")
+        os.makedirs(run)
+        checkpoint = make_callbacks(run, monitor="val_smape", joint_warmup_epochs=0, global_batch=1,
+                                    select_best=select_best)[2]
+        checkpoint.set_model(model)
+        for epoch, (value, smape) in enumerate(((1.0, 5.0), (2.0, 9.0))):  # the last epoch validates worse
+            model.layers[0].kernel.assign(np.full((2, 1), value, "float32"))
+            checkpoint.on_epoch_end(epoch, {"val_smape": smape})
+        saved = keras.saving.load_model(os.path.join(run, "model.keras"))
+        np.testing.assert_array_equal(saved.layers[0].kernel.numpy(), np.full((2, 1), want, "float32"))
+
+
+def test_train_fit_on_all_trains_on_every_image(tmp_path, tiny_data, tiny_cfg):
+    cfg = tiny_cfg(["model.variant=reg_only", "train.epochs=1", "train.fit_on=all"])
+    summary = train(cfg, tiny_data, str(tmp_path / "run"), verbose=0)
+    assert (summary["n_train"], summary["n_val"]) == (10, 2)
+    assert summary["model_keras"] == "last epoch (train.fit_on: all)" and "refit" in summary["train_data"]

@@ -52,6 +52,17 @@ def test_splits_of_a_root_and_of_tfrecords(tiny_data, tfrecord_splits):
     assert tfrecord_splits["train"] in train.origin and "2 TFRecord files" in train.origin
 
 
+def test_a_refit_trains_on_every_labelled_image_and_keeps_validating_on_the_fixed_split(tiny_data, tfrecord_splits):
+    train, val = training_splits(tiny_data)
+    every, same_val = training_splits(tiny_data, fit_on="all")
+    assert (every.count, same_val.count) == (10, 2) and "refit" in every.origin and "also trained on" in same_val.origin
+    names = sorted(r.image_path for r in every.records)
+    assert names == sorted(r.image_path for r in train.records + val.records)
+    assert [r.image_path for r in same_val.records] == [r.image_path for r in val.records]
+    with pytest.raises(DataSourceError, match="train.fit_on"):
+        training_splits(tfrecord_splits["train"], tfrecord_splits["eval"], fit_on="all")
+
+
 def test_bad_sources_are_named(tiny_data, tfrecord_splits, tmp_path):
     with pytest.raises(DataSourceError, match="val_data"):
         training_splits(tfrecord_splits["train"])  # TFRecords need the validation examples too
