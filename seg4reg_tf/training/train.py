@@ -114,8 +114,9 @@ def load_init_weights(model: keras.Model, path: str) -> None:
     """Set `model`'s weights to those of the model in `init_weights_file(path)`.
 
     Every variable must have its counterpart (same order and shape; only the input size may differ), so
-    a different architecture is refused rather than partly loaded; the one exception is a geometry head
-    the source model lacks, which starts from its initialisation (fine-tuning a model into one with it).
+    a different architecture is refused rather than partly loaded; the exceptions are a geometry head
+    or an upright check the source model lacks: the head starts from its initialisation (fine-tuning a
+    model into one with it), the check is fitted after training anyway.
 
     Raises:
         ConfigError naming `train.init_weights`, the file and the first variable that does not fit.
@@ -128,6 +129,9 @@ def load_init_weights(model: keras.Model, path: str) -> None:
         fresh = {id(v) for v in model.geometry.weights}
         dst = [v for v in dst if id(v) not in fresh]
         log.info("train.init_weights: %s has no geometry head; it starts from its initialisation", model_path)
+    if getattr(model, "upright", None) is not None and getattr(source, "upright", None) is None:
+        fresh = {id(v) for v in model.upright.weights}
+        dst = [v for v in dst if id(v) not in fresh]
     if len(src) != len(dst):
         raise ConfigError(f"train.init_weights: {model_path!r} holds {len(src)} variables, this model has "
                          f"{len(dst)}: expected a model of the same model config (only the input size may differ)")

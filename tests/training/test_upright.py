@@ -33,6 +33,26 @@ def test_a_model_given_an_upright_check_answers_as_before():
         fit_upright_check(model, x["image"])
 
 
+def test_fine_tuning_a_model_without_the_check_into_one_with_it_keeps_every_network_weight(tmp_path):
+    from seg4reg_tf.training.train import load_init_weights
+
+    plain = build_model(tiny_model_config(geometry_head=True), TINY_SIZE)
+    rng = np.random.default_rng(0)
+    for w in plain.weights:  # weights no fresh model has
+        w.assign(rng.normal(size=w.shape).astype(w.dtype) * 0.01)
+    plain.save(tmp_path / "plain.keras")
+    model = build_model(tiny_model_config(geometry_head=True, upright_check=True), TINY_SIZE)
+    model({"image": np.zeros((1, *TINY_SIZE, 1), "float32")})
+    probe = [np.array(v) for v in model.upright.weights]
+    load_init_weights(model, str(tmp_path / "plain.keras"))
+    network = [v for v in model.weights if id(v) not in {id(u) for u in model.upright.weights}]
+    assert len(network) == len(plain.weights)
+    for a, b in zip(plain.weights, network):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(probe, model.upright.weights):  # the check stays unfitted until training fits it
+        np.testing.assert_array_equal(a, np.asarray(b))
+
+
 @pytest.mark.slow  # a one-step training
 def test_training_fits_the_upright_check_on_the_unaugmented_training_images(tiny_data, tmp_path):
     from seg4reg_tf.training.train import train
