@@ -94,6 +94,11 @@ def _train(args: argparse.Namespace) -> int:
         return 1
     monitor = cfg.train.checkpoint_monitor
     print(f"run directory: {fileio.absolute(run_dir)}")
-    print(f"best {monitor}: {summary.get('best_' + monitor)} (epoch {summary.get('best_epoch')}), "
-          f"{summary['images_per_s']} img/s, {summary['wall_time_s']} s")
+    if cfg.train.fit_on == "all":  # nothing held out: the last epoch is the model, its validation is in-sample
+        final = summary.get("final", {}).get(monitor)
+        print(f"model.keras: the last epoch ({monitor} {final} on validation images it trained on), "
+              f"{summary['images_per_s']} img/s, {summary['wall_time_s']} s")
+    else:
+        print(f"best {monitor}: {summary.get('best_' + monitor)} (epoch {summary.get('best_epoch')}), "
+              f"{summary['images_per_s']} img/s, {summary['wall_time_s']} s")
     return 0

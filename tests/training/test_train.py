@@ -207,8 +207,17 @@ def test_a_refit_keeps_its_last_epoch_not_the_best_one(tmp_path):
         np.testing.assert_array_equal(saved.layers[0].kernel.numpy(), np.full((2, 1), want, "float32"))
 
 
-def test_train_fit_on_all_trains_on_every_image(tmp_path, tiny_data, tiny_cfg):
-    cfg = tiny_cfg(["model.variant=reg_only", "train.epochs=1", "train.fit_on=all"])
-    summary = train(cfg, tiny_data, str(tmp_path / "run"), verbose=0)
+def test_train_fit_on_all_trains_on_every_image(tmp_path, tiny_data, capsys):
+    import yaml
+
+    from tests.fixtures import TINY_EXPERIMENT
+
+    cfg = tmp_path / "refit.yaml"
+    cfg.write_text(yaml.safe_dump(TINY_EXPERIMENT))
+    run = tmp_path / "run"
+    assert _cli(["train", "--config", str(cfg), "--data", tiny_data, "--out", str(run), "--set",
+                 "model.variant=reg_only", "train.epochs=1", "train.fit_on=all"]) == 0
+    assert "model.keras: the last epoch (val_smape" in capsys.readouterr().out
+    summary = json.load(open(run / "train_summary.json"))
     assert (summary["n_train"], summary["n_val"]) == (10, 2)
     assert summary["model_keras"] == "last epoch (train.fit_on: all)" and "refit" in summary["train_data"]
