@@ -124,14 +124,11 @@ def load_init_weights(model: keras.Model, path: str) -> None:
     model_path = init_weights_file(path)
     source = keras.models.load_model(model_path, compile=False)
     src, dst = source.weights, model.weights
-    if getattr(model, "geometry", None) is not None and getattr(source, "geometry", None) is None:
-        # fine-tuning a model without the geometry head into one with it: the head starts fresh
-        fresh = {id(v) for v in model.geometry.weights}
-        dst = [v for v in dst if id(v) not in fresh]
-        log.info("train.init_weights: %s has no geometry head; it starts from its initialisation", model_path)
-    if getattr(model, "upright", None) is not None and getattr(source, "upright", None) is None:
-        fresh = {id(v) for v in model.upright.weights}
-        dst = [v for v in dst if id(v) not in fresh]
+    for part in ("geometry", "upright"):  # parts this model has and the source lacks keep their own values
+        if getattr(model, part, None) is not None and getattr(source, part, None) is None:
+            fresh = {id(v) for v in getattr(model, part).weights}
+            dst = [v for v in dst if id(v) not in fresh]
+            log.info("train.init_weights: %s has no %s part; it keeps its initialisation", model_path, part)
     if len(src) != len(dst):
         raise ConfigError(f"train.init_weights: {model_path!r} holds {len(src)} variables, this model has "
                          f"{len(dst)}: expected a model of the same model config (only the input size may differ)")
