@@ -36,7 +36,7 @@ class Curve:
     upper: int
     lower: int
     interval: tuple | None = None  # (lower, upper) deg of the model's calibrated interval, or None
-    role: str = ""  # "main" (AASCE's first column, the largest), "upper" / "lower" (above / below it)
+    role: str = ""  # "main" (AASCE's first column, the largest), "upper" / "lower" (above / below it), `curve_roles`
     lines_angle: float | None = None  # the angle between the drawn endplates when it is not `angle` (fused)
 
     @property
@@ -71,10 +71,16 @@ class Curve:
 def curve_roles(ends) -> tuple[str, str, str]:
     """Roles of the official algorithm's three curves from their (upper, lower) end vertebrae [3, 2]: the
     first is the main (largest) curve; each other is "upper" when it ends above the main curve's upper
-    end vertebra, "lower" when it starts below its lower one, "none" for a no-curve (upper == lower)."""
+    end vertebra, "lower" when it starts below its lower one, "none" for a no-curve (upper == lower).
+    When both are above (or both below) the main curve, the farther one is "uppermost" ("lowest")."""
     (mu, ml), roles = ends[0], ["main"]
     for u, lo in ends[1:]:
         roles.append("none" if u == lo else "upper" if lo <= mu else "lower" if u >= ml else "secondary")
+    (u1, l1), (u2, l2) = ends[1], ends[2]
+    if roles[1] == roles[2] == "upper":
+        roles[1 if u1 + l1 < u2 + l2 else 2] = "uppermost"
+    elif roles[1] == roles[2] == "lower":
+        roles[1 if u1 + l1 > u2 + l2 else 2] = "lowest"
     return tuple(roles)
 
 

@@ -9,7 +9,9 @@ from seg4reg_tf.export.prediction import Curve, Prediction, curve_roles
 
 def test_roles_from_the_end_vertebrae():
     assert curve_roles([(4, 10), (0, 4), (10, 16)]) == ("main", "upper", "lower")  # the usual S
-    assert curve_roles([(8, 12), (3, 8), (0, 3)]) == ("main", "upper", "upper")  # both above (official step 8)
+    assert curve_roles([(8, 12), (3, 8), (0, 3)]) == ("main", "upper", "uppermost")  # both above (official step 8)
+    assert curve_roles([(11, 14), (0, 5), (5, 11)]) == ("main", "uppermost", "upper")  # told apart by position
+    assert curve_roles([(0, 4), (4, 9), (9, 16)]) == ("main", "lower", "lowest")  # both below
     assert curve_roles([(4, 10), (0, 4), (16, 16)]) == ("main", "upper", "none")  # no third curve
     assert curve_roles([(4, 10), (5, 12), (10, 16)]) == ("main", "secondary", "lower")  # overlapping ends
 
