@@ -83,7 +83,8 @@ class ModelConfig:
     w_angle * the mean L1 (degrees) of the geometry head's official angles and of the fused answer
     (its mean with R(s_hat)) against the true angles, through the algorithm's choice of end vertebrae
     (`geometry.cobb_ops.selected_angles_ops`: the selection passes no gradient, the angle at the
-    selected vertebrae does). `geometry_width`: filters of its 1-D convolutions along the spine.
+    selected vertebrae does); `angle_loss` "smape" puts the metric's own form there instead of L1: per
+    image 100 * sum |p - t| / sum (p + t), which weighs a degree on a mild curve more. `geometry_width`: filters of its 1-D convolutions along the spine.
     `upright_check`: an `UprightProbe` output `upright_margin` (< 0: the film is upside down), fitted in
     closed form on the training images (not by the losses).
 
@@ -129,6 +130,7 @@ class ModelConfig:
     w_tilt: float = 0.05
     w_centre: float = 0.02
     w_angle: float = 0.0
+    angle_loss: Literal["l1", "smape"] = "l1"
 
     def __post_init__(self):
         check_fields(self, "model")

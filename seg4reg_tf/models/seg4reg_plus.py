@@ -281,13 +281,20 @@ class Seg4RegPlus(keras.Model):
                 total = total + cfg.w_angle * t["angle_loss"]
         return t, total
 
-    @staticmethod
-    def _angle_loss(angles, y_pred):
-        """Mean L1 (degrees) of the geometry head's official angles and of the fused answer, with a gradient
-        through the curves' end vertebrae (`ModelConfig.w_angle`)."""
+    def _angle_loss(self, angles, y_pred):
+        """Mean error of the geometry head's official angles and of the fused answer, with a gradient through
+        the curves' end vertebrae (`ModelConfig.w_angle`): L1 in degrees, or SMAPE in percent
+        (`ModelConfig.angle_loss`)."""
         geometry = selected_angles_ops(y_pred["vertebra_landmarks"], y_pred["end_vertebrae"])
         fused = 0.5 * (geometry + ops.cast(y_pred["cobb_angles_segmentation"], "float32"))
-        return 0.5 * (ops.mean(ops.abs(geometry - angles)) + ops.mean(ops.abs(fused - angles)))
+
+        def error(pred):
+            if self.cfg.angle_loss == "smape":
+                den = ops.sum(pred + angles, axis=-1)
+                return ops.mean(100.0 * ops.sum(ops.abs(pred - angles), axis=-1) / ops.maximum(den, 1e-6))
+            return ops.mean(ops.abs(pred - angles))
+
+        return 0.5 * (error(geometry) + error(fused))
 
     def _geometry_loss_terms(self, y, y_pred):
         """tilt_loss (degrees) and centre_loss (px) of the geometry head (`ModelConfig`)."""

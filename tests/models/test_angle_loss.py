@@ -69,3 +69,23 @@ def test_the_angle_loss_alone_lowers_the_angle_error():
     assert float(terms["angle_loss"]) == pytest.approx(float(total), rel=1e-5)  # it is the only loss
     assert errors[-1] < 0.5 * errors[0], errors  # measured 25.2 -> 4.8 deg
     assert geometry[-1] < 0.7 * geometry[0], geometry  # the geometry head's own angles: through the tilts
+
+
+def test_the_smape_form_is_the_metric_on_the_geometry_head_and_the_fused_answer():
+    from seg4reg_tf.geometry.smape import smape
+
+    model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="fused", w_angle=1.0, angle_loss="smape"),
+                        image_size=TINY_SIZE)
+    rng = np.random.default_rng(1)
+    lm = np.stack([sine_spine(*TINY_SIZE, amplitude=0.05, phase=p) for p in (0.0, 1.0, 2.0)]).astype("float32")
+    labels = np.stack([landmarks_to_label_map(p.astype(np.float64), *TINY_SIZE) for p in lm]).astype("int32")
+    x = (0.2 + 0.6 * (labels > 0) + 0.05 * rng.random(labels.shape))[..., None].astype("float32")
+    y = {"angles": np.array([[12.0, 8.0, 4.0], [60.0, 30.0, 40.0], [25.0, 25.0, 0.0]], "float32"),
+         "labels": labels, "landmarks": lm}
+    out = model({"image": x}, training=False)
+    terms, _ = model.loss_terms(y, out, training=False)
+    want = 0.5 * (smape(np.asarray(out["cobb_angles_geometry"]), y["angles"])
+                  + smape(np.asarray(out["cobb_angles"]), y["angles"]))  # the served fused answer
+    assert float(terms["angle_loss"]) == pytest.approx(want, rel=1e-3)
+    with pytest.raises(ValueError, match="angle_loss"):
+        ModelConfig(geometry_head=True, w_angle=0.1, angle_loss="mse")
