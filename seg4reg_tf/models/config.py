@@ -84,7 +84,8 @@ class ModelConfig:
     (its mean with R(s_hat)) against the true angles, through the algorithm's choice of end vertebrae
     (`geometry.cobb_ops.selected_angles_ops`: the selection passes no gradient, the angle at the
     selected vertebrae does); `angle_loss` "smape" puts the metric's own form there instead of L1: per
-    image 100 * sum |p - t| / sum (p + t), which weighs a degree on a mild curve more. `geometry_width`: filters of its 1-D convolutions along the spine.
+    image 100 * sum |p - t| / sum (p + t), which weighs a degree on a mild curve more.
+    `geometry_width`: filters of its 1-D convolutions along the spine.
     `upright_check`: an `UprightProbe` output `upright_margin` (< 0: the film is upside down), fitted in
     closed form on the training images (not by the losses).
 
