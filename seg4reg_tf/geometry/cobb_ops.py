@@ -32,14 +32,20 @@ def _take(x, index):
     return ops.take_along_axis(x, ops.expand_dims(index, -1), axis=1)[:, 0]
 
 
+def _vertebra_vectors(landmarks, dtype):
+    """landmarks [B, 68, 2] -> [B, 17, 2] `dtype`: each vertebra's left-to-right vector (the midpoint of its
+    right corners minus that of its left corners), as the official code measures tilts."""
+    p = ops.reshape(ops.cast(landmarks, dtype), (-1, N_VERTEBRAE, 4, 2))
+    return (p[:, :, 1] + p[:, :, 3]) / 2.0 - (p[:, :, 0] + p[:, :, 2]) / 2.0
+
+
 def pairwise_angles_ops(landmarks):
     """landmarks float [B, 68, 2] (x, y px; TL, TR, BL, BR per vertebra) -> float32 [B, 17, 17] degrees.
 
     As the official code: acos of the cosine rounded to 8 decimals (half away from zero), in float64,
     so near-equal angles tie exactly as they do there; made exactly symmetric (batched kernels may
     round A[i, j] and A[j, i] differently, which would move the first maximum)."""
-    p = ops.reshape(ops.cast(landmarks, "float64"), (-1, N_VERTEBRAE, 4, 2))
-    vec = (p[:, :, 1] + p[:, :, 3]) / 2.0 - (p[:, :, 0] + p[:, :, 2]) / 2.0
+    vec = _vertebra_vectors(landmarks, "float64")
     dot = ops.einsum("bik,bjk->bij", vec, vec)
     norm = ops.sqrt(ops.sum(vec * vec, axis=-1))
     cos = dot / (norm[:, :, None] * norm[:, None, :])
@@ -113,8 +119,7 @@ def selected_angles_ops(landmarks, end_vertebrae):
     angle is the pairwise angle of its curve's two end vertebrae. The selection passes no gradient (it is
     piecewise constant); the angle at the selected pair does: atan2(|u x v|, u . v), which, unlike the
     acos of the rounded cosine, has a finite gradient everywhere but at a zero vector."""
-    p = ops.reshape(ops.cast(landmarks, "float32"), (-1, N_VERTEBRAE, 4, 2))
-    vec = (p[:, :, 1] + p[:, :, 3]) / 2.0 - (p[:, :, 0] + p[:, :, 2]) / 2.0  # [B, 17, 2]
+    vec = _vertebra_vectors(landmarks, "float32")
     ends = ops.stop_gradient(ops.cast(end_vertebrae, "int32"))
     u = ops.take_along_axis(vec, ops.repeat(ops.expand_dims(ends[:, :, 0], -1), 2, axis=-1), axis=1)  # [B, 3, 2]
     v = ops.take_along_axis(vec, ops.repeat(ops.expand_dims(ends[:, :, 1], -1), 2, axis=-1), axis=1)

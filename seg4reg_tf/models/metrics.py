@@ -44,6 +44,16 @@ class _MeanPerImage(keras.metrics.Metric):
         self.count.assign(0.0)
 
 
+def smape_per_image_ops(y_true, y_pred):
+    """float64 [B] percent: `100 * sum|p - t| / sum(p + t)` per image of `[B, 3]` angles (0/0 = 0);
+    differentiable in `y_pred` (the angle loss's "smape" form uses it)."""
+    t = ops.cast(ops.reshape(y_true, (-1, 3)), "float64")
+    p = ops.cast(ops.reshape(y_pred, (-1, 3)), "float64")
+    num = ops.sum(ops.abs(p - t), axis=1)
+    den = ops.sum(p + t, axis=1)
+    return 100.0 * ops.where(ops.equal(den, 0.0), ops.zeros_like(num), num / ops.where(ops.equal(den, 0.0), 1.0, den))
+
+
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
 class SMAPE(_MeanPerImage):
     """Official AASCE SMAPE in percent, accumulated over images.
@@ -57,12 +67,7 @@ class SMAPE(_MeanPerImage):
         super().__init__(name=name, dtype=dtype, **kwargs)
 
     def values(self, y_true, y_pred):
-        t = ops.cast(ops.reshape(y_true, (-1, 3)), "float64")
-        p = ops.cast(ops.reshape(y_pred, (-1, 3)), "float64")
-        num = ops.sum(ops.abs(p - t), axis=1)
-        den = ops.sum(p + t, axis=1)
-        return 100.0 * ops.where(ops.equal(den, 0.0), ops.zeros_like(num),
-                                 num / ops.where(ops.equal(den, 0.0), 1.0, den))
+        return smape_per_image_ops(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="seg4reg_tf")

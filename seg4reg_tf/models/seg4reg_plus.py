@@ -12,7 +12,7 @@ from seg4reg_tf.models.blocks import encoder_stride
 from seg4reg_tf.models.cam import cam_attention, gradcam_attention, normalize_attention, summed_cam
 from seg4reg_tf.models.config import ModelConfig
 from seg4reg_tf.models.geometry_head import GeometryHead, landmark_geometry
-from seg4reg_tf.models.metrics import SMAPE, PooledDice
+from seg4reg_tf.models.metrics import SMAPE, PooledDice, smape_per_image_ops
 from seg4reg_tf.models.preprocessing import Preprocessing
 from seg4reg_tf.models.regression import RegressionNet
 from seg4reg_tf.models.segmentation import SegmentationNet
@@ -290,8 +290,7 @@ class Seg4RegPlus(keras.Model):
 
         def error(pred):
             if self.cfg.angle_loss == "smape":
-                den = ops.sum(pred + angles, axis=-1)
-                return ops.mean(100.0 * ops.sum(ops.abs(pred - angles), axis=-1) / ops.maximum(den, 1e-6))
+                return ops.mean(ops.cast(smape_per_image_ops(angles, pred), "float32"))
             return ops.mean(ops.abs(pred - angles))
 
         return 0.5 * (error(geometry) + error(fused))
