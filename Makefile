@@ -19,7 +19,7 @@ PIPELINE_OUT ?= pipeline_out
 # name is seg4reg_pipeline.IMAGE, the default of `seg4reg-pipeline compile --image` (read from there: one place).
 PIPELINE_IMAGE ?= $(shell sed -n 's/^IMAGE = "\(.*\)"$$/\1/p' pipelines/seg4reg_pipeline/__init__.py)
 
-.PHONY: install test test-fast lint demo clean pipeline-install pipeline pipeline-image
+.PHONY: install test test-fast test-seeds lint demo clean pipeline-install pipeline pipeline-image
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ lint: install
 # The inner loop: everything but the tests marked `slow` (training beyond one step, servers, subprocess pipelines).
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" tests
+
+# The tests marked `numeric` under 10 seeds, oneDNN on and off (what another CPU kind's floats do to them);
+# TESTS=path narrows it.
+TESTS ?= tests
+test-seeds: install
+	bash scripts/test_seeds.sh $(PY) $(TESTS)
 
 demo: install
 	bash scripts/demo.sh $(SEG4REG) $(DEMO) "$(IMAGE)"

@@ -14,16 +14,15 @@ from seg4reg_tf.export.savedmodel import export_model
 from seg4reg_tf.geometry import VERTEBRA_NAMES
 from seg4reg_tf.models.seg4reg_plus import Seg4RegPlus
 from tests.export import helpers_export as he
-from tests.fixtures import tiny_data_config, tiny_model_config, write_spine_records
+from tests.fixtures import set_seed, tiny_data_config, tiny_model_config, write_spine_records
 
 SIZE = (128, 64)
 
 
 @pytest.fixture(scope="module")
 def geometry_model(tmp_path_factory):
-    import keras
 
-    keras.utils.set_random_seed(3)
+    set_seed(3)
     model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="geometry", seg_depth=3),
                         preprocessing=tiny_data_config(image_size=SIZE))
     base = tmp_path_factory.mktemp("geo") / "seg4reg"
@@ -32,13 +31,17 @@ def geometry_model(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.numeric
 def test_predict_and_evaluate_agree_on_the_reported_curves(geometry_model, tmp_path):
     from seg4reg_tf.evaluation.evaluate import evaluate_saved_model
 
     records = write_spine_records(tmp_path / "in", n=2)
     out = tmp_path / "out"
     assert run_predict([r.image_path for r in records], out, LocalPredictor(geometry_model), progress=False) == 0
-    report = evaluate_saved_model(str(geometry_model), records, str(tmp_path / "eval"), make_plots=False)
+    # one film per call, as predict sends them: a batch of 2 rounds the untrained model's near-flat tilts
+    # differently (0.004 deg on one seed), which is the batching's business, not the reader's
+    report = evaluate_saved_model(str(geometry_model), records, str(tmp_path / "eval"), batch_size=1,
+                                  make_plots=False)
     with open(tmp_path / "eval" / "cases.csv") as f:
         cases = {row["file"]: row for row in csv.DictReader(f)}
     raw = LocalPredictor(geometry_model).predict([load_input(records[0].image_path).model_bytes])

@@ -32,6 +32,7 @@ def test_untrained_real_model_through_keras_front_end(tmp_path):
     assert json.loads((tmp_path / "out" / "report.json").read_text())["n_images"] == 3
 
 
+@pytest.mark.numeric
 def test_end_to_end_tiny_run(tmp_path, capsys):
     """Train 1 tiny epoch on a synthetic set, then `seg4reg evaluate --run`."""
     data = tmp_path / "synth"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fixtures import load_benchmark
+from tests.fixtures import SEED_SHIFT, load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -13,8 +13,9 @@ def bench():
     return load_benchmark("interval_calibration")
 
 
-def test_cross_fitted_coverage_is_near_nominal_and_a_true_difficulty_narrows_it(bench):
-    rng = np.random.default_rng(0)
+@pytest.mark.numeric
+def test_cross_fitted_coverage_is_near_nominal_and_a_true_difficulty_narrows_it(bench, record_property):
+    rng = np.random.default_rng(SEED_SHIFT)
     n = 400
     difficulty = rng.uniform(0.5, 8.0, n)  # deg: the errors' spread grows with it
     err = rng.normal(0.0, 1.0, n) * difficulty
@@ -24,7 +25,9 @@ def test_cross_fitted_coverage_is_near_nominal_and_a_true_difficulty_narrows_it(
     for name, (coverage, _) in got.items():
         assert 0.88 <= coverage <= 0.94, (name, coverage)  # split conformal holds for any fixed score
     width = {name: w for name, (_, w) in got.items()}
-    assert width["the difficulty"] < 0.9 * width["constant"] < width["noise"]  # measured 14.8 vs 17.1
+    record_property("difficulty_over_constant", width["the difficulty"] / width["constant"])
+    # the ratio over 10 data seeds (SEG4REG_TEST_SEED 0-9): 0.75-0.92 (seed 0: 14.8 vs 17.1 deg)
+    assert width["the difficulty"] < 0.95 * width["constant"] < width["noise"]
     assert width["selected"] == pytest.approx(width["the difficulty"], rel=0.05)  # chosen on each half
 
 
@@ -37,3 +40,4 @@ def test_candidates_are_the_mae_plus_one_signal(bench):
     x[:, FEATURES.index("roughness")] = [1.0, 2.0]
     np.testing.assert_allclose(bench.sigma_of(rows["MAE + roughness"], x), [4.0, 5.0])
     np.testing.assert_allclose(bench.sigma_of(rows["constant"], x), [1.0, 1.0])
+

@@ -11,7 +11,7 @@ from keras import ops
 
 from seg4reg_tf.export.savedmodel import export_model
 from seg4reg_tf.geometry import N_CLASSES
-from tests.fixtures import tiny_data_config
+from tests.fixtures import set_seed, tiny_data_config
 
 H, W = ORACLE_SIZE = (128, 64)
 
@@ -49,7 +49,7 @@ def oracle_model(image_size=(H, W), seed: int = 0, oracle: bool = True) -> keras
     oracle=True: segmentation = one-hot(round(image * 17)) (exact on label-encoded images, but
     discontinuous); oracle=False: a smooth learned-style softmax conv head (for numeric comparisons).
     """
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     inp = keras.Input((*image_size, 1), name="image")
     if oracle:
         seg = OracleSegmentation(name="segmentation")(inp)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.fixtures import TINY_SIZE, tiny_experiment
+from tests.fixtures import TINY_SIZE, set_seed, tiny_experiment
 
 TF_TRACE = ("{{function_node __wrapped__SaveV2_dtypes_42_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
             "/x/variables/variables_temp/part-00000-of-00001.data-00000-of-00001.tempstate1; No space left on device "
@@ -28,7 +28,7 @@ def finished_run(tmp_path_factory):
 
     run = tmp_path_factory.mktemp("run")
     cfg = config_from_dict(tiny_experiment({"name": "disk_full"}))
-    keras.utils.set_random_seed(0)
+    set_seed(0)
     model = compile_model(cfg, 1)
     model({"image": np.zeros((1, *TINY_SIZE, 1), np.float32)})
     save_config(cfg, run / "config.yaml")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from seg4reg_tf import models
@@ -14,6 +15,7 @@ from tests.fixtures import (
     label_encoded_jpeg,
     label_encoded_png16,
     label_map_spine,
+    set_seed,
     strip_preprocessing,
     tiny_data_config,
     tiny_model_config,
@@ -23,9 +25,7 @@ ATTENTION = (SIZE[0] // 8, SIZE[1] // 8)  # the light encoder's stride
 
 
 def _run_dir(tmp_path, name="run", seed=0, data=None, **model_kw):
-    import keras
-
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     cfg = training_config.ExperimentConfig(
         name="tiny", data=data or tiny_data_config(clahe=True, clahe_tiles=(4, 4)), model=tiny_model_config(**model_kw))
     model = models.build_model(cfg.model, cfg.data)
@@ -55,6 +55,7 @@ def _images():
     return [label_encoded_jpeg(lab_a), label_encoded_png16(lab_b)]
 
 
+@pytest.mark.numeric
 def test_cli_export_real_model_matches_keras(tmp_path):
     from seg4reg_tf.cli import main
     from seg4reg_tf.data.preprocess import decode_image, preprocess
@@ -114,6 +115,7 @@ def test_cli_export_missing_run(tmp_path, capsys):
     assert "nope" in capsys.readouterr().err
 
 
+@pytest.mark.numeric
 def test_export_with_flip_tta_and_config_provenance(tmp_path):
     from seg4reg_tf.cli import main
     from seg4reg_tf.data.preprocess import decode_image, preprocess
@@ -180,6 +182,7 @@ def test_export_head_choice_makes_the_image_head_the_headline(tmp_path):
     assert np.abs(out["cobb_angles"].numpy() - out["cobb_angles_segmentation"].numpy()).max() > 1e-4
 
 
+@pytest.mark.numeric
 def test_cli_export_of_several_runs_is_their_ensemble(tmp_path, capsys):
     from seg4reg_tf.cli import main
     from seg4reg_tf.data.preprocess import decode_image, preprocess

@@ -1,5 +1,4 @@
 """Half-precision weight storage: float16 on disk, float32 arithmetic on the rounded weights."""
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,11 +6,11 @@ import tensorflow as tf
 from seg4reg_tf import models
 from seg4reg_tf.export.savedmodel import export_model
 from tests.fixtures import TINY_SIZE as SIZE
-from tests.fixtures import box_spine_batch, tiny_data_config, tiny_model_config
+from tests.fixtures import box_spine_batch, set_seed, tiny_data_config, tiny_model_config
 
 
 def _model(seed=0):
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     model = models.build_model(tiny_model_config(), tiny_data_config())
     model({"image": np.zeros((1, *SIZE, 1), np.float32)})
     return model
@@ -21,6 +20,7 @@ def _data_bytes(version_dir) -> int:
     return sum(f.stat().st_size for f in (version_dir / "variables").glob("variables.data-*"))
 
 
+@pytest.mark.numeric
 def test_float16_export_stores_half_and_computes_on_the_rounded_weights(tmp_path):
     model = _model()
     full = export_model(model, tmp_path / "m", 1)

@@ -130,6 +130,7 @@ def test_fresh_process_matches_python_pipeline(exported, tmp_path):
     np.testing.assert_allclose(got["padding"], pad, atol=0.51)  # centre padding, up to rounding
 
 
+@pytest.mark.numeric
 def test_predict_image_and_example_agree_with_bytes(exported):
     _, path, model, cfg = exported
     loaded = tf.saved_model.load(str(path))
@@ -184,6 +185,7 @@ def test_bad_config_and_model(tmp_path):
     assert not (tmp_path / "m" / "1").exists()
 
 
+@pytest.mark.numeric
 def test_the_input_contract_comes_from_the_model(tmp_path):
     """export_model(model, base, version) takes the preprocessing the model carries; a model without one
     (a plain Keras model, a Seg4RegPlus saved before models carried it) needs it passed, and a

@@ -2,6 +2,7 @@
 reaches the tilts through the official algorithm's choice of end vertebrae, and, alone, a falling error."""
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,7 +11,7 @@ from seg4reg_tf.geometry import landmarks_to_label_map
 from seg4reg_tf.geometry.cobb_ops import cobb_angles_ops, selected_angles_ops
 from seg4reg_tf.models.config import ModelConfig
 from seg4reg_tf.models.seg4reg_plus import Seg4RegPlus
-from tests.fixtures import TINY_SIZE, sine_spine, tiny_model_config
+from tests.fixtures import TINY_SIZE, set_seed, sine_spine, tiny_model_config
 
 
 def test_selected_angles_are_the_official_ones_with_a_gradient():
@@ -39,15 +40,15 @@ def test_w_angle_needs_the_geometry_head():
         ModelConfig(geometry_head=True, w_angle=-1.0)
 
 
-def test_the_angle_loss_alone_lowers_the_angle_error():
-    """Only the angle loss trains (every other weight 0): the geometry head's and the fused answer's error
-    against fixed target angles falls, so its gradient reaches the tilts through the selection."""
-    import keras
+_ONLY_ANGLE = {k: 0.0 for k in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att",
+                                 "lambda_tri", "w_tilt", "w_centre")}
 
-    keras.utils.set_random_seed(0)
-    zero = {k: 0.0 for k in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att",
-                              "lambda_tri", "w_tilt", "w_centre")}
-    model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="fused", **zero, w_angle=1.0),
+
+def _angle_only_problem():
+    """A tiny fused model trained by the angle loss alone (every other weight 0), two sine spines and
+    fixed target angles far from the untrained model's: (model, inputs, targets)."""
+    set_seed(0)
+    model = Seg4RegPlus(tiny_model_config(geometry_head=True, head="fused", **_ONLY_ANGLE, w_angle=1.0),
                         image_size=TINY_SIZE)
     rng = np.random.default_rng(0)
     lm = np.stack([sine_spine(*TINY_SIZE, amplitude=0.06, phase=p) for p in (0.0, 1.5)]).astype("float32")
@@ -55,20 +56,50 @@ def test_the_angle_loss_alone_lowers_the_angle_error():
     x = (0.2 + 0.6 * (labels > 0) + 0.05 * rng.random(labels.shape))[..., None].astype("float32")
     y = {"angles": np.array([[70.0, 35.0, 30.0], [60.0, 30.0, 40.0]], "float32"), "labels": labels,
          "landmarks": lm}
-    optimizer = keras.optimizers.Adam(1e-3)
+    return model, {"image": x}, y
 
-    errors, geometry = [], []
+
+def _error(out, y, key) -> float:
+    return float(np.mean(np.abs(np.asarray(out[key]) - y["angles"])))
+
+
+@pytest.mark.numeric
+def test_a_step_down_the_angle_loss_lowers_the_geometry_heads_error(record_property):
+    """The gradient reaches the tilts through the official algorithm's choice of end vertebrae: a short
+    step (0.01 in weight space) against it lowers the geometry head's own official angles' error.
+    Measured (`make test-seeds`, 10 seeds x oneDNN on / off): it falls by 1.9-4.4 deg."""
+    model, x, y = _angle_only_problem()
+    with tf.GradientTape() as tape:
+        out = model(x, training=False)
+        terms, total = model.loss_terms(y, out, training=False)
+    assert float(terms["angle_loss"]) == pytest.approx(float(total), rel=1e-5)  # it is the only loss
+    grads = tape.gradient(total, model.trainable_weights)
+    norm = float(tf.linalg.global_norm([g for g in grads if g is not None]))
+    for w, g in zip(model.trainable_weights, grads):
+        if g is not None:
+            w.assign(w - 0.01 * g / norm)
+    before, after = _error(out, y, "cobb_angles_geometry"), _error(model(x, training=False), y, "cobb_angles_geometry")
+    record_property("fall_deg", before - after)
+    assert before - after > 0.5, (before, after)
+
+
+@pytest.mark.slow
+@pytest.mark.numeric
+def test_the_angle_loss_alone_lowers_the_angle_error(record_property):
+    """40 Adam steps on the angle loss alone: the served (fused) answer's error falls by 40% or more.
+    Measured (`make test-seeds`, 10 seeds x oneDNN on / off): the last five steps' mean is 0.04-0.42 of the
+    first step's error."""
+    model, x, y = _angle_only_problem()
+    optimizer = keras.optimizers.Adam(1e-3)
+    errors = []
     for _ in range(40):
         with tf.GradientTape() as tape:
-            out = model({"image": x}, training=True)
-            terms, total = model.loss_terms(y, out, training=True)
-        errors.append(float(np.mean(np.abs(np.asarray(out["cobb_angles"]) - y["angles"]))))
-        geometry.append(float(np.mean(np.abs(np.asarray(out["cobb_angles_geometry"]) - y["angles"]))))
-        grads = tape.gradient(total, model.trainable_weights)
-        optimizer.apply(grads, model.trainable_weights)
-    assert float(terms["angle_loss"]) == pytest.approx(float(total), rel=1e-5)  # it is the only loss
-    assert errors[-1] < 0.5 * errors[0], errors  # measured 25.2 -> 4.8 deg
-    assert geometry[-1] < 0.7 * geometry[0], geometry  # the geometry head's own angles: through the tilts
+            out = model(x, training=True)
+            _, total = model.loss_terms(y, out, training=True)
+        errors.append(_error(out, y, "cobb_angles"))
+        optimizer.apply(tape.gradient(total, model.trainable_weights), model.trainable_weights)
+    record_property("ratio", np.mean(errors[-5:]) / errors[0])
+    assert np.mean(errors[-5:]) < 0.6 * errors[0], errors
 
 
 def test_the_smape_form_is_the_metric_on_the_geometry_head_and_the_fused_answer():

@@ -30,6 +30,7 @@ def _grey(h=96, w=64):
     return (0.5 + 0.4 * np.sin(0.3 * i) * np.cos(0.2 * j)).astype(np.float32)[None, :, :, None]
 
 
+@pytest.mark.numeric
 def test_converted_lite0_matches_torch_at_every_stride(reference):
     model = build_efficientnet_lite0((96, 64, 1))
     load_pretrained(model)

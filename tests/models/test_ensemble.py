@@ -4,13 +4,13 @@ import pytest
 
 from seg4reg_tf.models import Seg4RegEnsemble, build_model
 from seg4reg_tf.models.ensemble import check_members
-from tests.fixtures import TINY_SIZE, box_spine_batch, tiny_data_config, tiny_model_config
+from tests.fixtures import TINY_SIZE, box_spine_batch, set_seed, tiny_data_config, tiny_model_config
 
 H, W = TINY_SIZE
 
 
 def _member(seed, size=TINY_SIZE, **kw):
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)
     return build_model(tiny_model_config(**kw), size)
 
 

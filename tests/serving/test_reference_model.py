@@ -63,6 +63,7 @@ def test_reference_model_measures_a_synthetic_xray():
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/aasce/boostnet_labeldata (real AASCE labels)")
+@pytest.mark.numeric
 def test_reference_model_reproduces_its_card_on_the_validation_split(tmp_path):
     from seg4reg_tf.data import aasce
     from seg4reg_tf.evaluation.evaluate import evaluate_saved_model
@@ -76,6 +77,7 @@ def test_reference_model_reproduces_its_card_on_the_validation_split(tmp_path):
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/aasce/boostnet_labeldata (real AASCE X-rays)")
+@pytest.mark.numeric
 def test_real_xrays_saved_at_8_12_and_16_bits_give_the_same_angles():
     """16-bit PNGs holding 12-bit data (PACS exports) used to arrive nearly black (angles moved 5-36 deg)."""
     import cv2
@@ -96,6 +98,7 @@ def test_real_xrays_saved_at_8_12_and_16_bits_give_the_same_angles():
 
 
 @pytest.mark.skipif(not REAL.is_dir(), reason="needs ../shared/aasce/boostnet_labeldata (real AASCE X-rays)")
+@pytest.mark.numeric
 def test_upside_down_real_xrays_are_flagged_and_upright_ones_measured():
     """Rotated 180 deg, 5 of 6 held-out films came back measurable with angles moved up to 29.7 deg
     (issue 21); mirrored left to right is still an upright AP film."""

@@ -8,14 +8,21 @@ import pytest
 from seg4reg_tf import models
 from seg4reg_tf.training import config as training_config
 from seg4reg_tf.training.run import RunStateError, load_run
-from tests.fixtures import TINY_SIZE, box_spine_batch, strip_preprocessing, tiny_data_config, tiny_model_config
+from tests.fixtures import (
+    TINY_SIZE,
+    box_spine_batch,
+    set_seed,
+    strip_preprocessing,
+    tiny_data_config,
+    tiny_model_config,
+)
 
 
 def make_run(path, data=None, contract=None, **model_kw):
     """A run directory: config.yaml and model.keras (built with `contract`, default the config's data)."""
     cfg = training_config.ExperimentConfig(name="tiny", data=data or tiny_data_config(clahe=True, clahe_tiles=(4, 4)),
                                            model=tiny_model_config(**model_kw))
-    keras.utils.set_random_seed(0)
+    set_seed(0)
     model = models.build_model(cfg.model, contract or cfg.data)
     path.mkdir()
     training_config.save_config(cfg, path / "config.yaml")
@@ -23,6 +30,7 @@ def make_run(path, data=None, contract=None, **model_kw):
     return cfg, model
 
 
+@pytest.mark.numeric
 def test_head_and_tta_rebuild_the_model_and_its_saves_agree(tmp_path):
     cfg, trained = make_run(tmp_path / "run")
     loaded_cfg, model = load_run(tmp_path / "run", tta="flip", head="image")

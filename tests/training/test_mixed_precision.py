@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from seg4reg_tf.training.train import compile_model
-from tests.fixtures import box_spine_batch
+from tests.fixtures import box_spine_batch, set_seed
 
 VARIANTS = (["model.variant=reg_only"], ["model.variant=seg4reg"], [],
             ["model.attention_target=mask", "model.attention_centered=true"],
@@ -37,11 +37,12 @@ def test_every_variant_trains_under_the_policy_with_float32_outputs(tiny_cfg, po
             assert value.dtype == "float32", key
 
 
+@pytest.mark.numeric
 def test_xla_gives_the_same_loss(tiny_cfg):
     x, y = _targets()
     losses = []
     for jit in (False, True):
-        keras.utils.set_random_seed(0)
+        set_seed(0)
         model = compile_model(tiny_cfg([f"train.jit_compile={str(jit).lower()}", "model.warmup_epochs=0"]), 2)
         losses.append(model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)["loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
