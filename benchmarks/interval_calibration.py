@@ -16,6 +16,15 @@ that half the narrowest intervals, so its numbers include the cost of choosing. 
 calls measurable take part (a film that is not gets no interval). `--write` saves the constants to ship
 (`export.intervals.AngleIntervals`): per angle the candidate narrowest on all validation X-rays, q from
 them. --cache holds per-image outputs of real data: keep it in runs/, out of the repository.
+
+    python benchmarks/interval_calibration.py --out-of-fold benchmarks/results/out_of_fold.csv \
+        --data /path/to/boostnet_labeldata [--write JSON]
+
+With --out-of-fold (`benchmarks/out_of_fold.py`: each film's outputs from the fold model that never saw
+it) the choice is nested over the folds instead: for each fold, the candidates' MAE, q and the choice
+come from the other folds' films, and coverage and width are measured on that fold's; the table gives
+them per fold and overall. --write then ships, per angle, the candidate narrowest on all folds with q
+from all of them.
 """
 from __future__ import annotations
 
@@ -39,18 +48,9 @@ NOMINAL = 0.9
 
 def model_outputs(model_dir: str, records) -> dict[str, np.ndarray]:
     """Stacked per-image outputs of `serving_default` (heads, tilts, visibility, measurability)."""
-    import tensorflow as tf
-    from tqdm import tqdm
+    from seg4reg_tf.evaluation.evaluate import saved_model_outputs
 
-    fn = tf.saved_model.load(model_dir).signatures["serving_default"]
-    keep = REQUIRED_OUTPUTS
-    rows = {k: [] for k in keep}
-    for rec in tqdm(records, desc="serving_default", unit="img"):
-        with open(rec.image_path, "rb") as f:
-            out = fn(image_bytes=tf.constant([f.read()]))
-        for k in keep:
-            rows[k].append(out[k].numpy()[0])
-    return {k: np.stack(v) for k, v in rows.items()}
+    return saved_model_outputs(model_dir, records, REQUIRED_OUTPUTS)
 
 
 def features(out: dict[str, np.ndarray]) -> np.ndarray:
@@ -99,15 +99,95 @@ def cross_fit(err: np.ndarray, sigmas: dict[str, np.ndarray], angle: np.ndarray,
     return {name: (float(np.mean(c)), float(np.mean(w))) for name, (c, w) in got.items()}
 
 
+def choose(err: np.ndarray, x: np.ndarray, pred: np.ndarray) -> tuple[str, np.ndarray, float]:
+    """(name, weight row, q) of the candidate giving films (err, features x [N, F], pred) of one angle the
+    narrowest intervals, with the candidates' MAE and q from those same films."""
+    rows = candidates(float(np.mean(np.abs(err))))
+    fits = {}
+    for name, w in rows.items():
+        sig = sigma_of(w, x)
+        q = conformal_quantile(np.abs(err) / sig, NOMINAL)
+        fits[name] = (interval_width(err, sig, pred, q), q)
+    best = min(fits, key=lambda nm: fits[nm][0])
+    return best, rows[best], fits[best][1]
+
+
+def nested_by_fold(err: np.ndarray, x: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> dict:
+    """{fold: (coverage, mean width, chosen name)} of one angle: the choice and q from the other folds'
+    films, measured on the fold's; key "all": coverage and width over every film (pooled)."""
+    got, inside, widths = {}, [], []
+    for f in sorted(set(folds.tolist())):
+        cal, test = folds != f, folds == f
+        name, w, q = choose(err[cal], x[cal], pred[cal])
+        sig = sigma_of(w, x[test])
+        lo, hi = np.maximum(pred[test] - q * sig, 0.0), pred[test] + q * sig
+        truth = pred[test] - err[test]
+        hold = (truth >= lo) & (truth <= hi)
+        got[f] = (float(np.mean(hold)), float(np.mean(hi - lo)), name)
+        inside.append(hold)
+        widths.append(hi - lo)
+    got["all"] = (float(np.mean(np.concatenate(inside))), float(np.mean(np.concatenate(widths))), "")
+    return got
+
+
+def out_of_fold_main(args) -> int:
+    from seg4reg_tf.data import aasce
+    from seg4reg_tf.evaluation.out_of_fold import read_out_of_fold
+
+    keys, out = read_out_of_fold(args.out_of_fold)
+    records = {os.path.basename(r.image_path): r for r in aasce.load_split(args.data, "training", progress=False)}
+    truth = np.stack([np.asarray(records[n].angles, np.float64) for n in keys["filename"]])
+    ok = out["measurable_score"].reshape(-1) >= 0.5
+    folds = keys["fold"][ok]
+    if len(set(folds.tolist())) < 2:
+        raise SystemExit(f"{args.out_of_fold}: folds {sorted(set(folds.tolist()))}; nesting needs at least two")
+    pred = out["cobb_angles"][ok].astype(np.float64)
+    err = pred - truth[ok]
+    x = features(out)[ok]
+    fold_names = sorted(set(folds.tolist()))
+    print(f"{args.out_of_fold}: {int(ok.sum())} of {len(ok)} films measurable, folds {fold_names}; nominal "
+          f"{NOMINAL:.0%}; per fold: the choice and q from the other folds", file=sys.stderr)
+    print("| angle | out-of-fold MAE (deg) | " + " | ".join(f"fold {f}" for f in fold_names) + " | all |")
+    print("|---|---|" + "---|" * (len(fold_names) + 1))
+    weights, qs, chosen = [], [], []
+    for k, name in enumerate(ANGLES):
+        got = nested_by_fold(err[:, k], x[:, k], pred[:, k], folds)
+        print(f"| {name} | {np.mean(np.abs(err[:, k])):.2f} | "
+              + " | ".join(f"{got[f][0]:.1%}, {got[f][1]:.1f} ({got[f][2]})" for f in fold_names)
+              + f" | {got['all'][0]:.1%}, {got['all'][1]:.1f} |")
+        best, w, q = choose(err[:, k], x[:, k], pred[:, k])
+        weights.append(w)
+        qs.append(q)
+        chosen.append(f"{name}: {best}")
+    print("cells: coverage, mean width (deg), the candidate chosen on the other folds; shipped (narrowest on "
+          "all folds): " + "; ".join(chosen), file=sys.stderr)
+    if args.write:
+        fitted = (f"out-of-fold errors of {args.out_of_fold} (folds {fold_names}: each film measured by a model "
+                  f"that never saw it); split conformal, nominal {NOMINAL:.0%}: per angle the candidate (MAE + one "
+                  f"signal, or constant) narrowest on the {int(ok.sum())} measurable films, q from them; "
+                  + "; ".join(chosen))
+        intervals = AngleIntervals(weights=weights, floor=[0.1] * 3, q=qs, level=NOMINAL, fitted=fitted)
+        with open(args.write, "w", encoding="utf-8") as f:
+            f.write(intervals.to_json())
+        print(f"wrote {args.write}: q = {', '.join(f'{q:.2f}' for q in qs)}", file=sys.stderr)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True, help="a version directory (BASE/N)")
+    p.add_argument("--model", default=None, help="a version directory (BASE/N)")
+    p.add_argument("--out-of-fold", default=None, metavar="CSV",
+                   help="calibrate on an out-of-fold file instead (benchmarks/out_of_fold.py), nested over its folds")
     p.add_argument("--data", required=True, help="AASCE root (boostnet_labeldata)")
     p.add_argument("--cache", default=None, help="npz of the per-image outputs (read if present, else written)")
     p.add_argument("--halvings", type=int, default=200)
     p.add_argument("--write", default=None, metavar="JSON",
                    help="write the constants to ship for `seg4reg export --intervals`")
     args = p.parse_args(argv)
+    if (args.model is None) == (args.out_of_fold is None):
+        p.error("give --model (a version, calibrated on the fixed split) or --out-of-fold (a fold file)")
+    if args.out_of_fold:
+        return out_of_fold_main(args)
 
     from seg4reg_tf.data import aasce
 

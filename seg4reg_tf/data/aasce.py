@@ -359,11 +359,18 @@ def load_split(root, split: str, *, check_images: bool = True, progress: bool | 
     return records
 
 
-def train_val_split(records: list) -> tuple[list, list]:
-    """The fixed split: 0-based index % 5 == 4 -> validation, the rest training (order kept)."""
+FOLDS = 5  # the folds of a split: 0-based index % 5; fold 4 is the fixed validation split
+VAL_FOLD = 4
+
+
+def train_val_split(records: list, fold: int = VAL_FOLD) -> tuple[list, list]:
+    """The fixed rule: 0-based index % 5 == `fold` -> validation, the rest training (order kept).
+    `fold` 4 is the fixed split; 0-3 the other folds of a cross-validation."""
+    if fold not in range(FOLDS):
+        raise ValueError(f"fold: expected an int in 0..{FOLDS - 1} (index % {FOLDS} == fold validates), got {fold!r}")
     records = list(records)
-    train = [r for i, r in enumerate(records) if i % 5 != 4]
-    val = [r for i, r in enumerate(records) if i % 5 == 4]
+    train = [r for i, r in enumerate(records) if i % FOLDS != fold]
+    val = [r for i, r in enumerate(records) if i % FOLDS == fold]
     return train, val
 
 

@@ -3,8 +3,8 @@
 `training_splits(data, val_data=None, fit_on="train") -> (train Split, validation Split)`:
 - `data` an AASCE-format root (a directory holding data/training and labels/training) and no
   `val_data`: split "training" divided by the fixed rule (0-based index % 5 == 4 validates,
-  `aasce.train_val_split`); with `fit_on="all"` (a refit) training takes every image, validation
-  stays the fixed split's (then inside the training set);
+  `aasce.train_val_split`; `val_fold` 0-3 holds out another fifth); with `fit_on="all"` (a refit)
+  training takes every image, validation stays the fixed split's (then inside the training set);
 - `data` and `val_data` TFRecord files, each a path or glob pattern or a list of them (the
   `data.tfrecords` features; `*.gz` read as GZIP, as TFX's ExampleGen writes them): the training and
   the validation examples as they are.
@@ -21,7 +21,7 @@ from seg4reg_tf.data import aasce
 from seg4reg_tf.data.tfrecords import count_examples, expand_patterns
 
 SPLIT = "training"
-VAL_EVERY = 5  # the fixed split: 0-based index % 5 == 4 validates
+VAL_EVERY = aasce.FOLDS  # the fixed split: 0-based index % 5 == 4 validates
 
 
 class DataSourceError(ValueError):
@@ -45,8 +45,9 @@ class Split:
         return {"source": None, "records": list(self.records)}
 
 
-def fixed_split(root) -> tuple[list, list]:
-    """(train, val) `AasceRecord` lists of split "training" of the AASCE root (index % 5 == 4 validates).
+def fixed_split(root, fold: int = aasce.VAL_FOLD) -> tuple[list, list]:
+    """(train, val) `AasceRecord` lists of split "training" of the AASCE root (index % 5 == `fold`
+    validates; 4 = the fixed split).
 
     Raises FileNotFoundError when `root` is not a directory, AasceFormatError naming the file for a
     malformed root or one with fewer than 5 images.
@@ -56,11 +57,11 @@ def fixed_split(root) -> tuple[list, list]:
         raise FileNotFoundError(f"data root: {root!r} is not a directory (expected an AASCE-format root "
                                 "with data/training and labels/training)")
     records = aasce.load_split(root, SPLIT)
-    train_recs, val_recs = aasce.train_val_split(records)
+    train_recs, val_recs = aasce.train_val_split(records, fold)
     if not train_recs or not val_recs:
         raise aasce.AasceFormatError(
             f"data root {root!r}: split 'training' has {len(records)} images; need at least {VAL_EVERY} "
-            f"for the fixed train/validation split (index % {VAL_EVERY} == {VAL_EVERY - 1} validates)")
+            f"for the fixed train/validation split (index % {VAL_EVERY} == {fold} validates)")
     return train_recs, val_recs
 
 
@@ -86,9 +87,10 @@ def _is_patterns(value) -> bool:
         isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, (str, os.PathLike)) for v in value))
 
 
-def training_splits(data, val_data=None, fit_on: str = "train") -> tuple[Split, Split]:
+def training_splits(data, val_data=None, fit_on: str = "train", val_fold: int = aasce.VAL_FOLD) -> tuple[Split, Split]:
     """(train, validation) `Split`s of the module docstring's two kinds of source; `fit_on` "train" or
-    "all" (`TrainConfig.fit_on`: an AASCE root's every image in training).
+    "all" (`TrainConfig.fit_on`: an AASCE root's every image in training); `val_fold` the fifth of an
+    AASCE root that validates (`TrainConfig.val_fold`).
 
     Raises:
         FileNotFoundError / AasceFormatError for a missing or malformed AASCE root; DataSourceError (a
@@ -106,15 +108,19 @@ def training_splits(data, val_data=None, fit_on: str = "train") -> tuple[Split, 
                                  "(val_data / --eval-files), or an AASCE-format root for the fixed split")
             raise FileNotFoundError(f"data root: {root!r} is not a directory (expected an AASCE-format root "
                                     "with data/training and labels/training)")
-        train_recs, val_recs = fixed_split(root)
+        train_recs, val_recs = fixed_split(root, val_fold)
         origin = fileio.absolute(root)
         if fit_on == "all":
             every = train_recs + val_recs
             return (Split(len(every), f"{origin} (every labelled image: a refit)", records=tuple(every)),
                     Split(len(val_recs), f"{origin} (fixed split: validation, also trained on)",
                           records=tuple(val_recs)))
-        return (Split(len(train_recs), f"{origin} (fixed split: train)", records=tuple(train_recs)),
-                Split(len(val_recs), f"{origin} (fixed split: validation)", records=tuple(val_recs)))
+        split = "fixed split" if val_fold == aasce.VAL_FOLD else f"fold {val_fold} held out"
+        return (Split(len(train_recs), f"{origin} ({split}: train)", records=tuple(train_recs)),
+                Split(len(val_recs), f"{origin} ({split}: validation)", records=tuple(val_recs)))
+    if val_fold != aasce.VAL_FOLD:
+        raise DataSourceError(f"train.val_fold: {val_fold} holds out a fifth of an AASCE root; with TFRecord files "
+                              "the validation examples are val_data's (keep val_fold 4)")
     if fit_on == "all":
         raise DataSourceError("train.fit_on: 'all' refits on an AASCE root's every labelled image; with TFRecord "
                               "files put every training example in data (and keep fit_on 'train')")

@@ -1,4 +1,5 @@
-"""`seg4reg evaluate`: evaluate a run directory or an exported SavedModel on a labelled split."""
+"""`seg4reg evaluate` (a run or an exported SavedModel on a labelled split) and `seg4reg calibrate` (a version's
+intervals refitted on a site's labelled films)."""
 from __future__ import annotations
 
 import argparse
@@ -36,6 +37,26 @@ def register(subparsers) -> None:
                    help="--run only: evaluate an interrupted or unfinished run's best checkpoint so far "
                         "(refused otherwise)")
     p.set_defaults(func=run_evaluate)
+
+    c = subparsers.add_parser(
+        "calibrate",
+        help="refit a version's 90%% intervals on your own labelled films (a new version, same network)",
+        description="Measure the coverage of the model's intervals on the labelled films of an AASCE-format root "
+                    "(your site's), refit the interval quantile per angle on the measurable ones, and export the "
+                    "same network with the new constants as a new version. Run it before clinical use at a new "
+                    "site, and again when the scanner or the population changes.",
+    )
+    c.add_argument("--model", required=True, metavar="PATH",
+                   help="a version directory (BASE/N) or a TF Serving base path (its newest version); one "
+                        "network exported with --weights float16, as the shipped versions are")
+    c.add_argument("--data", required=True, metavar="ROOT", help="AASCE-format root with your labelled films")
+    c.add_argument("--split", default="training", help="the split of ROOT to use (default: training)")
+    c.add_argument("--out", default=None, metavar="BASE_PATH",
+                   help="where the new version goes (default: the model's base path)")
+    c.add_argument("--version", type=int, default=None, metavar="N",
+                   help="its number (default: the next free one; never overwritten)")
+    c.add_argument("--level", type=float, default=0.9, help="nominal coverage (default 0.9)")
+    c.set_defaults(func=_calibrate)
 
 
 def _fail(msg: str) -> int:
@@ -117,4 +138,40 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"{name} interval: coverage {100 * m['coverage']:.1f}% (n={m['n']}, {m['n_without']} without: "
                   f"not measurable), mean width {m['mean_width']:.1f} deg")
     print(f"report: {os.path.join(args.out, 'report.json')}")
+    return 0
+
+
+def _calibrate(args) -> int:
+    from seg4reg_tf.data import aasce
+    from seg4reg_tf.evaluation.calibrate import MIN_FILMS, CalibrationError, calibrate
+    from seg4reg_tf.evaluation.evaluate import resolve_saved_model_dir
+
+    if args.version is not None and args.version < 1:
+        print(f"calibrate: --version: expected a positive integer, got {args.version}", file=sys.stderr)
+        return 2
+    if not 0.5 <= args.level < 1.0:
+        print(f"calibrate: --level: expected a coverage in [0.5, 1), got {args.level}", file=sys.stderr)
+        return 2
+    try:
+        version_dir = resolve_saved_model_dir(args.model)
+        records = aasce.load_split(args.data, args.split)
+        out_base = args.out or os.path.dirname(os.path.normpath(version_dir))
+        result = calibrate(version_dir, records, out_base, args.version, level=args.level,
+                           source=f"{args.data} split {args.split}")
+    except CalibrationError as err:
+        print(f"calibrate: {err}; label more films (at least {MIN_FILMS} measurable) and run it again",
+              file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as err:
+        print(f"calibrate: {err}", file=sys.stderr)
+        return 1
+    print(f"{result.n_measurable} of {result.n_films} labelled films measurable")
+    if result.before is not None:
+        print(f"current intervals ({version_dir}) on them: {result.before}")
+    else:
+        print(f"current intervals: none ({version_dir} has no cobb_angles_lower / upper)")
+    print(f"refitted (q = {', '.join(f'{q:.2f}' for q in result.intervals.q)}), cross-fitted on these films: "
+          f"{result.after}")
+    print(f"largest change of an angle output: {result.max_change_deg:g} deg (the same network)")
+    print(result.version_dir)
     return 0

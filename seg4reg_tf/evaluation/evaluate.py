@@ -345,6 +345,27 @@ def saved_model_predict_fn(path: str) -> tuple[PredictFn, str]:
     return fn, version_dir
 
 
+def saved_model_outputs(path: str, records: Sequence, keys: Sequence[str], *, optional: Sequence[str] = (),
+                        batch_size: int = 8, desc: str = "serving_default") -> dict[str, np.ndarray]:
+    """{key: [N, ...] numpy} of `serving_default` (image bytes in) over `records`, in their order, with a
+    progress bar; KeyError naming a key of `keys` the model does not output (`optional` ones it may lack)."""
+    fn, version_dir = saved_model_predict_fn(path)
+    records = list(records)
+    rows: dict[str, list] = {k: [] for k in (*keys, *optional)}
+    with tqdm(total=len(records), desc=desc, unit="img") as bar:
+        for start in range(0, len(records), batch_size):
+            batch = records[start:start + batch_size]
+            out = fn([_read_bytes(r) for r in batch])
+            for k in keys:
+                if k not in out:
+                    raise KeyError(f"{version_dir}: serving_default has no output {k!r} (has {sorted(out)})")
+            for k in rows:
+                if k in out:
+                    rows[k].append(out[k])
+            bar.update(len(batch))
+    return {k: np.concatenate(v) for k, v in rows.items() if v}
+
+
 def evaluate_saved_model(path: str, records: Sequence, out_dir: str, *, batch_size: int = 8,
                          head_name: str | None = None, **kwargs) -> dict[str, Any]:
     """Evaluate a SavedModel / TF Serving base path through `serving_default` with image bytes."""

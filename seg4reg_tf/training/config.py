@@ -60,6 +60,8 @@ class TrainConfig:
             `checkpoint_monitor`; "all" = a refit on every labelled image of the AASCE root (the fixed
             split's validation images too, as published methods do before a test number): validation
             metrics are then on images it trains on, and model.keras is the last epoch (no selection).
+        val_fold: which fifth of an AASCE root validates (0-based index % 5 == val_fold): 4 = the fixed
+            split; 0-3 the other folds of a cross-validation (`benchmarks/out_of_fold.py`).
     """
 
     epochs: int = 30
@@ -81,6 +83,7 @@ class TrainConfig:
     mixed_precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     jit_compile: bool = False
     fit_on: Literal["train", "all"] = "train"
+    val_fold: int = 4
 
     def __post_init__(self):
         check_fields(self, "train")
@@ -101,6 +104,8 @@ class TrainConfig:
         require(bool(self.checkpoint_monitor), "train.checkpoint_monitor", "a metric name", self.checkpoint_monitor)
         require(self.init_weights is None or bool(self.init_weights), "train.init_weights",
                "a run directory, a .keras file or null", self.init_weights)
+        require(self.val_fold in range(5), "train.val_fold", "an int in 0..4 (index % 5 == val_fold validates)",
+                self.val_fold)
 
 
 @dataclasses.dataclass

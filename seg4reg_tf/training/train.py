@@ -188,7 +188,7 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
     if chief:
         check_can_train(cfg, run_dir)  # RunStateError: another config's run lives here
     # data errors before anything in run_dir changes
-    train_split, val_split = training_splits(data, val_data, tc.fit_on)
+    train_split, val_split = training_splits(data, val_data, tc.fit_on, tc.val_fold)
     model = None  # for the size a full disk reports
     with _full_disk_named(run_dir, lambda: model):
         fileio.makedirs(run_dir)

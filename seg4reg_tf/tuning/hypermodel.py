@@ -122,7 +122,7 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
         self.data_root = data_root
         self.space = space or SearchSpace()
         self.verbose = verbose
-        self.train_split, self.val_split = training_splits(data_root)  # the fixed split of the root
+        self.train_split, self.val_split = training_splits(data_root, val_fold=base.train.val_fold)
         m, sp = base.model, self.space
         # check the choices against the base model now, naming the offending setting
         for hw in sp.image_sizes or ():

@@ -63,6 +63,28 @@ def test_a_refit_trains_on_every_labelled_image_and_keeps_validating_on_the_fixe
         training_splits(tfrecord_splits["train"], tfrecord_splits["eval"], fit_on="all")
 
 
+def test_each_fold_of_a_root_holds_out_its_own_fifth(tiny_data, tfrecord_splits):
+    """`train.val_fold` k validates on index % 5 == k: the five folds' validation images are disjoint and
+    cover the split; fold 4 is the fixed split."""
+    from seg4reg_tf.training.config import ConfigError, TrainConfig
+
+    records = aasce.load_split(tiny_data, "training", progress=False)
+    held_out = []
+    for k in range(5):
+        train, val = training_splits(tiny_data, val_fold=k)
+        assert [r.image_path for r in val.records] == [r.image_path for i, r in enumerate(records) if i % 5 == k]
+        assert not {r.image_path for r in val.records} & {r.image_path for r in train.records}
+        assert ("fixed split" if k == 4 else f"fold {k} held out") in val.origin
+        held_out += [r.image_path for r in val.records]
+    assert sorted(held_out) == sorted(r.image_path for r in records)
+    with pytest.raises(DataSourceError, match="train.val_fold"):
+        training_splits(tfrecord_splits["train"], tfrecord_splits["eval"], val_fold=0)
+    with pytest.raises(ValueError, match="fold"):
+        aasce.train_val_split(records, 5)
+    with pytest.raises(ConfigError, match="train.val_fold"):
+        TrainConfig(val_fold=5)
+
+
 def test_bad_sources_are_named(tiny_data, tfrecord_splits, tmp_path):
     with pytest.raises(DataSourceError, match="val_data"):
         training_splits(tfrecord_splits["train"])  # TFRecords need the validation examples too
