@@ -133,9 +133,11 @@ def calibrate(version_dir, records: Sequence, out_base, version: int | None = No
         width.append(w)
     if not all(math.isfinite(q) for q in qs):
         raise CalibrationError(f"{n_ok} measurable films give no finite {level:.0%} quantile")
+    name = os.path.basename(os.path.normpath(version_dir))
+    score = f"the difficulty score of version {name}" if old is not None else \
+        f"a constant difficulty score (version {name} had no intervals)"
     fitted = (f"refitted by seg4reg calibrate on {n_ok} measurable of {len(records)} labelled films"
-              f"{' of ' + source if source else ''}; split conformal, nominal {level:.0%}; the difficulty score "
-              f"kept from {version_dir if old is not None else 'none (a constant width)'}")
+              f"{' of ' + source if source else ''}; split conformal, nominal {level:.0%}, {score}")
     new = angle_intervals.AngleIntervals(weights=weights, floor=floor, q=qs, level=level, fitted=fitted)
     cfg, model = unpack_single(version_dir)
     if version is None:
