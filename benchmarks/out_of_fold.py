@@ -45,7 +45,8 @@ def run_fold(cfg, data: str, records: list, fold: int, runs: str, out: str) -> N
     if not os.path.isdir(os.path.join(serving, "1")):
         export_run(run_dir, serving, 1)
     held_out = aasce.train_val_split(records, fold)[1]
-    indices = [i for i in range(len(records)) if i % aasce.FOLDS == fold]
+    position = {id(r): i for i, r in enumerate(records)}  # the split's rule stays train_val_split's alone
+    indices = [position[id(r)] for r in held_out]
     outputs = saved_model_outputs(os.path.join(serving, "1"), held_out,
                                   [k for k in OUTPUTS if k != "upright_margin"], optional=["upright_margin"],
                                   desc=f"fold {fold} held out")

@@ -123,12 +123,12 @@ def calibrate(version_dir, records: Sequence, out_base, version: int | None = No
     shape = angle_intervals.AngleIntervals(weights=weights, floor=floor, q=(1.0,) * 3, level=level)
     sig = angle_intervals.sigma(shape, angle_intervals.difficulty_features(
         {k: tf.constant(out[k][ok]) for k in angle_intervals.REQUIRED_OUTPUTS})).numpy().astype(np.float64)
-    answer = out["cobb_angles"][ok].astype(np.float64)
-    scores = np.abs(answer - truth[ok]) / sig
+    answer, truth = out["cobb_angles"][ok].astype(np.float64), truth[ok]
+    scores = np.abs(answer - truth) / sig
     qs, cov, width = [], [], []
     for k in range(3):
         qs.append(angle_intervals.conformal_quantile(scores[:, k], level))
-        c, w = _cross_fitted(scores[:, k], sig[:, k], answer[:, k], truth[ok][:, k], level)
+        c, w = _cross_fitted(scores[:, k], sig[:, k], answer[:, k], truth[:, k], level)
         cov.append(c)
         width.append(w)
     if not all(math.isfinite(q) for q in qs):
