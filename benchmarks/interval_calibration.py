@@ -18,13 +18,17 @@ calls measurable take part (a film that is not gets no interval). `--write` save
 them. --cache holds per-image outputs of real data: keep it in runs/, out of the repository.
 
     python benchmarks/interval_calibration.py --out-of-fold benchmarks/results/out_of_fold.csv \
-        --data /path/to/boostnet_labeldata [--write JSON]
+        --data /path/to/boostnet_labeldata [--write JSON] [--transfer VERSION_DIR [--cache NPZ]]
 
 With --out-of-fold (`benchmarks/out_of_fold.py`: each film's outputs from the fold model that never saw
-it) the choice is nested over the folds instead: for each fold, the candidates' MAE, q and the choice
-come from the other folds' films, and coverage and width are measured on that fold's; the table gives
-them per fold and overall. --write then ships, per angle, the candidate narrowest on all folds with q
-from all of them.
+it) the errors are out of sample, so two fitted scores join the candidates (`fitted_candidates`: |error|
+on a + b angle, and on every feature, non-negative least squares), and the choice is nested over the
+folds: for each fold, the candidates' fits, q and the choice come from the other folds' films, coverage
+and width are measured on that fold's. The table gives per fold and overall that, the constant width
+the same way, and the shipped constants' own (in-sample) figures. --write ships, per angle, the candidate
+narrowest on all folds with its fit and q from all of them. --transfer measures intervals calibrated
+without the fixed validation fold on another network's outputs on that fold (a version that never saw
+those films): do constants from the fold models hold for a network trained otherwise?
 """
 from __future__ import annotations
 
@@ -44,6 +48,7 @@ from seg4reg_tf.export.intervals import (
 )
 
 NOMINAL = 0.9
+FLOOR = 0.1  # deg: `AngleIntervals.floor` of every shipped angle
 
 
 def model_outputs(model_dir: str, records) -> dict[str, np.ndarray]:
@@ -68,9 +73,25 @@ def candidates(mae: float) -> dict[str, np.ndarray]:
     return rows
 
 
+def fitted_candidates(err: np.ndarray, x: np.ndarray) -> dict[str, np.ndarray]:
+    """Difficulty scores fitted to |error| by non-negative least squares on films (err [N], features x [N, F])
+    whose errors are out of sample: "angle-scaled" (a + b angle) and "error model" (every feature)."""
+    from scipy.optimize import nnls
+
+    design = np.concatenate([np.ones((x.shape[0], 1)), x], axis=1)
+    rows = {}
+    every = list(range(design.shape[1]))
+    for name, cols in (("angle-scaled", [0, 1 + FEATURES.index("angle")]), ("error model", every)):
+        w = np.zeros(design.shape[1])
+        w[cols] = nnls(design[:, cols], np.abs(err))[0]
+        w[0] = max(w[0], FLOOR)
+        rows[name] = w
+    return rows
+
+
 def sigma_of(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """[N] sigma of one angle's features [N, F] (no floor needed: every candidate is >= its bias > 0)."""
-    return np.concatenate([np.ones((x.shape[0], 1)), x], axis=1) @ w
+    """[N] sigma of one angle's features [N, F], at least FLOOR deg (as the graph computes it)."""
+    return np.maximum(np.concatenate([np.ones((x.shape[0], 1)), x], axis=1) @ w, FLOOR)
 
 
 def interval_width(err, sig, angle, q) -> float:
@@ -99,33 +120,43 @@ def cross_fit(err: np.ndarray, sigmas: dict[str, np.ndarray], angle: np.ndarray,
     return {name: (float(np.mean(c)), float(np.mean(w))) for name, (c, w) in got.items()}
 
 
-def choose(err: np.ndarray, x: np.ndarray, pred: np.ndarray) -> tuple[str, np.ndarray, float]:
+def choose(err: np.ndarray, x: np.ndarray, pred: np.ndarray, fitted: bool = False,
+           pick: str | None = None) -> tuple[str, np.ndarray, float]:
     """(name, weight row, q) of the candidate giving films (err, features x [N, F], pred) of one angle the
-    narrowest intervals, with the candidates' MAE and q from those same films."""
+    narrowest intervals (or the candidate named `pick`), its MAE, fit and q from those same films;
+    `fitted` adds `fitted_candidates` (only for out-of-sample errors)."""
     rows = candidates(float(np.mean(np.abs(err))))
+    if fitted:
+        rows.update(fitted_candidates(err, x))
     fits = {}
     for name, w in rows.items():
         sig = sigma_of(w, x)
         q = conformal_quantile(np.abs(err) / sig, NOMINAL)
         fits[name] = (interval_width(err, sig, pred, q), q)
-    best = min(fits, key=lambda nm: fits[nm][0])
+    best = pick or min(fits, key=lambda nm: fits[nm][0])
     return best, rows[best], fits[best][1]
 
 
-def nested_by_fold(err: np.ndarray, x: np.ndarray, pred: np.ndarray, folds: np.ndarray) -> dict:
-    """{fold: (coverage, mean width, chosen name)} of one angle: the choice and q from the other folds'
-    films, measured on the fold's; key "all": coverage and width over every film (pooled)."""
+def coverage(err: np.ndarray, x: np.ndarray, pred: np.ndarray, w: np.ndarray, q: float):
+    """([N] bool: the truth pred - err inside, [N] widths deg) of the intervals (w, q) on films (err, x, pred)."""
+    sig = sigma_of(w, x)
+    lo, hi = np.maximum(pred - q * sig, 0.0), pred + q * sig
+    truth = pred - err
+    return (truth >= lo) & (truth <= hi), hi - lo
+
+
+def nested_by_fold(err: np.ndarray, x: np.ndarray, pred: np.ndarray, folds: np.ndarray, fitted: bool = False,
+                   pick: str | None = None) -> dict:
+    """{fold: (coverage, mean width, chosen name)} of one angle: the choice (or `pick`), its fit and q from the
+    other folds' films, measured on the fold's; key "all": coverage and width over every film (pooled)."""
     got, inside, widths = {}, [], []
     for f in sorted(set(folds.tolist())):
         cal, test = folds != f, folds == f
-        name, w, q = choose(err[cal], x[cal], pred[cal])
-        sig = sigma_of(w, x[test])
-        lo, hi = np.maximum(pred[test] - q * sig, 0.0), pred[test] + q * sig
-        truth = pred[test] - err[test]
-        hold = (truth >= lo) & (truth <= hi)
-        got[f] = (float(np.mean(hold)), float(np.mean(hi - lo)), name)
+        name, w, q = choose(err[cal], x[cal], pred[cal], fitted, pick)
+        hold, width = coverage(err[test], x[test], pred[test], w, q)
+        got[f] = (float(np.mean(hold)), float(np.mean(width)), name)
         inside.append(hold)
-        widths.append(hi - lo)
+        widths.append(width)
     got["all"] = (float(np.mean(np.concatenate(inside))), float(np.mean(np.concatenate(widths))), "")
     return got
 
@@ -135,42 +166,85 @@ def out_of_fold_main(args) -> int:
     from seg4reg_tf.evaluation.out_of_fold import read_out_of_fold
 
     keys, out = read_out_of_fold(args.out_of_fold)
-    records = {os.path.basename(r.image_path): r for r in aasce.load_split(args.data, "training", progress=False)}
-    truth = np.stack([np.asarray(records[n].angles, np.float64) for n in keys["filename"]])
+    records = aasce.load_split(args.data, "training", progress=False)
+    by_name = {os.path.basename(r.image_path): r for r in records}
+    truth = np.stack([np.asarray(by_name[n].angles, np.float64) for n in keys["filename"]])
     ok = out["measurable_score"].reshape(-1) >= 0.5
     folds = keys["fold"][ok]
-    if len(set(folds.tolist())) < 2:
-        raise SystemExit(f"{args.out_of_fold}: folds {sorted(set(folds.tolist()))}; nesting needs at least two")
+    fold_names = sorted(set(folds.tolist()))
+    if len(fold_names) < 2:
+        raise SystemExit(f"{args.out_of_fold}: folds {fold_names}; nesting needs at least two")
     pred = out["cobb_angles"][ok].astype(np.float64)
     err = pred - truth[ok]
     x = features(out)[ok]
-    fold_names = sorted(set(folds.tolist()))
     print(f"{args.out_of_fold}: {int(ok.sum())} of {len(ok)} films measurable, folds {fold_names}; nominal "
-          f"{NOMINAL:.0%}; per fold: the choice and q from the other folds", file=sys.stderr)
-    print("| angle | out-of-fold MAE (deg) | " + " | ".join(f"fold {f}" for f in fold_names) + " | all |")
+          f"{NOMINAL:.0%}", file=sys.stderr)
+    print("| angle | intervals | " + " | ".join(f"fold {f}" for f in fold_names) + " | all |")
     print("|---|---|" + "---|" * (len(fold_names) + 1))
     weights, qs, chosen = [], [], []
     for k, name in enumerate(ANGLES):
-        got = nested_by_fold(err[:, k], x[:, k], pred[:, k], folds)
-        print(f"| {name} | {np.mean(np.abs(err[:, k])):.2f} | "
-              + " | ".join(f"{got[f][0]:.1%}, {got[f][1]:.1f} ({got[f][2]})" for f in fold_names)
-              + f" | {got['all'][0]:.1%}, {got['all'][1]:.1f} |")
-        best, w, q = choose(err[:, k], x[:, k], pred[:, k])
+        e, xk, pk = err[:, k], x[:, k], pred[:, k]
+        best, w, q = choose(e, xk, pk, fitted=True)
+        hold, width = coverage(e, xk, pk, w, q)
+        mae = np.mean(np.abs(e))
+        rows = {f"chosen on the other folds (MAE {mae:.2f} deg)": nested_by_fold(e, xk, pk, folds, True),
+                "constant width, q from the other folds": nested_by_fold(e, xk, pk, folds, pick="constant"),
+                f"shipped: {best}, q {q:.2f} (in-sample)": {
+                    **{f: (float(np.mean(hold[folds == f])), float(np.mean(width[folds == f])), "")
+                       for f in fold_names},
+                    "all": (float(np.mean(hold)), float(np.mean(width)), "")}}
+        for label, got in rows.items():
+            print(f"| {name} | {label} | " + " | ".join(
+                f"{got[f][0]:.1%}, {got[f][1]:.1f}" + (f" ({got[f][2]})" if got[f][2] else "") for f in fold_names)
+                + f" | {got['all'][0]:.1%}, {got['all'][1]:.1f} |")
         weights.append(w)
         qs.append(q)
         chosen.append(f"{name}: {best}")
-    print("cells: coverage, mean width (deg), the candidate chosen on the other folds; shipped (narrowest on "
-          "all folds): " + "; ".join(chosen), file=sys.stderr)
+    print("cells: coverage, mean width (deg); shipped (narrowest on all folds): " + "; ".join(chosen), file=sys.stderr)
+    if args.transfer:
+        transfer(args, records, keys["fold"], err, x, pred, ok)
     if args.write:
-        fitted = (f"out-of-fold errors of {args.out_of_fold} (folds {fold_names}: each film measured by a model "
-                  f"that never saw it); split conformal, nominal {NOMINAL:.0%}: per angle the candidate (MAE + one "
-                  f"signal, or constant) narrowest on the {int(ok.sum())} measurable films, q from them; "
+        fitted = (f"out-of-fold errors of {os.path.basename(args.out_of_fold)} (folds {fold_names}: each film "
+                  f"measured by a model that never saw it); split conformal, nominal {NOMINAL:.0%}: per angle the "
+                  f"candidate narrowest on the {int(ok.sum())} measurable films, its fit and q from them; "
                   + "; ".join(chosen))
-        intervals = AngleIntervals(weights=weights, floor=[0.1] * 3, q=qs, level=NOMINAL, fitted=fitted)
+        intervals = AngleIntervals(weights=weights, floor=[FLOOR] * 3, q=qs, level=NOMINAL, fitted=fitted)
         with open(args.write, "w", encoding="utf-8") as f:
             f.write(intervals.to_json())
         print(f"wrote {args.write}: q = {', '.join(f'{q:.2f}' for q in qs)}", file=sys.stderr)
     return 0
+
+
+def transfer(args, records: list, all_folds: np.ndarray, err, x, pred, ok) -> None:
+    """Do intervals calibrated on fold models hold for another network? Calibrated on the out-of-fold films
+    of every fold but the fixed validation fold, measured on `args.transfer`'s outputs on that fold's films
+    (a version that never saw them), beside the fold model's own figure there."""
+    from seg4reg_tf.data import aasce
+
+    folds = all_folds[ok]
+    if aasce.VAL_FOLD not in set(folds.tolist()):
+        raise SystemExit(f"--transfer: {args.out_of_fold} has no fold {aasce.VAL_FOLD} (the fixed validation films)")
+    held_out = aasce.train_val_split(records, aasce.VAL_FOLD)[1]
+    if args.cache and os.path.exists(args.cache):
+        other = dict(np.load(args.cache))
+    else:
+        other = model_outputs(args.transfer, held_out)
+        if args.cache:
+            np.savez(args.cache, **other)
+    truth = np.stack([np.asarray(r.angles, np.float64) for r in held_out])
+    measured = other["measurable_score"].reshape(-1) >= 0.5
+    o_pred = other["cobb_angles"][measured].astype(np.float64)
+    o_err, o_x = o_pred - truth[measured], features(other)[measured]
+    cal, own = folds != aasce.VAL_FOLD, folds == aasce.VAL_FOLD
+    print(f"\ntransfer to {args.transfer} on fold {aasce.VAL_FOLD} ({int(measured.sum())} films), calibrated on the "
+          f"other folds' {int(cal.sum())} films", file=sys.stderr)
+    print("| angle | MAE fold model / other network (deg) | fold model | other network |\n|---|---|---|---|")
+    for k, name in enumerate(ANGLES):
+        _, w, q = choose(err[cal, k], x[cal, k], pred[cal, k], fitted=True)
+        mine, theirs = (coverage(e, xx, pp, w, q) for e, xx, pp in
+                        ((err[own, k], x[own, k], pred[own, k]), (o_err[:, k], o_x[:, k], o_pred[:, k])))
+        print(f"| {name} | {np.mean(np.abs(err[own, k])):.2f} / {np.mean(np.abs(o_err[:, k])):.2f} | "
+              f"{np.mean(mine[0]):.1%}, {np.mean(mine[1]):.1f} | {np.mean(theirs[0]):.1%}, {np.mean(theirs[1]):.1f} |")
 
 
 def main(argv=None) -> int:
@@ -180,6 +254,9 @@ def main(argv=None) -> int:
                    help="calibrate on an out-of-fold file instead (benchmarks/out_of_fold.py), nested over its folds")
     p.add_argument("--data", required=True, help="AASCE root (boostnet_labeldata)")
     p.add_argument("--cache", default=None, help="npz of the per-image outputs (read if present, else written)")
+    p.add_argument("--transfer", default=None, metavar="VERSION_DIR",
+                   help="with --out-of-fold: check the calibration on another network's outputs on the fixed "
+                        "validation films (one that never saw them)")
     p.add_argument("--halvings", type=int, default=200)
     p.add_argument("--write", default=None, metavar="JSON",
                    help="write the constants to ship for `seg4reg export --intervals`")

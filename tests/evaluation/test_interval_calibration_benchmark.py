@@ -2,6 +2,8 @@
 difficulty score, on synthetic errors whose spread is known."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,91 @@ def test_the_choice_nested_over_folds_shows_a_fold_where_the_intervals_fail(benc
         assert got[f][0] > 0.9, (f, got[f])  # the others hold (q is set by a pool that includes fold 2's errors)
     name, w, q = bench.choose(err[folds != 2], x[folds != 2], np.full(int(np.sum(folds != 2)), 60.0))
     assert name == "MAE + heads" and np.isfinite(q)
+
+
+@pytest.mark.numeric
+def test_fitted_candidates_recover_an_error_that_grows_with_the_angle(bench):
+    from seg4reg_tf.export.intervals import FEATURES
+
+    rng = np.random.default_rng(SEED_SHIFT)
+    n = 2000
+    x = np.zeros((n, len(FEATURES)))
+    x[:, FEATURES.index("angle")] = angle = rng.uniform(5.0, 80.0, n)
+    x[:, FEATURES.index("roughness")] = rng.uniform(0.0, 5.0, n)  # unrelated to the error
+    err = rng.normal(0.0, 1.0, n) * (1.0 + 0.1 * angle)  # E|err| = 0.80 + 0.080 angle
+    rows = bench.fitted_candidates(err, x)
+    a, b = rows["angle-scaled"][0], rows["angle-scaled"][1 + FEATURES.index("angle")]
+    assert 0.4 < a < 1.2 and 0.06 < b < 0.10, (a, b)
+    assert rows["error model"][1 + FEATURES.index("roughness")] < 0.05  # an unrelated signal gets ~no weight
+    got = bench.nested_by_fold(err, x, angle, np.arange(n) % 5, fitted=True)
+    constant = bench.nested_by_fold(err, x, angle, np.arange(n) % 5, pick="constant")
+    assert 0.87 <= got["all"][0] <= 0.93 and got["all"][1] < 0.95 * constant["all"][1], (got["all"], constant["all"])
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """(root, records): a 100-film synthetic AASCE root, small films."""
+    from seg4reg_tf.data import aasce
+    from seg4reg_tf.data.synth import write_synthetic_dataset
+
+    root = str(tmp_path_factory.mktemp("synth100"))
+    write_synthetic_dataset(root, 100, 0, 0, height_range=(120, 140), progress=False)
+    return root, aasce.load_split(root, "training", progress=False)
+
+
+def _outputs_of(records, rng, spread):
+    """serving_default-like outputs whose answer errs by N(0, 1) x spread(heads) deg."""
+    from seg4reg_tf.evaluation.out_of_fold import OUTPUTS
+
+    n = len(records)
+    truth = np.stack([np.asarray(r.angles, np.float64) for r in records])
+    out = {k: rng.uniform(0.0, 1.0, (n, *shape)) for k, shape in OUTPUTS.items()}
+    heads = rng.uniform(0.5, 8.0, (n, 3))
+    out["cobb_angles"] = np.maximum(truth + rng.normal(0.0, 1.0, (n, 3)) * spread(heads), 0.0)
+    out["cobb_angles_geometry"] = out["cobb_angles"] + heads / 2
+    out["cobb_angles_segmentation"] = out["cobb_angles"] - heads / 2
+    out["cobb_angles_image"] = out["cobb_angles"]
+    out["measurable_score"] = np.ones(n)
+    out["end_vertebrae"] = rng.integers(0, 17, (n, 3, 2))
+    return out
+
+
+def test_out_of_fold_calibration_writes_intervals_the_graph_applies_and_checks_a_transfer(
+        bench, labelled, tmp_path, capsys):
+    import tensorflow as tf
+
+    from seg4reg_tf.data import aasce
+    from seg4reg_tf.evaluation.out_of_fold import append_rows, fold_rows
+    from seg4reg_tf.export import intervals as iv
+
+    root, records = labelled
+    rng = np.random.default_rng(SEED_SHIFT)
+    csv_path, out_json = tmp_path / "oof.csv", tmp_path / "intervals.json"
+    outputs = _outputs_of(records, rng, lambda heads: 1.0 + heads)
+    for fold in range(aasce.FOLDS):
+        idx = [i for i in range(len(records)) if i % aasce.FOLDS == fold]
+        append_rows(csv_path, fold_rows({k: v[idx] for k, v in outputs.items()}, idx,
+                                        [os.path.basename(records[i].image_path) for i in idx], fold))
+    held_out = aasce.train_val_split(records)[1]
+    cache = tmp_path / "other.npz"
+    better = _outputs_of(held_out, rng, lambda heads: 0.0 * heads)  # a network that is always right
+    np.savez(cache, **better)
+    assert bench.main(["--out-of-fold", str(csv_path), "--data", root, "--write", str(out_json),
+                       "--transfer", "unused-the-cache-holds-its-outputs", "--cache", str(cache)]) == 0
+    table = capsys.readouterr().out
+    assert all(f"fold {f}" in table for f in range(5))
+    assert sum(line.startswith(f"| {a} | ") for line in table.splitlines() for a in iv.ANGLES) == 3 * 3 + 3
+    transfer_rows = [line for line in table.splitlines() if line.startswith("| PT | ") and line.count("%") == 2]
+    assert transfer_rows and "100.0%" in transfer_rows[0].split("|")[4], transfer_rows  # an exact network is covered
+    shipped = iv.read(str(out_json))
+    assert "oof.csv" in shipped.fitted and "[0, 1, 2, 3, 4]" in shipped.fitted
+    got = iv.bounds(shipped, {k: tf.constant(v) for k, v in outputs.items()})
+    truth = np.stack([np.asarray(r.angles, np.float64) for r in records])
+    inside = (truth >= got["cobb_angles_lower"].numpy() - 1e-3) & (truth <= got["cobb_angles_upper"].numpy() + 1e-3)
+    assert np.all(inside.mean(axis=0) >= 0.88), inside.mean(axis=0)  # the graph applies what was fitted
+    with pytest.raises(SystemExit, match="at least two"):
+        one = tmp_path / "one.csv"
+        idx = [i for i in range(len(records)) if i % 5 == 0]
+        names = [os.path.basename(records[i].image_path) for i in idx]
+        append_rows(one, fold_rows({k: v[idx] for k, v in outputs.items()}, idx, names, 0))
+        bench.main(["--out-of-fold", str(one), "--data", root])
