@@ -18,7 +18,7 @@ calls measurable take part (a film that is not gets no interval). `--write` save
 them. --cache holds per-image outputs of real data: keep it in runs/, out of the repository.
 
     python benchmarks/interval_calibration.py --out-of-fold benchmarks/results/out_of_fold.csv \
-        --data /path/to/boostnet_labeldata [--write JSON] [--transfer VERSION_DIR [--cache NPZ]]
+        --data /path/to/boostnet_labeldata [--write JSON] [--plot PNG] [--transfer VERSION_DIR [--cache NPZ]]
 
 With --out-of-fold (`benchmarks/out_of_fold.py`: each film's outputs from the fold model that never saw
 it) the errors are out of sample, so two fitted scores join the candidates (`fitted_candidates`: |error|
@@ -26,7 +26,8 @@ on a + b angle, and on every feature, non-negative least squares), and the choic
 folds: for each fold, the candidates' fits, q and the choice come from the other folds' films, coverage
 and width are measured on that fold's. The table gives per fold and overall that, the constant width
 the same way, and the shipped constants' own (in-sample) figures. --write ships, per angle, the candidate
-narrowest on all folds with its fit and q from all of them. --transfer measures intervals calibrated
+narrowest on all folds with its fit and q from all of them; --plot draws each film's nested interval
+width against its error (`evaluation.plots.plot_interval_width`). --transfer measures intervals calibrated
 without the fixed validation fold on another network's outputs on that fold (a version that never saw
 those films): do constants from the fold models hold for a network trained otherwise?
 """
@@ -138,26 +139,28 @@ def choose(err: np.ndarray, x: np.ndarray, pred: np.ndarray, fitted: bool = Fals
 
 
 def coverage(err: np.ndarray, x: np.ndarray, pred: np.ndarray, w: np.ndarray, q: float):
-    """([N] bool: the truth pred - err inside, [N] widths deg) of the intervals (w, q) on films (err, x, pred)."""
+    """([N] bool: the truth pred - err inside, [N] lower, [N] upper deg) of the intervals (w, q) on films
+    (err, x, pred)."""
     sig = sigma_of(w, x)
     lo, hi = np.maximum(pred - q * sig, 0.0), pred + q * sig
     truth = pred - err
-    return (truth >= lo) & (truth <= hi), hi - lo
+    return (truth >= lo) & (truth <= hi), lo, hi
 
 
 def nested_by_fold(err: np.ndarray, x: np.ndarray, pred: np.ndarray, folds: np.ndarray, fitted: bool = False,
                    pick: str | None = None) -> dict:
     """{fold: (coverage, mean width, chosen name)} of one angle: the choice (or `pick`), its fit and q from the
-    other folds' films, measured on the fold's; key "all": coverage and width over every film (pooled)."""
-    got, inside, widths = {}, [], []
+    other folds' films, measured on the fold's; key "all": coverage and width over every film (pooled);
+    key "bounds": ([N] lower, [N] upper) of every film, each from its fold's calibration."""
+    got = {}
+    hold, lo, hi = np.zeros(len(err), bool), np.zeros(len(err)), np.zeros(len(err))
     for f in sorted(set(folds.tolist())):
         cal, test = folds != f, folds == f
         name, w, q = choose(err[cal], x[cal], pred[cal], fitted, pick)
-        hold, width = coverage(err[test], x[test], pred[test], w, q)
-        got[f] = (float(np.mean(hold)), float(np.mean(width)), name)
-        inside.append(hold)
-        widths.append(width)
-    got["all"] = (float(np.mean(np.concatenate(inside))), float(np.mean(np.concatenate(widths))), "")
+        hold[test], lo[test], hi[test] = coverage(err[test], x[test], pred[test], w, q)
+        got[f] = (float(np.mean(hold[test])), float(np.mean(hi[test] - lo[test])), name)
+    got["all"] = (float(np.mean(hold)), float(np.mean(hi - lo)), "")
+    got["bounds"] = (lo, hi)
     return got
 
 
@@ -181,13 +184,16 @@ def out_of_fold_main(args) -> int:
           f"{NOMINAL:.0%}", file=sys.stderr)
     print("| angle | intervals | " + " | ".join(f"fold {f}" for f in fold_names) + " | all |")
     print("|---|---|" + "---|" * (len(fold_names) + 1))
-    weights, qs, chosen = [], [], []
+    weights, qs, chosen, nested_bounds = [], [], [], []
     for k, name in enumerate(ANGLES):
         e, xk, pk = err[:, k], x[:, k], pred[:, k]
         best, w, q = choose(e, xk, pk, fitted=True)
-        hold, width = coverage(e, xk, pk, w, q)
+        hold, lo, hi = coverage(e, xk, pk, w, q)
+        width = hi - lo
         mae = np.mean(np.abs(e))
-        rows = {f"chosen on the other folds (MAE {mae:.2f} deg)": nested_by_fold(e, xk, pk, folds, True),
+        nested = nested_by_fold(e, xk, pk, folds, True)
+        nested_bounds.append(nested["bounds"])
+        rows = {f"chosen on the other folds (MAE {mae:.2f} deg)": nested,
                 "constant width, q from the other folds": nested_by_fold(e, xk, pk, folds, pick="constant"),
                 f"shipped: {best}, q {q:.2f} (in-sample)": {
                     **{f: (float(np.mean(hold[folds == f])), float(np.mean(width[folds == f])), "")
@@ -201,6 +207,13 @@ def out_of_fold_main(args) -> int:
         qs.append(q)
         chosen.append(f"{name}: {best}")
     print("cells: coverage, mean width (deg); shipped (narrowest on all folds): " + "; ".join(chosen), file=sys.stderr)
+    if args.plot:
+        from seg4reg_tf.evaluation.plots import plot_interval_width
+
+        lower, upper = (np.stack([b[i] for b in nested_bounds], axis=1) for i in (0, 1))
+        plot_interval_width(lower, upper, pred, pred - err, args.plot,
+                            f"out of fold, {len(fold_names)} folds: each fold's intervals calibrated on the others")
+        print(f"wrote {args.plot}", file=sys.stderr)
     if args.transfer:
         transfer(args, records, keys["fold"], err, x, pred, ok)
     if args.write:
@@ -244,7 +257,7 @@ def transfer(args, records: list, all_folds: np.ndarray, err, x, pred, ok) -> No
         mine, theirs = (coverage(e, xx, pp, w, q) for e, xx, pp in
                         ((err[own, k], x[own, k], pred[own, k]), (o_err[:, k], o_x[:, k], o_pred[:, k])))
         print(f"| {name} | {np.mean(np.abs(err[own, k])):.2f} / {np.mean(np.abs(o_err[:, k])):.2f} | "
-              f"{np.mean(mine[0]):.1%}, {np.mean(mine[1]):.1f} | {np.mean(theirs[0]):.1%}, {np.mean(theirs[1]):.1f} |")
+              + " | ".join(f"{np.mean(c[0]):.1%}, {np.mean(c[2] - c[1]):.1f}" for c in (mine, theirs)) + " |")
 
 
 def main(argv=None) -> int:
@@ -254,6 +267,8 @@ def main(argv=None) -> int:
                    help="calibrate on an out-of-fold file instead (benchmarks/out_of_fold.py), nested over its folds")
     p.add_argument("--data", required=True, help="AASCE root (boostnet_labeldata)")
     p.add_argument("--cache", default=None, help="npz of the per-image outputs (read if present, else written)")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="with --out-of-fold: each film's out-of-fold interval width against its error")
     p.add_argument("--transfer", default=None, metavar="VERSION_DIR",
                    help="with --out-of-fold: check the calibration on another network's outputs on the fixed "
                         "validation films (one that never saw them)")

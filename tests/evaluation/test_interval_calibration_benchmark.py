@@ -60,7 +60,7 @@ def test_the_choice_nested_over_folds_shows_a_fold_where_the_intervals_fail(benc
     x[:, FEATURES.index("heads")] = heads
     x[:, FEATURES.index("roughness")] = rng.uniform(0.0, 5.0, n)  # unrelated to the error
     got = bench.nested_by_fold(err, x, np.full(n, 60.0), folds)
-    assert {name for f, (_, _, name) in got.items() if f != "all"} == {"MAE + heads"}
+    assert {got[f][2] for f in range(5)} == {"MAE + heads"}
     assert got[2][0] < 0.75, got[2]  # the fold unlike the others
     for f in (0, 1, 3, 4):
         assert got[f][0] > 0.9, (f, got[f])  # the others hold (q is set by a pool that includes fold 2's errors)
@@ -136,7 +136,9 @@ def test_out_of_fold_calibration_writes_intervals_the_graph_applies_and_checks_a
     better = _outputs_of(held_out, rng, lambda heads: 0.0 * heads)  # a network that is always right
     np.savez(cache, **better)
     assert bench.main(["--out-of-fold", str(csv_path), "--data", root, "--write", str(out_json),
-                       "--transfer", "unused-the-cache-holds-its-outputs", "--cache", str(cache)]) == 0
+                       "--transfer", "unused-the-cache-holds-its-outputs", "--cache", str(cache),
+                       "--plot", str(tmp_path / "oof.png")]) == 0
+    assert (tmp_path / "oof.png").stat().st_size > 10_000
     table = capsys.readouterr().out
     assert all(f"fold {f}" in table for f in range(5))
     assert sum(line.startswith(f"| {a} | ") for line in table.splitlines() for a in iv.ANGLES) == 3 * 3 + 3
