@@ -52,11 +52,18 @@ NOMINAL = 0.9
 FLOOR = 0.1  # deg: `AngleIntervals.floor` of every shipped angle
 
 
-def model_outputs(model_dir: str, records) -> dict[str, np.ndarray]:
-    """Stacked per-image outputs of `serving_default` (heads, tilts, visibility, measurability)."""
+def model_outputs(model_dir: str, records, cache: str | None = None) -> dict[str, np.ndarray]:
+    """Stacked per-image outputs of `serving_default` (heads, tilts, visibility, measurability); `cache`: an
+    npz read if present, else written (real data's outputs: keep it in runs/, out of the repository)."""
+    if cache and os.path.exists(cache):
+        return dict(np.load(cache))
     from seg4reg_tf.evaluation.evaluate import saved_model_outputs
 
-    return saved_model_outputs(model_dir, records, REQUIRED_OUTPUTS)
+    out = saved_model_outputs(model_dir, records, REQUIRED_OUTPUTS)
+    if cache:
+        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+        np.savez(cache, **out)
+    return out
 
 
 def features(out: dict[str, np.ndarray]) -> np.ndarray:
@@ -95,7 +102,7 @@ def sigma_of(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.maximum(np.concatenate([np.ones((x.shape[0], 1)), x], axis=1) @ w, FLOOR)
 
 
-def interval_width(err, sig, angle, q) -> float:
+def interval_width(sig, angle, q) -> float:
     return float(np.mean(angle + q * sig - np.maximum(angle - q * sig, 0.0)))
 
 
@@ -110,7 +117,7 @@ def cross_fit(err: np.ndarray, sigmas: dict[str, np.ndarray], angle: np.ndarray,
         a, b = perm[: n // 2], perm[n // 2:]
         for cal, test in ((a, b), (b, a)):
             qs = {name: conformal_quantile(np.abs(err[cal]) / sig[cal], NOMINAL) for name, sig in sigmas.items()}
-            best = min(sigmas, key=lambda nm: interval_width(err[cal], sigmas[nm][cal], angle[cal], qs[nm]))
+            best = min(sigmas, key=lambda nm: interval_width(sigmas[nm][cal], angle[cal], qs[nm]))
             for name in [*sigmas, "selected"]:
                 pick = best if name == "selected" else name
                 sig, q = sigmas[pick][test], qs[pick]
@@ -121,19 +128,20 @@ def cross_fit(err: np.ndarray, sigmas: dict[str, np.ndarray], angle: np.ndarray,
     return {name: (float(np.mean(c)), float(np.mean(w))) for name, (c, w) in got.items()}
 
 
-def choose(err: np.ndarray, x: np.ndarray, pred: np.ndarray, fitted: bool = False,
-           pick: str | None = None) -> tuple[str, np.ndarray, float]:
+def choose(err: np.ndarray, x: np.ndarray, pred: np.ndarray, fitted: bool = False, pick: str | None = None,
+           target: tuple | None = None) -> tuple[str, np.ndarray, float]:
     """(name, weight row, q) of the candidate giving films (err, features x [N, F], pred) of one angle the
     narrowest intervals (or the candidate named `pick`), its MAE, fit and q from those same films;
-    `fitted` adds `fitted_candidates` (only for out-of-sample errors)."""
+    `fitted` adds `fitted_candidates` (only for out-of-sample errors). `target` (features [M, F], answers
+    [M]) of the network the intervals are for: the width is measured on its outputs instead (no labels)."""
     rows = candidates(float(np.mean(np.abs(err))))
     if fitted:
         rows.update(fitted_candidates(err, x))
+    x_width, pred_width = (x, pred) if target is None else target
     fits = {}
     for name, w in rows.items():
-        sig = sigma_of(w, x)
-        q = conformal_quantile(np.abs(err) / sig, NOMINAL)
-        fits[name] = (interval_width(err, sig, pred, q), q)
+        q = conformal_quantile(np.abs(err) / sigma_of(w, x), NOMINAL)
+        fits[name] = (interval_width(sigma_of(w, x_width), pred_width, q), q)
     best = pick or min(fits, key=lambda nm: fits[nm][0])
     return best, rows[best], fits[best][1]
 
@@ -148,15 +156,15 @@ def coverage(err: np.ndarray, x: np.ndarray, pred: np.ndarray, w: np.ndarray, q:
 
 
 def nested_by_fold(err: np.ndarray, x: np.ndarray, pred: np.ndarray, folds: np.ndarray, fitted: bool = False,
-                   pick: str | None = None) -> dict:
+                   pick: str | None = None, target: tuple | None = None) -> dict:
     """{fold: (coverage, mean width, chosen name)} of one angle: the choice (or `pick`), its fit and q from the
-    other folds' films, measured on the fold's; key "all": coverage and width over every film (pooled);
+    other folds' films (`choose`), measured on the fold's; key "all": coverage and width over every film (pooled);
     key "bounds": ([N] lower, [N] upper) of every film, each from its fold's calibration."""
     got = {}
     hold, lo, hi = np.zeros(len(err), bool), np.zeros(len(err)), np.zeros(len(err))
     for f in sorted(set(folds.tolist())):
         cal, test = folds != f, folds == f
-        name, w, q = choose(err[cal], x[cal], pred[cal], fitted, pick)
+        name, w, q = choose(err[cal], x[cal], pred[cal], fitted, pick, target)
         hold[test], lo[test], hi[test] = coverage(err[test], x[test], pred[test], w, q)
         got[f] = (float(np.mean(hold[test])), float(np.mean(hi[test] - lo[test])), name)
     got["all"] = (float(np.mean(hold)), float(np.mean(hi - lo)), "")
@@ -180,33 +188,42 @@ def out_of_fold_main(args) -> int:
     pred = out["cobb_angles"][ok].astype(np.float64)
     err = pred - truth[ok]
     x = features(out)[ok]
+    target = None
+    if args.shipped:
+        shipped = model_outputs(args.shipped, records, args.cache and os.path.join(args.cache, "shipped.npz"))
+        on = shipped["measurable_score"].reshape(-1) >= 0.5
+        target = (features(shipped)[on], shipped["cobb_angles"][on].astype(np.float64))
     print(f"{args.out_of_fold}: {int(ok.sum())} of {len(ok)} films measurable, folds {fold_names}; nominal "
-          f"{NOMINAL:.0%}", file=sys.stderr)
+          f"{NOMINAL:.0%}; the score chosen by the width it gives "
+          + (f"{args.shipped} on its {len(target[1])} measurable films" if args.shipped else "the fold models"),
+          file=sys.stderr)
     print("| angle | intervals | " + " | ".join(f"fold {f}" for f in fold_names) + " | all |")
     print("|---|---|" + "---|" * (len(fold_names) + 1))
     weights, qs, chosen, nested_bounds = [], [], [], []
     for k, name in enumerate(ANGLES):
         e, xk, pk = err[:, k], x[:, k], pred[:, k]
-        best, w, q = choose(e, xk, pk, fitted=True)
+        tk = None if target is None else (target[0][:, k], target[1][:, k])
+        best, w, q = choose(e, xk, pk, True, target=tk)
         hold, lo, hi = coverage(e, xk, pk, w, q)
-        width = hi - lo
-        mae = np.mean(np.abs(e))
-        nested = nested_by_fold(e, xk, pk, folds, True)
+        nested = nested_by_fold(e, xk, pk, folds, True, target=tk)
         nested_bounds.append(nested["bounds"])
-        rows = {f"chosen on the other folds (MAE {mae:.2f} deg)": nested,
+        rows = {f"chosen on the other folds (MAE {np.mean(np.abs(e)):.2f} deg)": nested,
                 "constant width, q from the other folds": nested_by_fold(e, xk, pk, folds, pick="constant"),
                 f"shipped: {best}, q {q:.2f} (in-sample)": {
-                    **{f: (float(np.mean(hold[folds == f])), float(np.mean(width[folds == f])), "")
+                    **{f: (float(np.mean(hold[folds == f])), float(np.mean((hi - lo)[folds == f])), "")
                        for f in fold_names},
-                    "all": (float(np.mean(hold)), float(np.mean(width)), "")}}
+                    "all": (float(np.mean(hold)), float(np.mean(hi - lo)), "")}}
         for label, got in rows.items():
             print(f"| {name} | {label} | " + " | ".join(
                 f"{got[f][0]:.1%}, {got[f][1]:.1f}" + (f" ({got[f][2]})" if got[f][2] else "") for f in fold_names)
                 + f" | {got['all'][0]:.1%}, {got['all'][1]:.1f} |")
+        if tk is not None:
+            print(f"{name}: mean width on {args.shipped}'s outputs {interval_width(sigma_of(w, tk[0]), tk[1], q):.1f} "
+                  "deg", file=sys.stderr)
         weights.append(w)
         qs.append(q)
         chosen.append(f"{name}: {best}")
-    print("cells: coverage, mean width (deg); shipped (narrowest on all folds): " + "; ".join(chosen), file=sys.stderr)
+    print("cells: coverage, mean width (deg)", file=sys.stderr)
     if args.plot:
         from seg4reg_tf.evaluation.plots import plot_interval_width
 
@@ -215,12 +232,13 @@ def out_of_fold_main(args) -> int:
                             f"out of fold, {len(fold_names)} folds: each fold's intervals calibrated on the others")
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.transfer:
-        transfer(args, records, keys["fold"], err, x, pred, ok)
+        transfer(args, records, keys["fold"][ok], err, x, pred, target)
     if args.write:
         fitted = (f"out-of-fold errors of {os.path.basename(args.out_of_fold)} (folds {fold_names}: each film "
                   f"measured by a model that never saw it); split conformal, nominal {NOMINAL:.0%}: per angle the "
-                  f"candidate narrowest on the {int(ok.sum())} measurable films, its fit and q from them; "
-                  + "; ".join(chosen))
+                  f"candidate whose intervals are narrowest on "
+                  + (f"the shipped network's outputs on {len(target[1])} films" if args.shipped else "those films")
+                  + f", its fit and q from the {int(ok.sum())} measurable films; " + "; ".join(chosen))
         intervals = AngleIntervals(weights=weights, floor=[FLOOR] * 3, q=qs, level=NOMINAL, fitted=fitted)
         with open(args.write, "w", encoding="utf-8") as f:
             f.write(intervals.to_json())
@@ -228,22 +246,17 @@ def out_of_fold_main(args) -> int:
     return 0
 
 
-def transfer(args, records: list, all_folds: np.ndarray, err, x, pred, ok) -> None:
-    """Do intervals calibrated on fold models hold for another network? Calibrated on the out-of-fold films
-    of every fold but the fixed validation fold, measured on `args.transfer`'s outputs on that fold's films
-    (a version that never saw them), beside the fold model's own figure there."""
+def transfer(args, records: list, folds: np.ndarray, err, x, pred, target) -> None:
+    """Do intervals calibrated on fold models hold for another network? Calibrated (as shipped, `target`
+    included) on the out-of-fold films of every fold but the fixed validation fold, measured on
+    `args.transfer`'s outputs on that fold's films (a version that never saw them), beside the fold model's
+    own figure there."""
     from seg4reg_tf.data import aasce
 
-    folds = all_folds[ok]
     if aasce.VAL_FOLD not in set(folds.tolist()):
         raise SystemExit(f"--transfer: {args.out_of_fold} has no fold {aasce.VAL_FOLD} (the fixed validation films)")
     held_out = aasce.train_val_split(records, aasce.VAL_FOLD)[1]
-    if args.cache and os.path.exists(args.cache):
-        other = dict(np.load(args.cache))
-    else:
-        other = model_outputs(args.transfer, held_out)
-        if args.cache:
-            np.savez(args.cache, **other)
+    other = model_outputs(args.transfer, held_out, args.cache and os.path.join(args.cache, "transfer.npz"))
     truth = np.stack([np.asarray(r.angles, np.float64) for r in held_out])
     measured = other["measurable_score"].reshape(-1) >= 0.5
     o_pred = other["cobb_angles"][measured].astype(np.float64)
@@ -251,12 +264,14 @@ def transfer(args, records: list, all_folds: np.ndarray, err, x, pred, ok) -> No
     cal, own = folds != aasce.VAL_FOLD, folds == aasce.VAL_FOLD
     print(f"\ntransfer to {args.transfer} on fold {aasce.VAL_FOLD} ({int(measured.sum())} films), calibrated on the "
           f"other folds' {int(cal.sum())} films", file=sys.stderr)
-    print("| angle | MAE fold model / other network (deg) | fold model | other network |\n|---|---|---|---|")
+    print("| angle | MAE fold model / other network (deg) | chosen | fold model | other network |")
+    print("|---|---|---|---|---|")
     for k, name in enumerate(ANGLES):
-        _, w, q = choose(err[cal, k], x[cal, k], pred[cal, k], fitted=True)
+        tk = None if target is None else (target[0][:, k], target[1][:, k])
+        best, w, q = choose(err[cal, k], x[cal, k], pred[cal, k], True, target=tk)
         mine, theirs = (coverage(e, xx, pp, w, q) for e, xx, pp in
                         ((err[own, k], x[own, k], pred[own, k]), (o_err[:, k], o_x[:, k], o_pred[:, k])))
-        print(f"| {name} | {np.mean(np.abs(err[own, k])):.2f} / {np.mean(np.abs(o_err[:, k])):.2f} | "
+        print(f"| {name} | {np.mean(np.abs(err[own, k])):.2f} / {np.mean(np.abs(o_err[:, k])):.2f} | {best} | "
               + " | ".join(f"{np.mean(c[0]):.1%}, {np.mean(c[2] - c[1]):.1f}" for c in (mine, theirs)) + " |")
 
 
@@ -266,7 +281,12 @@ def main(argv=None) -> int:
     p.add_argument("--out-of-fold", default=None, metavar="CSV",
                    help="calibrate on an out-of-fold file instead (benchmarks/out_of_fold.py), nested over its folds")
     p.add_argument("--data", required=True, help="AASCE root (boostnet_labeldata)")
-    p.add_argument("--cache", default=None, help="npz of the per-image outputs (read if present, else written)")
+    p.add_argument("--cache", default=None,
+                   help="npz of the per-image outputs (read if present, else written); with --out-of-fold a "
+                        "directory for those of --shipped and --transfer")
+    p.add_argument("--shipped", default=None, metavar="VERSION_DIR",
+                   help="with --out-of-fold: the network the intervals are for; each angle's score is chosen by "
+                        "the mean width it gives on that network's outputs on every labelled film (no labels used)")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="with --out-of-fold: each film's out-of-fold interval width against its error")
     p.add_argument("--transfer", default=None, metavar="VERSION_DIR",
@@ -286,13 +306,7 @@ def main(argv=None) -> int:
     records = aasce.load_split(args.data, "training", progress=False)
     train_recs, val_recs = aasce.train_val_split(records)
     ordered = list(train_recs) + list(val_recs)
-    if args.cache and os.path.exists(args.cache):
-        out = dict(np.load(args.cache))
-    else:
-        out = model_outputs(args.model, ordered)
-        if args.cache:
-            os.makedirs(os.path.dirname(os.path.abspath(args.cache)), exist_ok=True)
-            np.savez(args.cache, **out)
+    out = model_outputs(args.model, ordered, args.cache)
     truth = np.stack([np.asarray(r.angles, np.float64) for r in ordered])
     pred = out["cobb_angles"].astype(np.float64)
     err = pred - truth
@@ -317,7 +331,7 @@ def main(argv=None) -> int:
         print(f"| {name} | {mae:.2f} / {np.mean(np.abs(err[v, k])):.2f} | "
               + " | ".join(f"{result[nm][0]:.1%}, {result[nm][1]:.1f}" for nm in names) + " |")
         full_q = {nm: conformal_quantile(np.abs(err[v, k]) / sig, NOMINAL) for nm, sig in sigmas.items()}
-        best = min(rows, key=lambda nm: interval_width(err[v, k], sigmas[nm], pred[v, k], full_q[nm]))
+        best = min(rows, key=lambda nm: interval_width(sigmas[nm], pred[v, k], full_q[nm]))
         weights.append(rows[best])
         qs.append(full_q[best])
         chosen.append(f"{name}: {best}")

@@ -132,20 +132,22 @@ def test_out_of_fold_calibration_writes_intervals_the_graph_applies_and_checks_a
         append_rows(csv_path, fold_rows({k: v[idx] for k, v in outputs.items()}, idx,
                                         [os.path.basename(records[i].image_path) for i in idx], fold))
     held_out = aasce.train_val_split(records)[1]
-    cache = tmp_path / "other.npz"
-    better = _outputs_of(held_out, rng, lambda heads: 0.0 * heads)  # a network that is always right
-    np.savez(cache, **better)
+    cache = tmp_path / "outputs"
+    cache.mkdir()
+    np.savez(cache / "transfer.npz", **_outputs_of(held_out, rng, lambda heads: 0.0 * heads))  # always right
+    np.savez(cache / "shipped.npz", **_outputs_of(records, rng, lambda heads: 1.0 + heads))
     assert bench.main(["--out-of-fold", str(csv_path), "--data", root, "--write", str(out_json),
-                       "--transfer", "unused-the-cache-holds-its-outputs", "--cache", str(cache),
+                       "--shipped", "unused-the-cache-holds-its-outputs", "--transfer", "unused-as-well",
+                       "--cache", str(cache),
                        "--plot", str(tmp_path / "oof.png")]) == 0
     assert (tmp_path / "oof.png").stat().st_size > 10_000
     table = capsys.readouterr().out
     assert all(f"fold {f}" in table for f in range(5))
     assert sum(line.startswith(f"| {a} | ") for line in table.splitlines() for a in iv.ANGLES) == 3 * 3 + 3
     transfer_rows = [line for line in table.splitlines() if line.startswith("| PT | ") and line.count("%") == 2]
-    assert transfer_rows and "100.0%" in transfer_rows[0].split("|")[4], transfer_rows  # an exact network is covered
+    assert transfer_rows and "100.0%" in transfer_rows[0].split("|")[5], transfer_rows  # an exact network is covered
     shipped = iv.read(str(out_json))
-    assert "oof.csv" in shipped.fitted and "[0, 1, 2, 3, 4]" in shipped.fitted
+    assert "oof.csv" in shipped.fitted and "[0, 1, 2, 3, 4]" in shipped.fitted and "shipped network" in shipped.fitted
     got = iv.bounds(shipped, {k: tf.constant(v) for k, v in outputs.items()})
     truth = np.stack([np.asarray(r.angles, np.float64) for r in records])
     inside = (truth >= got["cobb_angles_lower"].numpy() - 1e-3) & (truth <= got["cobb_angles_upper"].numpy() + 1e-3)
@@ -156,3 +158,27 @@ def test_out_of_fold_calibration_writes_intervals_the_graph_applies_and_checks_a
         names = [os.path.basename(records[i].image_path) for i in idx]
         append_rows(one, fold_rows({k: v[idx] for k, v in outputs.items()}, idx, names, 0))
         bench.main(["--out-of-fold", str(one), "--data", root])
+
+
+def test_with_a_target_network_the_score_is_chosen_by_its_width_there_and_q_by_the_calibration_films(bench):
+    from seg4reg_tf.export.intervals import FEATURES
+
+    rng = np.random.default_rng(SEED_SHIFT)
+    n, m = 400, 200
+    x = np.zeros((n, len(FEATURES)))
+    x[:, FEATURES.index("heads")] = rng.uniform(0.5, 8.0, n)
+    x[:, FEATURES.index("image")] = rng.uniform(0.5, 8.0, n)
+    err = rng.normal(0.0, 1.0, n) * (1.0 + x[:, FEATURES.index("heads")])
+    pred = np.full(n, 50.0)
+    target_x = np.zeros((m, len(FEATURES)))
+    target_x[:, FEATURES.index("image")] = 0.5  # a network whose image head agrees: that score is narrow there
+    target_x[:, FEATURES.index("heads")] = 8.0
+    target = (target_x, np.full(m, 50.0))
+    names = [*bench.candidates(1.0), "angle-scaled", "error model"]
+    widths = {}
+    for name in names:
+        _, w, q = bench.choose(err, x, pred, True, pick=name, target=target)
+        assert q == pytest.approx(bench.choose(err, x, pred, True, pick=name)[2])  # q: the calibration films only
+        widths[name] = bench.interval_width(bench.sigma_of(w, target_x), target[1], q)
+    assert bench.choose(err, x, pred, True, target=target)[0] == min(widths, key=widths.get) == "MAE + image"
+    assert bench.choose(err, x, pred, True)[0] != "MAE + image"  # on the calibration films' own outputs
