@@ -208,9 +208,9 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"ablation: config error: {err}", file=sys.stderr)
         return 2
-    from seg4reg_tf.training.train import load_records
+    from seg4reg_tf.data.sources import fixed_split
 
-    _, val_records = load_records(args.data)
+    _, val_records = fixed_split(args.data)
     os.makedirs(args.out, exist_ok=True)
     rows = []
     for v in args.variants:

@@ -51,10 +51,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from seg4reg_tf.data.pipeline import build_dataset
+    from seg4reg_tf.data.sources import fixed_split
     from seg4reg_tf.training.run import load_run
-    from seg4reg_tf.training.train import load_records
 
-    val = load_records(args.data)[1]
+    val = fixed_split(args.data)[1]
     print("| run | input of R | SMAPE % | MAE PT / MT / TL (deg) |")
     print("|---|---|---|---|")
     for run in args.runs:

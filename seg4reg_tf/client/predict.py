@@ -100,7 +100,7 @@ class LocalPredictor:
 
 
 class ServerPredictor:
-    """A TF Serving (or the project's local) server through `serving.client.PredictClient`."""
+    """A TF Serving (or the project's local) server through `client.client.PredictClient`."""
 
     def __init__(self, target: str, *, rest: bool = False, model_name: str = "seg4reg"):
         from seg4reg_tf.client.client import PredictClient

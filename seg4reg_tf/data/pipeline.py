@@ -123,13 +123,6 @@ def _label_map_fn(height: int, width: int):
     return fn
 
 
-def _cobb_fn(height: float):
-    def fn(lm):
-        return cobb_angles(lm.astype(np.float64), height).astype(np.float32)
-
-    return fn
-
-
 def prepare_example(raw: dict, cfg: DataConfig) -> dict:
     """Decode + preprocess one raw element; map landmarks to the model frame; rasterise the label map.
 
@@ -271,13 +264,6 @@ def augment_example(ex: dict, seed, cfg: DataConfig) -> dict:
     batch = {k: tf.convert_to_tensor(v)[tf.newaxis] for k, v in ex.items()}
     out = augment_batch(batch, seed, cfg)
     return {k: v[0] for k, v in out.items()}
-
-
-def recompute_angles(landmarks_model, height: int) -> tf.Tensor:
-    """float32 [3] official Cobb angles of model-frame landmarks [68, 2] with image height `height`."""
-    angles = tf.numpy_function(_cobb_fn(float(height)), [landmarks_model], tf.float32, stateful=False)
-    angles.set_shape([3])
-    return angles
 
 
 # --------------------------------------------------------------------------------------- the builder

@@ -178,7 +178,3 @@ def preprocess(image, cfg):
         out = clahe(out, clip_limit=cfg.clahe_clip, tiles=cfg.clahe_tiles)
     return out, transform
 
-
-def decode_and_preprocess(image_bytes, cfg):
-    """Bytes -> `preprocess(decode_image(bytes), cfg)`."""
-    return preprocess(decode_image(image_bytes), cfg)

@@ -1,4 +1,4 @@
-"""`seg4reg export RUN_DIR [RUN_DIR ...] --out BASE --version N` (`seg4reg predict` is registered by serving.cli)."""
+"""`seg4reg export RUN_DIR [RUN_DIR ...] --out BASE --version N` (`seg4reg predict` is registered by client.cli)."""
 from __future__ import annotations
 
 import argparse

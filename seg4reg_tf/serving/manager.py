@@ -77,9 +77,6 @@ class ModelManager:
         if wait:
             self._first_scan.wait(timeout)
 
-    def wait_for_first_scan(self, timeout: float | None = None) -> bool:
-        return self._first_scan.wait(timeout)
-
     def _poll(self) -> None:
         try:
             self.scan()
@@ -154,8 +151,6 @@ class ModelManager:
                                + (f" = version {version}" if label is not None else "")
                                + f"; AVAILABLE versions: {sorted(versions)}")
         return versions[version]
-
-    get = resolve  # the former name
 
 
 def _describe(name: str, version: int | None, label: str | None) -> str:

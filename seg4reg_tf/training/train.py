@@ -37,7 +37,6 @@ from seg4reg_tf.training.upright import fit_saved_upright_check
 
 log = logging.getLogger(__name__)
 
-RUN_FILES = ("config.yaml", "model.keras", "last.keras", "history.csv", "tensorboard", "train_summary.json")
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
@@ -142,12 +141,6 @@ def load_init_weights(model: keras.Model, path: str) -> None:
     log.info("initial weights from %s", model_path)
 
 
-def load_records(data_root: str):
-    """(train, val) `AasceRecord` lists of split "training" of `data_root` (fixed split: index % 5 == 4
-    validates; `data.sources.fixed_split`)."""
-    from seg4reg_tf.data.sources import fixed_split
-
-    return fixed_split(data_root)
 
 
 def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_name: str | None = None,

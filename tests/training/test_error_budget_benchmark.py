@@ -13,12 +13,12 @@ def _bench():
 
 def test_error_budget_scores_r_on_each_input(tiny_data, tiny_cfg):
     from seg4reg_tf.data.pipeline import build_dataset
+    from seg4reg_tf.data.sources import fixed_split
     from seg4reg_tf.models import build_model
-    from seg4reg_tf.training.train import load_records
 
     cfg = tiny_cfg()
     model = build_model(cfg.model, cfg.data.image_size)
-    val = load_records(tiny_data)[1]
+    val = fixed_split(tiny_data)[1]
     ds = build_dataset(None, cfg.data, training=False, records=val, batch_size=1)
     budget = _bench().error_budget(model, ds)
     assert set(budget) == {"image", "segmentation", "true_mask"}
