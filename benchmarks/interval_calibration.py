@@ -18,15 +18,19 @@ calls measurable take part (a film that is not gets no interval). `--write` save
 them. --cache holds per-image outputs of real data: keep it in runs/, out of the repository.
 
     python benchmarks/interval_calibration.py --out-of-fold benchmarks/results/out_of_fold.csv \
-        --data /path/to/boostnet_labeldata [--write JSON] [--plot PNG] [--transfer VERSION_DIR [--cache NPZ]]
+        --data /path/to/boostnet_labeldata [--shipped VERSION_DIR] [--write JSON] [--plot PNG] \
+        [--transfer VERSION_DIR] [--cache DIR]
 
 With --out-of-fold (`benchmarks/out_of_fold.py`: each film's outputs from the fold model that never saw
 it) the errors are out of sample, so two fitted scores join the candidates (`fitted_candidates`: |error|
 on a + b angle, and on every feature, non-negative least squares), and the choice is nested over the
 folds: for each fold, the candidates' fits, q and the choice come from the other folds' films, coverage
 and width are measured on that fold's. The table gives per fold and overall that, the constant width
-the same way, and the shipped constants' own (in-sample) figures. --write ships, per angle, the candidate
-narrowest on all folds with its fit and q from all of them; --plot draws each film's nested interval
+the same way, and the shipped constants' own (in-sample) figures. --shipped names the network the
+intervals are for: the score is then chosen by the width it gives on that network's own outputs on every
+labelled film (no labels; the fold models err more than a refit, and a score made of the network's doubt
+signals narrows with it), q still from the out-of-fold errors. --write ships, per angle, the candidate
+narrowest that way with its fit and q from all folds; --plot draws each film's nested interval
 width against its error (`evaluation.plots.plot_interval_width`). --transfer measures intervals calibrated
 without the fixed validation fold on another network's outputs on that fold (a version that never saw
 those films): do constants from the fold models hold for a network trained otherwise?
