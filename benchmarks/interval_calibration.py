@@ -75,6 +75,19 @@ def features(out: dict[str, np.ndarray]) -> np.ndarray:
     return difficulty_features(out).numpy().astype(np.float64)
 
 
+def measurable(out: dict[str, np.ndarray]) -> np.ndarray:
+    """[N] bool: the films the model calls measurable (only they get an interval)."""
+    return out["measurable_score"].reshape(-1) >= 0.5
+
+
+def write_intervals(path: str, weights: list, qs: list, fitted: str) -> None:
+    """Save the constants to ship (`export.intervals.AngleIntervals` JSON) and say so."""
+    intervals = AngleIntervals(weights=weights, floor=[FLOOR] * 3, q=qs, level=NOMINAL, fitted=fitted)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(intervals.to_json())
+    print(f"wrote {path}: q = {', '.join(f'{q:.2f}' for q in qs)}", file=sys.stderr)
+
+
 def candidates(mae: float) -> dict[str, np.ndarray]:
     """Difficulty scores as `AngleIntervals` weight rows [1 + F] (bias first) for an angle of training MAE `mae`."""
     rows = {"constant": np.eye(1 + len(FEATURES))[0]}
@@ -184,7 +197,7 @@ def out_of_fold_main(args) -> int:
     records = aasce.load_split(args.data, "training", progress=False)
     by_name = {os.path.basename(r.image_path): r for r in records}
     truth = np.stack([np.asarray(by_name[n].angles, np.float64) for n in keys["filename"]])
-    ok = out["measurable_score"].reshape(-1) >= 0.5
+    ok = measurable(out)
     folds = keys["fold"][ok]
     fold_names = sorted(set(folds.tolist()))
     if len(fold_names) < 2:
@@ -195,7 +208,7 @@ def out_of_fold_main(args) -> int:
     target = None
     if args.shipped:
         shipped = model_outputs(args.shipped, records, args.cache and os.path.join(args.cache, "shipped.npz"))
-        on = shipped["measurable_score"].reshape(-1) >= 0.5
+        on = measurable(shipped)
         target = (features(shipped)[on], shipped["cobb_angles"][on].astype(np.float64))
     print(f"{args.out_of_fold}: {int(ok.sum())} of {len(ok)} films measurable, folds {fold_names}; nominal "
           f"{NOMINAL:.0%}; the score chosen by the width it gives "
@@ -243,10 +256,7 @@ def out_of_fold_main(args) -> int:
                   f"candidate whose intervals are narrowest on "
                   + (f"the shipped network's outputs on {len(target[1])} films" if args.shipped else "those films")
                   + f", its fit and q from the {int(ok.sum())} measurable films; " + "; ".join(chosen))
-        intervals = AngleIntervals(weights=weights, floor=[FLOOR] * 3, q=qs, level=NOMINAL, fitted=fitted)
-        with open(args.write, "w", encoding="utf-8") as f:
-            f.write(intervals.to_json())
-        print(f"wrote {args.write}: q = {', '.join(f'{q:.2f}' for q in qs)}", file=sys.stderr)
+        write_intervals(args.write, weights, qs, fitted)
     return 0
 
 
@@ -262,7 +272,7 @@ def transfer(args, records: list, folds: np.ndarray, err, x, pred, target) -> No
     held_out = aasce.train_val_split(records, aasce.VAL_FOLD)[1]
     other = model_outputs(args.transfer, held_out, args.cache and os.path.join(args.cache, "transfer.npz"))
     truth = np.stack([np.asarray(r.angles, np.float64) for r in held_out])
-    measured = other["measurable_score"].reshape(-1) >= 0.5
+    measured = measurable(other)
     o_pred = other["cobb_angles"][measured].astype(np.float64)
     o_err, o_x = o_pred - truth[measured], features(other)[measured]
     cal, own = folds != aasce.VAL_FOLD, folds == aasce.VAL_FOLD
@@ -315,14 +325,14 @@ def main(argv=None) -> int:
     pred = out["cobb_angles"].astype(np.float64)
     err = pred - truth
     x = features(out)
-    measurable = out["measurable_score"].reshape(-1) >= 0.5
+    ok = measurable(out)
     n_train = len(train_recs)
     tr = np.arange(len(ordered)) < n_train
     va = ~tr
-    print(f"{args.model}: {int(np.sum(measurable & tr))}/{n_train} training and {int(np.sum(measurable & va))}/"
+    print(f"{args.model}: {int(np.sum(ok & tr))}/{n_train} training and {int(np.sum(ok & va))}/"
           f"{len(val_recs)} validation X-rays measurable; {args.halvings} halvings of validation, nominal "
           f"{NOMINAL:.0%}", file=sys.stderr)
-    v, t = va & measurable, tr & measurable
+    v, t = va & ok, tr & ok
     names = list(candidates(1.0)) + ["selected"]
     print("| angle | MAE train / val (deg) | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
@@ -346,10 +356,7 @@ def main(argv=None) -> int:
                   f"from the {int(t.sum())} measurable training X-rays of the AASCE fixed split, the difficulty "
                   f"score (the narrowest of {len(rows)}) and q from its {int(v.sum())} measurable validation "
                   "X-rays; " + "; ".join(chosen))
-        intervals = AngleIntervals(weights=weights, floor=[0.1] * 3, q=qs, level=NOMINAL, fitted=fitted)
-        with open(args.write, "w", encoding="utf-8") as f:
-            f.write(intervals.to_json())
-        print(f"wrote {args.write}: q = {', '.join(f'{q:.2f}' for q in qs)}", file=sys.stderr)
+        write_intervals(args.write, weights, qs, fitted)
     return 0
 
 
