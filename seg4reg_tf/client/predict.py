@@ -19,6 +19,7 @@ from seg4reg_tf.client.overlay import render_overlay
 from seg4reg_tf.export.layout import image_format
 from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction, angle_text
 from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
+from seg4reg_tf.geometry.curve_order import ORDER_TOLERANCE, curves_swapped
 
 JSON_SCHEMA_VERSION = 3  # docs/architecture.md, "predict JSON"
 DEFAULT_THRESHOLD = 5.0
@@ -176,8 +177,12 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     geometry_disagreement = None
     if geo_angles:
         geometry_disagreement = float(np.mean([abs(geo_angles[k] - v) for k, v in zip(ANGLE_NAMES, pred.angles)]))
+    order = None
+    if pred.reported_head == "fused":  # its two heads' curves are paired, by size (`models.seg4reg_plus.fuse`)
+        geo, seg = pred.heads["geometry"], pred.heads["segmentation"]
+        order = bool(curves_swapped(geo, seg, ORDER_TOLERANCE))
     disagree = [consistency is not None and consistency > threshold,
-                geometry_disagreement is not None and geometry_disagreement > geometry_threshold]
+                geometry_disagreement is not None and geometry_disagreement > geometry_threshold, bool(order)]
     result = {
         "schema_version": JSON_SCHEMA_VERSION,
         "file": item.name,
@@ -197,8 +202,11 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
         "threshold": float(threshold),
         "geometry_disagreement": geometry_disagreement,
         "geometry_threshold": float(geometry_threshold),
-        "heads_disagree": None if consistency is None and geometry_disagreement is None else any(disagree),
-        "caution": _caution(consistency, threshold, geometry_disagreement, geometry_threshold) or None,
+        "curve_order_differs": order,
+        "heads_disagree": None if consistency is None and geometry_disagreement is None and order is None
+        else any(disagree),
+        "caution": _caution(consistency, threshold, geometry_disagreement, geometry_threshold,
+                            pred.heads if order else None) or None,
         "measurable": bool(score >= 0.5),
         "measurable_score": round(score, 4),
         "reason": reason or None,
@@ -223,12 +231,18 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     return result, overlay
 
 
-def _caution(consistency, threshold, geometry_disagreement, geometry_threshold) -> str:
+def _caution(consistency, threshold, geometry_disagreement, geometry_threshold, swapped_heads=None) -> str:
     """Why the answer deserves a second look although the model measured the film ("" if it does not):
     the regression heads, or the vertebrae fitted to the segmentation, disagree with it past the
-    thresholds. A caution, not a refusal: `measurable` stays the model's verdict, and the interval of a
-    measurable film is given (it widens with the heads' disagreement where that predicts the error)."""
+    thresholds; or (`swapped_heads`, the heads' angles) the fused heads put MT and TL the other way round.
+    A caution, not a refusal: `measurable` stays the model's verdict, and the interval of a measurable film
+    is given (it widens with the heads' disagreement where that predicts the error)."""
     parts = []
+    if swapped_heads is not None:
+        geo, seg = swapped_heads["geometry"], swapped_heads["segmentation"]
+        parts.append(f"the geometry head (MT {geo[1]:.1f}, TL {geo[2]:.1f}) and the segmentation head "
+                     f"(MT {seg[1]:.1f}, TL {seg[2]:.1f}) order the two smaller curves differently: "
+                     "which is which is uncertain")
     if consistency is not None and consistency > threshold:
         parts.append(f"the regression heads differ by {consistency:.1f} deg (> {threshold:g})")
     if geometry_disagreement is not None and geometry_disagreement > geometry_threshold:

@@ -23,8 +23,8 @@ def records(tmp_path_factory):
     return write_spine_records(tmp_path_factory.mktemp("recs"), n=4)
 
 
-def _cfg(**aug):
-    return DataConfig(image_size=(H, W), batch_size=2, shuffle_buffer=8, augment=AugmentConfig(**aug))
+def _cfg(size=(H, W), **aug):
+    return DataConfig(image_size=size, batch_size=2, shuffle_buffer=8, augment=AugmentConfig(**aug))
 
 
 def _collect(ds):
@@ -48,8 +48,9 @@ def test_shapes_and_dtypes(records):
         assert t["landmarks"].shape == (2, 68, 2) and t["landmarks"].dtype == np.float32
 
 
-def test_eval_angles_labels_and_metadata(records):
-    batches = _collect(build_eval_dataset(records, _cfg(), batch_size=3))
+@pytest.mark.parametrize("H, W", [(H, W), (88, 32)])  # 2:1 and the films' own shape (2.75:1)
+def test_eval_angles_labels_and_metadata(records, H, W):
+    batches = _collect(build_eval_dataset(records, _cfg((H, W)), batch_size=3))
     feats = {k: np.concatenate([b[0][k] for b in batches]) for k in batches[0][0]}
     targ = {k: np.concatenate([b[1][k] for b in batches]) for k in batches[0][1]}
     meta = {k: np.concatenate([b[2][k] for b in batches]) for k in batches[0][2]}
@@ -94,12 +95,13 @@ def test_cache_off_gives_same_eval_values(records):
 HA, WA = 128, 64  # augmentation tests: vertebrae ~6 px tall so nearest-neighbour label warps are comparable
 
 
-def _cfg_a(**aug):
-    return DataConfig(image_size=(HA, WA), batch_size=2, augment=AugmentConfig(**aug))
+def _cfg_a(size=(HA, WA), **aug):
+    return DataConfig(image_size=size, batch_size=2, augment=AugmentConfig(**aug))
 
 
-def _dot_example(points):
+def _dot_example(points, size=(HA, WA)):
     """Model-frame example: black image with 3x3 bright dots centred on the given landmark points."""
+    HA, WA = size
     lm = sine_spine(HA, WA, amplitude=0.06, phase=0.4)
     img = np.zeros((HA, WA, 1), np.uint8)
     for k in points:
@@ -116,11 +118,12 @@ def _dot_example(points):
 GEOM_ONLY = dict(brightness=0.0, contrast=0.0, gamma=(1.0, 1.0), noise_std=0.0)
 
 
-@pytest.mark.parametrize("seed, flip", [((1, 2), 0.0), ((5, 7), 1.0), ((11, 3), 1.0)])
-def test_augmentation_moves_dots_with_landmarks(seed, flip):
+@pytest.mark.parametrize("seed, flip, HA, WA", [((1, 2), 0.0, HA, WA), ((5, 7), 1.0, HA, WA),
+                                                ((11, 3), 1.0, HA, WA), ((5, 7), 1.0, 176, 64)])  # last: 2.75:1
+def test_augmentation_moves_dots_with_landmarks(seed, flip, HA, WA):
     pts = [0, 21, 34, 46, 67]  # T1 TL, T6 TR, T9 BL, T12 BR, L5 BR
-    lm, ex = _dot_example(pts)
-    cfg = _cfg_a(rotation_deg=10.0, scale_range=(0.9, 1.1), translate_frac=0.03, hflip_prob=flip, **GEOM_ONLY)
+    lm, ex = _dot_example(pts, (HA, WA))
+    cfg = _cfg_a((HA, WA), rotation_deg=10.0, scale_range=(0.9, 1.1), translate_frac=0.03, hflip_prob=flip, **GEOM_ONLY)
     out = augment_example(ex, tf.constant(seed, tf.int64), cfg)
     img = out["image"].numpy()[..., 0]
     lm2 = out["landmarks_model"].numpy()
