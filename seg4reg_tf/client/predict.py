@@ -178,9 +178,8 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     if geo_angles:
         geometry_disagreement = float(np.mean([abs(geo_angles[k] - v) for k, v in zip(ANGLE_NAMES, pred.angles)]))
     order = None
-    if pred.reported_head == "fused":  # its two heads' curves are paired, by size (`models.seg4reg_plus.fuse`)
-        geo, seg = pred.heads["geometry"], pred.heads["segmentation"]
-        order = bool(curves_swapped(geo, seg, ORDER_TOLERANCE))
+    if pred.reported_head == "fused":  # the mean of two heads, slot by slot (BENCHMARKS.md, "Which curve is which")
+        order = bool(curves_swapped(pred.heads["geometry"], pred.heads["segmentation"], ORDER_TOLERANCE))
     disagree = [consistency is not None and consistency > threshold,
                 geometry_disagreement is not None and geometry_disagreement > geometry_threshold, bool(order)]
     result = {
@@ -241,8 +240,8 @@ def _caution(consistency, threshold, geometry_disagreement, geometry_threshold, 
     if swapped_heads is not None:
         geo, seg = swapped_heads["geometry"], swapped_heads["segmentation"]
         parts.append(f"the geometry head (MT {geo[1]:.1f}, TL {geo[2]:.1f}) and the segmentation head "
-                     f"(MT {seg[1]:.1f}, TL {seg[2]:.1f}) order the two smaller curves differently: "
-                     "which is which is uncertain")
+                     f"(MT {seg[1]:.1f}, TL {seg[2]:.1f}) rank the two smaller curves the other way round: "
+                     "which curve is which, and MT and TL, are uncertain")
     if consistency is not None and consistency > threshold:
         parts.append(f"the regression heads differ by {consistency:.1f} deg (> {threshold:g})")
     if geometry_disagreement is not None and geometry_disagreement > geometry_threshold:

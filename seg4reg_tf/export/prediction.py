@@ -11,7 +11,6 @@ from typing import Mapping
 import numpy as np
 
 from seg4reg_tf.geometry import ANGLE_NAMES, N_VERTEBRAE, VERTEBRA_NAMES, Letterbox
-from seg4reg_tf.geometry.curve_order import SWAP
 from seg4reg_tf.geometry.seg_angles import SegAngles, segmentation_angles_details
 
 # head name -> SavedModel output; "reported" is the config's head (`cobb_angles`)
@@ -169,10 +168,9 @@ class Prediction:
         if "geometry" in heads and "end_vertebrae" in out:
             if np.array_equal(heads["geometry"], heads["reported"]):
                 reported_head = "geometry"
-            elif "segmentation" in heads and any(
-                    np.allclose(0.5 * (heads["geometry"] + seg), heads["reported"], atol=1e-3)
-                    for seg in (heads["segmentation"], heads["segmentation"][list(SWAP)])):
-                reported_head = "fused"  # the second: paired by size (`models.seg4reg_plus.fuse`, version 8 on)
+            elif "segmentation" in heads and np.allclose(
+                    0.5 * (heads["geometry"] + heads["segmentation"]), heads["reported"], atol=1e-3):
+                reported_head = "fused"
         intervals = None
         if "cobb_angles_lower" in out and "cobb_angles_upper" in out:
             intervals = np.stack([_row(out, "cobb_angles_lower", index, (3,)),

@@ -69,9 +69,8 @@ class ModelConfig:
 
     `head`: which output is `cobb_angles`: "image" R(x), "segmentation" R(s_hat), "mean" their
     average, "geometry" the official Cobb angles of the vertebrae the geometry head finds (needs
-    `geometry_head`), "fused" the mean of "geometry" and "segmentation", the latter's MT and TL paired
-    by size to the geometry head's (`seg4reg_plus.fuse`; the curves and their end vertebrae are the
-    geometry head's; the two heads' errors are largely independent), or "auto"
+    `geometry_head`), "fused" the mean of "geometry" and "segmentation" (the curves and their end
+    vertebrae are the geometry head's; the two heads' errors are largely independent), or "auto"
     (reg_only -> image, seg4reg -> segmentation, seg4reg_plus -> mean).
 
     `geometry_head` (variants with S): `GeometryHead` on S's last decoder features and its vertebra

@@ -7,7 +7,6 @@ from keras.src.losses.loss import scale_loss_for_distribution  # Keras' own conv
 
 from seg4reg_tf.config_machinery import check_image_size
 from seg4reg_tf.geometry.cobb_ops import selected_angles_ops
-from seg4reg_tf.geometry.curve_order import SWAP, curves_swapped
 from seg4reg_tf.models import losses as L
 from seg4reg_tf.models.blocks import encoder_stride
 from seg4reg_tf.models.cam import cam_attention, gradcam_attention, normalize_attention, summed_cam
@@ -41,13 +40,6 @@ def mean_outputs(outputs: list[dict]) -> dict:
         merged["consistency"] = ops.mean(
             ops.abs(merged["cobb_angles_image"] - merged["cobb_angles_segmentation"]), axis=-1)
     return merged
-
-
-def fuse(geometry, segmentation):
-    """[B, 3] deg: the fused answer, the mean of the geometry head's angles and the segmentation head's with
-    its two smaller curves paired by size to the geometry head's (`geometry.curve_order`)."""
-    swapped = curves_swapped(geometry, segmentation)[:, None]
-    return 0.5 * (geometry + ops.where(swapped, ops.take(segmentation, SWAP, axis=-1), segmentation))
 
 
 @keras.saving.register_keras_serializable(package="seg4reg_tf")
@@ -200,7 +192,7 @@ class Seg4RegPlus(keras.Model):
         elif head == "geometry":
             out["cobb_angles"] = out["cobb_angles_geometry"]
         elif head == "fused":
-            out["cobb_angles"] = fuse(out["cobb_angles_geometry"], out["cobb_angles_segmentation"])
+            out["cobb_angles"] = 0.5 * (out["cobb_angles_geometry"] + out["cobb_angles_segmentation"])
         else:
             out["cobb_angles"] = 0.5 * (out["cobb_angles_image"] + out["cobb_angles_segmentation"])
         return out
@@ -294,7 +286,7 @@ class Seg4RegPlus(keras.Model):
         the curves' end vertebrae (`ModelConfig.w_angle`): L1 in degrees, or SMAPE in percent
         (`ModelConfig.angle_loss`)."""
         geometry = selected_angles_ops(y_pred["vertebra_landmarks"], y_pred["end_vertebrae"])
-        fused = fuse(geometry, ops.cast(y_pred["cobb_angles_segmentation"], "float32"))
+        fused = 0.5 * (geometry + ops.cast(y_pred["cobb_angles_segmentation"], "float32"))
 
         def error(pred):
             if self.cfg.angle_loss == "smape":
