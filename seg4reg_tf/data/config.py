@@ -20,6 +20,10 @@ class AugmentConfig:
         contrast: factor drawn from [1 - c, 1 + c] applied about the image mean.
         gamma: exponent drawn uniformly from [lo, hi].
         noise_std: standard deviation of additive zero-mean noise (triangular distribution, Gaussian-like).
+        bit_depth_prob, bit_depth: the film as an export at fewer grey levels: with this probability the
+            image is quantised to 2**b levels, b an integer drawn uniformly from [lo, hi] bits.
+        jpeg_prob, jpeg_quality: the film as a lossy export (PACS, phone): with this probability the image
+            is JPEG-compressed at a quality drawn uniformly from [lo, hi] (1-100) and decoded again.
     """
 
     enabled: bool = True
@@ -31,17 +35,25 @@ class AugmentConfig:
     contrast: float = 0.2
     gamma: tuple[float, float] = (0.8, 1.25)
     noise_std: float = 0.02
+    bit_depth_prob: float = 0.0
+    bit_depth: tuple[int, int] = (5, 8)
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (30, 95)
 
     def __post_init__(self):
         check_fields(self, "data.augment")
         for key, hi in (("rotation_deg", 180.0), ("translate_frac", 1.0), ("hflip_prob", 1.0), ("brightness", 1.0),
-                        ("contrast", 1.0), ("noise_std", None)):
+                        ("contrast", 1.0), ("noise_std", None), ("bit_depth_prob", 1.0), ("jpeg_prob", 1.0)):
             v = getattr(self, key)
             require(v >= 0 and (hi is None or v <= hi), f"data.augment.{key}",
                     f"a number in [0, {hi}]" if hi else "a number >= 0", v)
         for key in ("scale_range", "gamma"):
             lo, hi = getattr(self, key)
             require(0 < lo <= hi, f"data.augment.{key}", "(lo, hi) with 0 < lo <= hi", getattr(self, key))
+        for key, low, high in (("bit_depth", 1, 16), ("jpeg_quality", 1, 100)):
+            lo, hi = getattr(self, key)
+            require(all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, hi)) and low <= lo <= hi <= high,
+                    f"data.augment.{key}", f"(lo, hi) ints with {low} <= lo <= hi <= {high}", getattr(self, key))
 
 
 @dataclasses.dataclass

@@ -199,7 +199,8 @@ def augment_batch(batch: dict, seed, cfg: DataConfig) -> dict:
     cheaper than a nearest-neighbour warp) and the three angles are recomputed from them with the
     model-frame height (official semantics). Photometric jitter on the image only: gamma (as a
     256-entry LUT on the uint8 image, before the warp), contrast about the image mean, brightness,
-    zero-mean noise of standard deviation `noise_std` (triangular: a cheap Gaussian stand-in), clip to [0, 1].
+    zero-mean noise of standard deviation `noise_std` (triangular: a cheap Gaussian stand-in), clip to [0, 1];
+    then the film's export degradations, when configured (`_degrade`: fewer grey levels, JPEG).
 
     Args:
         batch: the dict of `prepare_example` with a leading batch dimension ("image" uint8
@@ -248,7 +249,8 @@ def augment_batch(batch: dict, seed, cfg: DataConfig) -> dict:
         # stand-in for Gaussian noise (stateless_normal costs ~5x more here).
         two = tf.random.stateless_uniform(tf.concat([[2], tf.shape(image)], 0), seeds[8])
         image = image + (a.noise_std * math.sqrt(6.0)) * (two[0] + two[1] - 1.0)
-    image = tf.clip_by_value(image, 0.0, 1.0)
+    image = _degrade(tf.clip_by_value(image, 0.0, 1.0), tf.random.experimental.stateless_fold_in(
+        tf.cast(seed, tf.int64), 1), a)  # its own stream: the draws above do not depend on it
 
     angles, labels = tf.numpy_function(_batch_targets_fn(H, W), [lm], (tf.float32, tf.uint8), stateful=False)
     angles.set_shape([None, 3])
@@ -257,6 +259,30 @@ def augment_batch(batch: dict, seed, cfg: DataConfig) -> dict:
     out = dict(batch)
     out.update(image=image, labels=labels, landmarks_model=lm, angles=angles)
     return out
+
+
+def _degrade(image, seed, a) -> tf.Tensor:
+    """The degradations films arrive with (`AugmentConfig.bit_depth_prob`, `jpeg_prob`): fewer grey levels,
+    then lossy compression, each per image with its probability. image float32 [B, H, W, 1] in [0, 1]."""
+    if a.bit_depth_prob <= 0 and a.jpeg_prob <= 0:
+        return image
+    n = tf.shape(image)[0]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    if a.bit_depth_prob > 0:
+        bits = tf.random.stateless_uniform([n], seeds[0], a.bit_depth[0], a.bit_depth[1] + 1, tf.int32)
+        levels = tf.cast(2 ** bits - 1, tf.float32)[:, None, None, None]
+        apply = tf.random.stateless_uniform([n], seeds[1]) < a.bit_depth_prob
+        image = tf.where(apply[:, None, None, None], tf.round(image * levels) / levels, image)
+    if a.jpeg_prob > 0:
+        quality = tf.random.stateless_uniform([n], seeds[2], a.jpeg_quality[0], a.jpeg_quality[1] + 1, tf.int32)
+        apply = tf.random.stateless_uniform([n], seeds[3]) < a.jpeg_prob
+
+        def one(args):
+            x, q, on = args
+            return tf.cond(on, lambda: tf.image.adjust_jpeg_quality(x, q), lambda: x)
+
+        image = tf.map_fn(one, (image, quality, apply), fn_output_signature=tf.float32)
+    return image
 
 
 def augment_example(ex: dict, seed, cfg: DataConfig) -> dict:

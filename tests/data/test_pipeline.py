@@ -2,6 +2,7 @@ import dataclasses
 import math
 import os
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -256,3 +257,43 @@ def test_noise_has_the_configured_std():
     out = augment_example(ex, tf.constant((6, 6), tf.int64), cfg)["image"].numpy()
     assert out.std() == pytest.approx(0.05, rel=0.05)
     assert out.mean() == pytest.approx(128 / 255.0, abs=2e-3)
+
+
+FLAT = dict(brightness=0.0, contrast=0.0, gamma=(1.0, 1.0), noise_std=0.0, **NO_GEOM)
+
+
+def test_fewer_grey_levels_quantise_to_the_drawn_bit_depth():
+    ex = _flat_example(np.linspace(0, 255, WA).round())
+    out = augment_example(ex, tf.constant((2, 9), tf.int64), _cfg_a(bit_depth_prob=1.0, bit_depth=(3, 3), **FLAT))
+    levels = out["image"].numpy().ravel() * 7  # 3 bits: multiples of 1/7
+    np.testing.assert_allclose(levels, np.round(levels), atol=1e-5)
+    assert len(np.unique(np.round(levels))) == 8
+
+
+def test_jpeg_degrades_the_image_and_leaves_the_other_draws_alone():
+    rng = np.random.default_rng(0)
+    ex = _flat_example([0] * WA)
+    ex["image"] = tf.constant(rng.integers(0, 256, (HA, WA, 1)).astype(np.uint8))  # texture: JPEG loses most of it
+    seed = tf.constant((4, 2), tf.int64)
+    aug = dict(rotation_deg=5.0, scale_range=(0.9, 1.1), translate_frac=0.03, hflip_prob=0.5)
+    plain = augment_example(ex, seed, _cfg_a(**aug))
+    lossy = augment_example(ex, seed, _cfg_a(jpeg_prob=1.0, jpeg_quality=(10, 10), **aug))
+    # the geometry and photometric draws are the same; the image is the plain one, compressed
+    np.testing.assert_array_equal(lossy["landmarks_model"].numpy(), plain["landmarks_model"].numpy())
+    ok, enc = cv2.imencode(".jpg", np.round(plain["image"].numpy() * 255).astype(np.uint8),
+                           [cv2.IMWRITE_JPEG_QUALITY, 10])
+    by_cv2 = cv2.imdecode(enc, cv2.IMREAD_GRAYSCALE) / 255.0
+    diff = np.abs(lossy["image"].numpy()[..., 0] - plain["image"].numpy()[..., 0]).mean()
+    assert diff > 0.02  # quality 10 on noise: far from the input
+    assert np.abs(lossy["image"].numpy()[..., 0] - by_cv2).mean() < 0.25 * diff  # and close to libjpeg's own
+    never = augment_example(ex, seed, _cfg_a(jpeg_prob=0.0, bit_depth_prob=0.0, **aug))
+    np.testing.assert_array_equal(never["image"].numpy(), plain["image"].numpy())
+
+
+def test_bad_degradation_settings_are_named():
+    with pytest.raises(ValueError, match=r"data\.augment\.jpeg_quality"):
+        AugmentConfig(jpeg_quality=(0, 50))
+    with pytest.raises(ValueError, match=r"data\.augment\.bit_depth"):
+        AugmentConfig(bit_depth=(8, 4))
+    with pytest.raises(ValueError, match=r"data\.augment\.jpeg_prob"):
+        AugmentConfig(jpeg_prob=1.5)
