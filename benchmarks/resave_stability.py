@@ -1,6 +1,6 @@
 """The same film saved another way: how far each exported version's answer moves, against its interval.
 
-    python benchmarks/resave_stability.py serving/models/seg4reg/7 [more versions] --data ../shared/aasce/boostnet_labeldata [--limit N]
+    python benchmarks/resave_stability.py serving/models/seg4reg/7 [VERSION ...] --data AASCE_ROOT [--limit N]
 
 Each validation film of the fixed split (fold 4; `--limit` the first N) is decoded to grey and saved again as
 a PACS export or a phone would: lossless 16-bit PNG, JPEG at quality 90 / 70 / 50 / 30, 6 and 5 bits, added
