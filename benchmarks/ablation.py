@@ -30,7 +30,7 @@ from seg4reg_tf.shipped_configs import config_dir
 
 VARIANTS = ("reg_only", "seg4reg", "seg4reg_plus", "seg4reg_plus_no_att", "seg4reg_plus_no_gate",
             "seg4reg_plus_no_tri")
-COLUMNS = ("variant", "seed", "val_smape", "mae_pt", "mae_mt", "mae_tl", "dice", "seg_angles_smape",
+COLUMNS = ("variant", "seed", "val_smape", "mae_pt", "mae_mt", "mae_tl", "dice", "fitted_smape",
            "attention_in_spine", "attention_area", "best_epoch", "epochs", "train_wall_s", "eval_wall_s")
 
 
@@ -107,10 +107,10 @@ def run_one(args, variant: str, seed: int, val_records) -> dict:
 
 
 def _row(variant: str, seed: int, summary: dict, report: dict, eval_s) -> dict:
-    seg = (report.get("heads") or {}).get("seg_angles") or {}
+    seg = (report.get("heads") or {}).get("fitted") or {}
     row = {"variant": variant, "seed": seed, "val_smape": report.get("smape"), "mae_pt": report.get("mae_pt"),
            "mae_mt": report.get("mae_mt"), "mae_tl": report.get("mae_tl"), "dice": report.get("dice_mean"),
-           "seg_angles_smape": seg.get("smape"), "attention_in_spine": report.get("attention_in_spine"),
+           "fitted_smape": seg.get("smape"), "attention_in_spine": report.get("attention_in_spine"),
            "attention_area": report.get("attention_area"), "best_epoch": summary.get("best_epoch"),
            "epochs": summary.get("epochs"), "train_wall_s": summary.get("wall_time_s"), "eval_wall_s": eval_s}
     print(f"[ablation] {variant} seed {seed}: val SMAPE {_num(row['val_smape'])}, Dice {_num(row['dice'])}",
@@ -172,7 +172,7 @@ def summarize(rows: list[dict], variants, args) -> str:
         f"data: `{os.path.basename(os.path.abspath(args.data))}`; seeds per run in ablation.csv; epochs: "
         f"{args.epochs or 'as in each config'}; overrides: {' '.join(args.overrides) or 'none'}",
         "",
-        "| variant | val SMAPE (%) | MAE PT (°) | MAE MT (°) | MAE TL (°) | Dice | seg-angle SMAPE (%) "
+        "| variant | val SMAPE (%) | MAE PT (°) | MAE MT (°) | MAE TL (°) | Dice | fitted vertebrae SMAPE (%) "
         "| attention in spine (band area) | n seeds | train wall time (min, mean) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -183,11 +183,11 @@ def summarize(rows: list[dict], variants, args) -> str:
         wall, _ = _stats([r["train_wall_s"] for r in rs])
         lines.append(f"| {v} | {_pm([r['val_smape'] for r in rs])} | {_pm([r['mae_pt'] for r in rs])} | "
                      f"{_pm([r['mae_mt'] for r in rs])} | {_pm([r['mae_tl'] for r in rs])} | "
-                     f"{_pm([r['dice'] for r in rs], 3)} | {_pm([r['seg_angles_smape'] for r in rs])} | "
+                     f"{_pm([r['dice'] for r in rs], 3)} | {_pm([r['fitted_smape'] for r in rs])} | "
                      f"{_pm([r.get('attention_in_spine') for r in rs], 3)} "
                      f"({_num(_stats([r.get('attention_area') for r in rs])[0], 3)}) | {len(rs)} | "
                      f"{_num(wall / 60 if wall is not None else None, 1)} |")
-    lines += ["", "mean ± sample sd over seeds; headline head per config (`model.head`); Dice and seg-angle "
+    lines += ["", "mean ± sample sd over seeds; reported head per config (`model.head`); Dice and fitted-vertebrae "
                   "SMAPE n/a for reg_only (no segmentation)."]
     return "\n".join(lines) + "\n"
 

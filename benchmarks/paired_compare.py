@@ -20,8 +20,9 @@ import numpy as np
 
 from seg4reg_tf.evaluation.report import per_image_smape, severity_metrics
 
-# head name in cases.csv -> output key in an out-of-fold file
-HEADS = {"headline": "cobb_angles", "geometry": "cobb_angles_geometry", "segmentation": "cobb_angles_segmentation",
+# head name in cases.csv -> output key in an out-of-fold file ("headline": cases.csv of report schema 1)
+FORMER = {"headline": "reported"}
+HEADS = {"reported": "cobb_angles", "geometry": "cobb_angles_geometry", "segmentation": "cobb_angles_segmentation",
          "image": "cobb_angles_image"}
 ANGLES = ("pt", "mt", "tl")
 
@@ -37,8 +38,9 @@ def read_answers(path: str, data: str | None) -> tuple[list[str], np.ndarray, di
         def column(prefix):
             return np.array([[float(r[f"{prefix}_{a}"] or "nan") for a in ANGLES] for r in rows])
 
-        return ([r["file"] for r in rows], column("true"),
-                {h: column(h) for h in HEADS if f"{h}_pt" in fields})
+        heads = {h: column(h) for h in HEADS if f"{h}_pt" in fields}
+        heads.update({new: column(old) for old, new in FORMER.items() if f"{old}_pt" in fields})
+        return [r["file"] for r in rows], column("true"), heads
     from seg4reg_tf.evaluation.out_of_fold import read_out_of_fold
 
     keys, outputs = read_out_of_fold(path)
@@ -86,8 +88,8 @@ def main(argv=None) -> int:
         print(f"| {head} | {np.nanmean(sa):.2f} | {np.nanmean(sb):.2f} | {d.mean:+.2f} [{d.lo:+.2f}, {d.hi:+.2f}] "
               f"({d.n}) | {d.verdict} |")
     print()
-    sev_a = severity_metrics(heads_a["headline"][ia], truth)
-    sev_b = severity_metrics(heads_b["headline"][ib], truth)
+    sev_a = severity_metrics(heads_a["reported"][ia], truth)
+    sev_b = severity_metrics(heads_b["reported"][ib], truth)
     print("| reported answer, SMAPE | " + " | ".join(f"PT {band} (n)" for band in sev_a) + " |")
     print("|---|" + "---|" * len(sev_a))
     for name, sev in (("A", sev_a), ("B", sev_b)):

@@ -15,10 +15,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import json
+import math
 import os
 import tempfile
 import uuid
-from typing import Iterator
+from typing import Any, Iterator, Mapping
+
+import numpy as np
 
 _SCHEME = "://"
 
@@ -281,3 +285,24 @@ def copy_tree(src, dst) -> None:
         target = join(dst, rel)
         makedirs(os.path.dirname(target))
         copy(join(src, rel), target)
+
+
+def json_safe(value: Any) -> Any:
+    """`value` for strict JSON: non-finite floats -> None, numpy scalars and arrays -> Python, keys -> str."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return v if math.isfinite(v) else None
+    return value
+
+
+def json_text(value: Any) -> str:
+    """Indented strict JSON of `json_safe(value)`, with a final newline."""
+    return json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n"

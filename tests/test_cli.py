@@ -26,11 +26,27 @@ def test_every_command_is_registered_and_predict_lives_with_the_client():
     predict = commands["predict"]
     assert predict.get_default("func").__module__ == "seg4reg_tf.client.cli"
     flags = {s for a in predict._actions for s in a.option_strings}
-    assert {"--model", "--server", "--rest", "--model-name", "--out", "--threshold", "--geometry-threshold"} <= flags
-    args = predict.parse_args(["a.jpg", "--model", "m", "--out", "o", "--geometry-threshold", "7.5"])
-    assert (args.threshold, args.geometry_threshold, args.model_name) == (5.0, 7.5, "seg4reg")
+    assert {"--model", "--server", "--rest", "--model-name", "--out", "--disagreement-threshold",
+            "--fitted-threshold"} <= flags
+    args = predict.parse_args(["a.jpg", "--model", "m", "--out", "o", "--fitted-threshold", "7.5"])
+    assert (args.disagreement_threshold, args.fitted_threshold, args.model_name) == (5.0, 7.5, "seg4reg")
     with pytest.raises(SystemExit):
-        predict.parse_args(["a.jpg", "--model", "m", "--out", "o", "--threshold", "-1"])
+        predict.parse_args(["a.jpg", "--model", "m", "--out", "o", "--disagreement-threshold", "-1"])
+
+
+def test_former_flag_spellings_still_work_for_one_release(capsys):
+    predict = _subparsers(cli.build_parser())["predict"]
+    args = predict.parse_args(["a.jpg", "--model", "m", "--out", "o", "--threshold", "3", "--geometry-threshold", "9"])
+    assert (args.disagreement_threshold, args.fitted_threshold) == (3.0, 9.0)
+    err = capsys.readouterr().err
+    assert "--threshold is deprecated" in err and "use --disagreement-threshold" in err
+    assert "--geometry-threshold is deprecated" in err and "use --fitted-threshold" in err
+    assert "--threshold" not in predict.format_help()  # the documented spelling only
+    with pytest.raises(SystemExit):
+        predict.parse_args(["a.jpg", "--model", "m", "--out", "o", "--threshold", "-1"])  # still checked
+    evaluate = _subparsers(cli.build_parser())["evaluate"]
+    args = evaluate.parse_args(["--model", "m", "--data", "d", "--split", "s", "--out", "o", "--seg-fit", "rect"])
+    assert args.fitted_corners == "rect" and "use --fitted-corners" in capsys.readouterr().err
 
 
 def test_predict_rest_without_server_is_a_usage_error(capsys):

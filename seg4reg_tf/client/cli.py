@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from seg4reg_tf.cli_options import DeprecatedSpelling
+
 
 def _degrees(text: str) -> float:
     try:
@@ -28,11 +30,15 @@ def register(subparsers) -> None:
     q.add_argument("--rest", action="store_true", help="talk REST to --server")
     q.add_argument("--model-name", default="seg4reg", help="model name on the server (default seg4reg)")
     q.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    q.add_argument("--threshold", type=_degrees, default=5.0, metavar="DEG",
-                   help="flag heads_disagree when the consistency exceeds this (default 5 deg)")
-    q.add_argument("--geometry-threshold", type=_degrees, default=20.0, metavar="DEG",
+    q.add_argument("--disagreement-threshold", type=_degrees, default=5.0, metavar="DEG",
+                   help="flag heads_disagree when the regression heads' disagreement exceeds this (default 5 deg)")
+    q.add_argument("--fitted-threshold", type=_degrees, default=20.0, metavar="DEG",
                    help="flag the image when the angles of the fitted vertebrae differ from the reported "
                         "ones by more than DEG degrees on average (default 20)")
+    q.add_argument("--threshold", dest="disagreement_threshold", type=_degrees, action=DeprecatedSpelling,
+                   new="--disagreement-threshold")
+    q.add_argument("--geometry-threshold", dest="fitted_threshold", type=_degrees, action=DeprecatedSpelling,
+                   new="--fitted-threshold")
     q.set_defaults(func=_predict)
 
 
@@ -50,5 +56,5 @@ def _predict(args) -> int:
     except (FileNotFoundError, ValueError, OSError) as err:
         print(f"predict: {err}", file=sys.stderr)
         return 1
-    return run_predict(args.inputs, args.out, predictor, threshold=args.threshold,
-                       geometry_threshold=args.geometry_threshold)
+    return run_predict(args.inputs, args.out, predictor, disagreement_threshold=args.disagreement_threshold,
+                       fitted_threshold=args.fitted_threshold)

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -21,15 +22,32 @@ from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Curve, Prediction, angle_
 from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
 from seg4reg_tf.geometry.curve_order import ORDER_TOLERANCE, curves_swapped
 
-JSON_SCHEMA_VERSION = 3  # docs/architecture.md, "predict JSON"
-DEFAULT_THRESHOLD = 5.0
-# The geometric head (Cobb angles of the fitted vertebrae) is much noisier than the regression heads:
-# with the shipped model its mean |difference| from the reported angles exceeds 20 deg on 7 of the 95
-# validation X-rays with a fit (above its 90th percentile; median 10.2 deg). BENCHMARKS.md "Accuracy II".
-DEFAULT_GEOMETRY_THRESHOLD = 20.0
+JSON_SCHEMA_VERSION = 4  # docs/architecture.md, "predict JSON"
+# Keys of schema 3 and earlier -> the glossary's (docs/architecture.md); `read_result` reads both.
+RENAMED_KEYS = {"segmentation_geometry": "fitted_vertebrae", "consistency": "heads_disagreement",
+                "threshold": "heads_disagreement_threshold", "geometry_disagreement": "fitted_disagreement",
+                "geometry_threshold": "fitted_disagreement_threshold"}
+DEFAULT_DISAGREEMENT_THRESHOLD = 5.0
+# The fitted vertebrae's angles are much noisier than the regression heads' (BENCHMARKS.md "Accuracy II":
+# above 20 deg from the reported angles on 7 of 95 validation X-rays, their 90th percentile).
+DEFAULT_FITTED_THRESHOLD = 20.0
 SUMMARY_FIELDS = ["file", "status", "measurable", "reason", "PT", "MT", "TL", "PT_lower", "PT_upper", "MT_lower",
-                  "MT_upper", "TL_lower", "TL_upper", "consistency",
-                  "geometry_disagreement", "heads_disagree", "seg_PT", "seg_MT", "seg_TL", "error"]
+                  "MT_upper", "TL_lower", "TL_upper", "heads_disagreement",
+                  "fitted_disagreement", "heads_disagree", "fitted_PT", "fitted_MT", "fitted_TL", "error"]
+
+
+def read_result(source) -> dict:
+    """A predict JSON (its text, or the parsed dict) in the current schema: the keys of schema 3 and earlier
+    read under their new names (`RENAMED_KEYS`) with a DeprecationWarning (until the next release)."""
+    result = json.loads(source) if isinstance(source, (str, bytes)) else dict(source)
+    old = [k for k in RENAMED_KEYS if k in result]
+    if old and result.get("schema_version", 1) < JSON_SCHEMA_VERSION:
+        warnings.warn(f"predict JSON of schema {result.get('schema_version', 1)}: "
+                      + ", ".join(f"{k!r} is read as {RENAMED_KEYS[k]!r}" for k in old)
+                      + f" (renamed in schema {JSON_SCHEMA_VERSION})", DeprecationWarning, stacklevel=2)
+        result = {RENAMED_KEYS.get(k, k): v for k, v in result.items()}
+        result["schema_version"] = JSON_SCHEMA_VERSION
+    return result
 
 
 class BadInputError(ValueError):
@@ -116,8 +134,8 @@ def _angles_dict(values) -> dict[str, float]:
     return {n: float(v) for n, v in zip(ANGLE_NAMES, np.asarray(values, np.float64).reshape(-1))}
 
 
-def segmentation_geometry(pred: Prediction) -> dict:
-    """The fitted-vertebrae head for the JSON (`Prediction.fitted_vertebrae`: largest components,
+def fitted_vertebrae_json(pred: Prediction) -> dict:
+    """The fitted vertebrae for the JSON (`Prediction.fitted_vertebrae`: largest components,
     implausible fits rejected, a few missing vertebrae filled, curve ends at least two vertebrae apart)."""
     seg = pred.fitted_vertebrae()
     lm = seg.landmarks
@@ -153,8 +171,9 @@ def _write_all(out: str, files: dict[str, bytes]) -> bool:
     return True
 
 
-def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: float,
-                 geometry_threshold: float = DEFAULT_GEOMETRY_THRESHOLD):
+def build_result(item: InputImage, outputs: dict[str, np.ndarray],
+                 disagreement_threshold: float = DEFAULT_DISAGREEMENT_THRESHOLD,
+                 fitted_threshold: float = DEFAULT_FITTED_THRESHOLD):
     """(JSON dict, overlay BGR image) for one image from the batch-of-one model outputs."""
     pred = Prediction.from_outputs(outputs)
     letterbox = pred.letterbox
@@ -163,25 +182,26 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
         raise ValueError(f"{item.name}: model reports original_size {(orig_h, orig_w)}, decoded image is "
                          f"{item.display.shape[:2]}")
     heads = {HEAD_OUTPUTS[name]: {**_angles_dict(a), "unit": "deg"} for name, a in pred.heads.items()}
-    consistency = None if pred.consistency is None or not math.isfinite(pred.consistency) else pred.consistency
+    disagreement = pred.heads_disagreement
+    disagreement = None if disagreement is None or not math.isfinite(disagreement) else disagreement
 
-    labels_orig = attention_orig = geometry = None
+    labels_orig = attention_orig = fitted = None
     if pred.labels is not None:
         labels_orig = letterbox.mask_to_original(pred.labels)
-        geometry = segmentation_geometry(pred)
+        fitted = fitted_vertebrae_json(pred)
     if pred.attention is not None:
         attention_orig = letterbox.grid_to_original(pred.attention)
 
     score, reason = measurability(item, outputs)
-    geo_angles = (geometry or {}).get("angles")
-    geometry_disagreement = None
-    if geo_angles:
-        geometry_disagreement = float(np.mean([abs(geo_angles[k] - v) for k, v in zip(ANGLE_NAMES, pred.angles)]))
+    fitted_angles = (fitted or {}).get("angles")
+    fitted_disagreement = None
+    if fitted_angles:
+        fitted_disagreement = float(np.mean([abs(fitted_angles[k] - v) for k, v in zip(ANGLE_NAMES, pred.angles)]))
     order = None
     if pred.reported_head == "fused":  # the mean of two heads, slot by slot (BENCHMARKS.md, "Which curve is which")
         order = bool(curves_swapped(pred.heads["geometry"], pred.heads["segmentation"], ORDER_TOLERANCE))
-    disagree = [consistency is not None and consistency > threshold,
-                geometry_disagreement is not None and geometry_disagreement > geometry_threshold, bool(order)]
+    disagree = [disagreement is not None and disagreement > disagreement_threshold,
+                fitted_disagreement is not None and fitted_disagreement > fitted_threshold, bool(order)]
     result = {
         "schema_version": JSON_SCHEMA_VERSION,
         "file": item.name,
@@ -196,15 +216,15 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
         "vertebrae": None if pred.vertebrae is None else {
             "landmarks": np.round(pred.vertebrae, 2).tolist(), "not_found": pred.missing_vertebrae},
         "heads": heads,
-        "segmentation_geometry": geometry,
-        "consistency": consistency,
-        "threshold": float(threshold),
-        "geometry_disagreement": geometry_disagreement,
-        "geometry_threshold": float(geometry_threshold),
+        "fitted_vertebrae": fitted,
+        "heads_disagreement": disagreement,
+        "heads_disagreement_threshold": float(disagreement_threshold),
+        "fitted_disagreement": fitted_disagreement,
+        "fitted_disagreement_threshold": float(fitted_threshold),
         "curve_order_differs": order,
-        "heads_disagree": None if consistency is None and geometry_disagreement is None and order is None
+        "heads_disagree": None if disagreement is None and fitted_disagreement is None and order is None
         else any(disagree),
-        "caution": _caution(consistency, threshold, geometry_disagreement, geometry_threshold,
+        "caution": _caution(disagreement, disagreement_threshold, fitted_disagreement, fitted_threshold,
                             pred.heads if order else None) or None,
         "measurable": bool(score >= 0.5),
         "measurable_score": round(score, 4),
@@ -230,7 +250,7 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray], threshold: fl
     return result, overlay
 
 
-def _caution(consistency, threshold, geometry_disagreement, geometry_threshold, swapped_heads=None) -> str:
+def _caution(disagreement, disagreement_threshold, fitted_disagreement, fitted_threshold, swapped_heads=None) -> str:
     """Why the answer deserves a second look although the model measured the film ("" if it does not):
     the regression heads, or the vertebrae fitted to the segmentation, disagree with it past the
     thresholds; or (`swapped_heads`, the heads' angles) the fused heads put MT and TL the other way round.
@@ -242,11 +262,11 @@ def _caution(consistency, threshold, geometry_disagreement, geometry_threshold, 
         parts.append(f"the geometry head (MT {geo[1]:.1f}, TL {geo[2]:.1f}) and the segmentation head "
                      f"(MT {seg[1]:.1f}, TL {seg[2]:.1f}) rank the two smaller curves the other way round: "
                      "which curve is which, and MT and TL, are uncertain")
-    if consistency is not None and consistency > threshold:
-        parts.append(f"the regression heads differ by {consistency:.1f} deg (> {threshold:g})")
-    if geometry_disagreement is not None and geometry_disagreement > geometry_threshold:
-        parts.append(f"the vertebrae fitted to the segmentation give angles {geometry_disagreement:.1f} deg away "
-                     f"(> {geometry_threshold:g})")
+    if disagreement is not None and disagreement > disagreement_threshold:
+        parts.append(f"the regression heads differ by {disagreement:.1f} deg (> {disagreement_threshold:g})")
+    if fitted_disagreement is not None and fitted_disagreement > fitted_threshold:
+        parts.append(f"the vertebrae fitted to the segmentation give angles {fitted_disagreement:.1f} deg away "
+                     f"(> {fitted_threshold:g})")
     return "; ".join(parts)
 
 
@@ -327,20 +347,19 @@ def _summary_row(name: str, result: dict | None, error: str | None) -> dict:
         for k, span in (result["intervals"] or {}).items():
             if span is not None:
                 row[f"{k}_lower"], row[f"{k}_upper"] = f"{span[0]:.4f}", f"{span[1]:.4f}"
-        geo = result["segmentation_geometry"] or {}
-        for k, v in (geo.get("angles") or {}).items():
-            row[f"seg_{k}"] = f"{v:.4f}"
-        row["consistency"] = "" if result["consistency"] is None else f"{result['consistency']:.4f}"
-        gd = result["geometry_disagreement"]
-        row["geometry_disagreement"] = "" if gd is None else f"{gd:.4f}"
+        for k, v in ((result["fitted_vertebrae"] or {}).get("angles") or {}).items():
+            row[f"fitted_{k}"] = f"{v:.4f}"
+        for key in ("heads_disagreement", "fitted_disagreement"):
+            row[key] = "" if result[key] is None else f"{result[key]:.4f}"
         row["heads_disagree"] = "" if result["heads_disagree"] is None else str(result["heads_disagree"]).lower()
         row["measurable"] = str(result["measurable"]).lower()
         row["reason"] = result["reason"] or ""
     return row
 
 
-def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFAULT_THRESHOLD,
-                geometry_threshold: float = DEFAULT_GEOMETRY_THRESHOLD,
+def run_predict(inputs: Sequence, out_dir, predictor, *,
+                disagreement_threshold: float = DEFAULT_DISAGREEMENT_THRESHOLD,
+                fitted_threshold: float = DEFAULT_FITTED_THRESHOLD,
                 summary: bool | None = None, progress: bool = True) -> int:
     """Predict every input; write OUT/<stem>.json, OUT/<stem>_overlay.png (+ OUT/summary.csv).
 
@@ -348,7 +367,7 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
     """
     from tqdm import tqdm
 
-    for key, value in (("threshold", threshold), ("geometry_threshold", geometry_threshold)):
+    for key, value in (("disagreement_threshold", disagreement_threshold), ("fitted_threshold", fitted_threshold)):
         if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise ValueError(f"{key}: expected a non-negative number of degrees, got {value!r}")
     files, folder = expand_inputs(inputs)
@@ -362,7 +381,7 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
         try:
             item = load_input(path)
             outputs = predictor.predict([item.model_bytes])
-            result, overlay = build_result(item, outputs, threshold, geometry_threshold)
+            result, overlay = build_result(item, outputs, disagreement_threshold, fitted_threshold)
             ok, png = cv2.imencode(".png", overlay)
             if not ok:
                 raise ValueError(f"{path.name}: the overlay could not be encoded as PNG")
@@ -373,7 +392,7 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
             rows.append(_summary_row(path.name, None, msg))
             continue
         stem = _unique_stem(item.stem, used, path.suffix)
-        json_text = json.dumps(_json_safe(result), indent=2, allow_nan=False) + "\n"
+        json_text = fileio.json_text(result)
         if not _write_all(out, {f"{stem}_overlay.png": png.tobytes(), f"{stem}.json": json_text.encode()}):
             return 1
         rows.append(_summary_row(path.name, result, None))
@@ -391,17 +410,6 @@ def run_predict(inputs: Sequence, out_dir, predictor, *, threshold: float = DEFA
         print(f"predict: {len(failed)} of {len(files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
-
-
-def _json_safe(value):
-    """`value` with every non-finite float replaced by None (strict JSON has no NaN or Infinity)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _error_message(err: Exception) -> str:

@@ -7,6 +7,7 @@ import os
 import sys
 
 from seg4reg_tf import fileio
+from seg4reg_tf.cli_options import DeprecatedSpelling
 
 
 def register(subparsers) -> None:
@@ -26,9 +27,11 @@ def register(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default 8)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="evaluate only the first N images")
     p.add_argument("--max-missing", type=int, default=3,
-                   help="vertebrae interpolated before seg-derived angles count as failed (default 3)")
-    p.add_argument("--seg-fit", choices=("quad", "rect"), default="quad",
-                   help="vertebra corner fit for the seg-derived angles (default quad)")
+                   help="vertebrae interpolated before the fitted vertebrae's angles count as failed (default 3)")
+    p.add_argument("--fitted-corners", choices=("quad", "rect"), default="quad",
+                   help="vertebra corner fit of the fitted vertebrae (default quad)")
+    p.add_argument("--seg-fit", dest="fitted_corners", choices=("quad", "rect"), action=DeprecatedSpelling,
+                   new="--fitted-corners")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--tta", choices=("none", "flip"), default=None,
                    help="--run only: test-time augmentation (default: the run config's model.tta; an exported "
@@ -112,7 +115,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         if not records:
             return _fail(f"--split {args.split}: no images{' in the validation subset' if args.val else ''}")
         extra = {"data": fileio.absolute(args.data), "split": args.split + (" (val)" if args.val else "")}
-        kw = dict(batch_size=args.batch_size, max_missing=args.max_missing, seg_fit=args.seg_fit,
+        kw = dict(batch_size=args.batch_size, max_missing=args.max_missing, fitted_corners=args.fitted_corners,
                   make_plots=not args.no_plots, extra=extra)
         if args.run is not None:
             report = evaluate_run(args.run, records, args.out, tta=args.tta,
@@ -129,10 +132,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     print(f"evaluated {report['n_images']} images, head {report['head']!r}")
     print(f"SMAPE {fmt(report['smape'], '%')}  MAE PT/MT/TL {fmt(report['mae_pt'])}/{fmt(report['mae_mt'])}/"
           f"{fmt(report['mae_tl'])} deg  Dice {fmt(report['dice_mean'])}")
-    seg = report["heads"].get("seg_angles")
-    if seg is not None:
-        print(f"seg-derived angles: SMAPE {fmt(seg['smape'], '%')} on {seg['n']} images "
-              f"(failed {100 * report['seg_angles_failed_fraction']:.1f}%)")
+    fitted = report["heads"].get("fitted")
+    if fitted is not None:
+        print(f"fitted vertebrae: SMAPE {fmt(fitted['smape'], '%')} on {fitted['n']} images "
+              f"(failed {100 * report['fitted_failed_fraction']:.1f}%)")
     for name, m in (report.get("intervals") or {}).items():
         if m["n"]:
             print(f"{name} interval: coverage {100 * m['coverage']:.1f}% (n={m['n']}, {m['n_without']} without: "

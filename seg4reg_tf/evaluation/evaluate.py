@@ -7,11 +7,12 @@ Two front ends feed the same `evaluate`:
   numeric version), called through `serving_default` with the raw image bytes, i.e. exactly what a
   TF Serving client sees.
 
-The headline head is the one the config names (`model.head`, output `cobb_angles`), never chosen
+The reported head is the one the config names (`model.head`, output `cobb_angles`), never chosen
 after looking at the numbers; every other head is reported beside it.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,10 +35,13 @@ from seg4reg_tf.export.prediction import HEAD_OUTPUTS, Prediction
 from seg4reg_tf.geometry import ANGLE_NAMES, Letterbox, landmarks_to_label_map, vertebra_dice
 from seg4reg_tf.geometry.seg_angles import DEFAULT_MAX_MISSING
 
-# Report head name of each `Prediction` head ("headline": the config's, output `cobb_angles`); "seg_angles"
-# (the vertebrae fitted to the predicted labels) is computed here.
-REPORT_HEADS = {"reported": "headline", "image": "image", "segmentation": "segmentation", "geometry": "geometry"}
-SEG_ANGLES = "seg_angles"
+# Report head name of each `Prediction` head (the glossary's, docs/architecture.md); FITTED (the vertebrae
+# fitted to the predicted labels) is computed here.
+REPORTED, FITTED = "reported", "fitted"
+REPORT_HEADS = {"reported": REPORTED, "image": "image", "segmentation": "segmentation", "geometry": "geometry"}
+# 2: the glossary's names (report heads "reported" / "fitted", was "headline" / "seg_angles"; "fitted_*" and
+# "heads_disagreement_mean" keys, was "seg_angles_*" and "disagreement_mean"; cases.csv columns the same)
+REPORT_SCHEMA_VERSION = 2
 INPUT_KINDS = ("image", "bytes")
 
 PredictFn = Callable[[Any], Mapping[str, Any]]
@@ -81,6 +85,22 @@ def _angles(out: Mapping[str, Any], key: str, n: int) -> np.ndarray | None:
     return a
 
 
+@dataclasses.dataclass
+class _Case:
+    """What `evaluate` keeps of one image (angles in deg, [PT, MT, TL])."""
+
+    true: np.ndarray
+    heads: dict  # report head name -> (3,)
+    end_vertebrae: str = ""
+    bounds: np.ndarray | None = None  # (3, 2) interval (lower, upper)
+    heads_disagreement: float = np.nan
+    attention_share: float = np.nan
+    attention_area: float = np.nan
+    fitted: Any = None  # `geometry.seg_angles.SegAngles` of the vertebrae fitted to the predicted labels
+    dice: float = np.nan
+    labels_shape: tuple | None = None
+
+
 def evaluate(
     predict_fn: PredictFn,
     records: Sequence,
@@ -91,7 +111,7 @@ def evaluate(
     batch_size: int = 8,
     inputs: str = "image",
     max_missing: int = DEFAULT_MAX_MISSING,
-    seg_fit: str = "quad",
+    fitted_corners: str = "quad",
     make_plots: bool = True,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -105,168 +125,195 @@ def evaluate(
             angles (3,)): from an AASCE root (`aasce.load_split`) or TFRecords (`tfrecords.read_records`).
         data_cfg: the preprocessing (inputs="image" only): the model's `preprocessing`, or a `DataConfig`.
         out_dir: output directory (created; any TensorFlow filesystem).
-        head_name: the config's `model.head`, recorded as the headline head (output `cobb_angles`).
+        head_name: the config's `model.head`, recorded as the reported head (output `cobb_angles`).
         batch_size: images per predict_fn call.
-        max_missing: vertebrae that may be interpolated before seg-derived angles become NaN.
-        seg_fit: vertebra corner fit for the seg-derived angles, "quad" or "rect" (`seg_angles`).
-        make_plots: write pred_vs_true.png and bland_altman.png for the headline head.
+        max_missing: vertebrae that may be interpolated before the fitted vertebrae's angles become NaN.
+        fitted_corners: vertebra corner fit of the fitted vertebrae, "quad" or "rect" (`geometry.seg_angles`).
+        make_plots: write pred_vs_true.png and bland_altman.png for the reported head.
         extra: more keys for report.json (e.g. the source path and split).
 
     Returns:
         The report dict (also written as report.json, NaN as null).
     """
     records = list(records)
+    _check_arguments(records, inputs, batch_size, fitted_corners)
+    preprocess_fn = _preprocess_fn(data_cfg) if inputs == "image" else None
+    fileio.makedirs(out_dir)
+
+    cases: list[_Case] = []
+    with tqdm(total=len(records), desc="evaluate", unit="img") as bar:
+        for start in range(0, len(records), batch_size):
+            batch = records[start : start + batch_size]
+            out, letterboxes, frame = _batch_outputs(predict_fn, inputs, preprocess_fn, batch)
+            for i, rec in enumerate(batch):
+                pred = Prediction.from_outputs(out, i, letterbox=letterboxes[i])
+                cases.append(_case(pred, rec, frame, max_missing, fitted_corners))
+            bar.update(len(batch))
+
+    heads = _head_arrays(cases, head_name)
+    true = np.stack([c.true for c in cases])
+    bounds = np.stack([c.bounds for c in cases]) if cases[0].bounds is not None else None
+    report = _report(cases, heads, true, bounds, head_name, inputs, max_missing, fitted_corners)
+    if extra:
+        report.update(dict(extra))
+    write_cases_csv(_rows(records, cases, heads, true, bounds), fileio.join(out_dir, "cases.csv"))
+    if make_plots:
+        report["plots"] = _plots(heads[REPORTED], true, bounds, head_name, report["heads"][REPORTED], out_dir)
+    write_report(report, fileio.join(out_dir, "report.json"))
+    return report
+
+
+def _check_arguments(records: list, inputs: str, batch_size: int, fitted_corners: str) -> None:
     if not records:
         raise ValueError("records: expected at least one labelled record, got none")
     if inputs not in INPUT_KINDS:
         raise ValueError(f"inputs: expected one of {INPUT_KINDS}, got {inputs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
-    if seg_fit not in ("quad", "rect"):
-        raise ValueError(f"seg_fit: expected 'quad' or 'rect', got {seg_fit!r}")
-    preprocess_fn = _preprocess_fn(data_cfg) if inputs == "image" else None
-    fileio.makedirs(out_dir)
+    if fitted_corners not in ("quad", "rect"):
+        raise ValueError(f"fitted_corners: expected 'quad' or 'rect', got {fitted_corners!r}")
 
-    n = len(records)
-    true = np.full((n, 3), np.nan)
+
+def _batch_outputs(predict_fn: PredictFn, inputs: str, preprocess_fn, batch: list):
+    """(numpy outputs of one batch, a Letterbox per image (None: the outputs carry it), the model frame
+    (H, W) or None)."""
+    raws = [_read_bytes(r) for r in batch]
+    if inputs == "image":
+        pre = [preprocess_fn(raw) for raw in raws]
+        images = np.stack([p[0] for p in pre]).astype(np.float32)
+        letterboxes = [p[1] for p in pre]
+        out = predict_fn(images)
+    else:
+        out = predict_fn(raws)
+        letterboxes = [None] * len(batch)
+    out = {k: np.asarray(v) for k, v in out.items()}
+    for key in HEAD_OUTPUTS.values():
+        _angles(out, key, len(batch))  # a wrong shape is named here
+    if "segmentation" in out and "vertebra_labels" not in out:  # a Keras model's softmax
+        out["vertebra_labels"] = _labels_from_outputs(out)
+    frame = (tuple(images.shape[1:3]) if inputs == "image"
+             else tuple(out["vertebra_labels"].shape[1:3]) if "vertebra_labels" in out else None)
+    return out, letterboxes, frame
+
+
+def _case(pred: Prediction, rec, frame, max_missing: int, fitted_corners: str) -> _Case:
+    true = np.asarray(rec.angles, dtype=np.float64).reshape(-1)
+    if true.shape != (3,) or not np.all(np.isfinite(true)):
+        raise ValueError(f"{rec.filename}: expected 3 finite true angles, got {rec.angles!r}")
+    case = _Case(true=true, heads={REPORT_HEADS[name]: a for name, a in pred.heads.items()},
+                 end_vertebrae=" ".join(f"{c.name}:{c.end_vertebrae}" for c in pred.curves),
+                 bounds=pred.intervals)
+    if pred.heads_disagreement is not None:
+        case.heads_disagreement = pred.heads_disagreement
+    lm = getattr(rec, "landmarks", None)
+    lm_ok = lm is not None and np.all(np.isfinite(np.asarray(lm, dtype=np.float64)))
+    if pred.attention is not None and lm_ok and frame is not None:
+        case.attention_share, case.attention_area = attention_in_spine(pred.attention, pred.letterbox.to_model(lm),
+                                                                       frame)
+    if pred.labels is not None:
+        case.labels_shape = tuple(int(s) for s in pred.labels.shape)
+        case.fitted = pred.fitted_vertebrae(max_missing=max_missing, fit=fitted_corners)
+        if lm_ok:
+            true_lab = landmarks_to_label_map(pred.letterbox.to_model(lm), *pred.labels.shape)
+            case.dice = vertebra_dice(pred.labels, true_lab)
+    return case
+
+
+def _head_arrays(cases: list[_Case], head_name: str) -> dict[str, np.ndarray]:
+    """{report head: [N, 3]} (NaN where an image lacks the head), the fitted vertebrae's as FITTED."""
+    n = len(cases)
     heads: dict[str, np.ndarray] = {}
-    seg_pred = np.full((n, 3), np.nan)
-    consistency = np.full(n, np.nan)
-    dice = np.full(n, np.nan)
-    seg_found = np.full(n, -1)
-    seg_reason = [""] * n
-    seg_interp = [""] * n
-    att_share = np.full(n, np.nan)
-    att_area = np.full(n, np.nan)
-    ends = [""] * n
-    has_seg = False
-    model_size = None
-    bounds = None  # [n, 3, (lower, upper)] of a model with intervals
-
-    with tqdm(total=n, desc="evaluate", unit="img") as bar:
-        for start in range(0, n, batch_size):
-            batch = records[start : start + batch_size]
-            b = len(batch)
-            raws = [_read_bytes(r) for r in batch]
-            if inputs == "image":
-                pre = [preprocess_fn(raw) for raw in raws]
-                images = np.stack([p[0] for p in pre]).astype(np.float32)
-                letterboxes = [p[1] for p in pre]
-                out = predict_fn(images)
-            else:
-                out = predict_fn(raws)
-                letterboxes = [None] * b  # the outputs carry it
-            out = {k: np.asarray(v) for k, v in out.items()}
-            for key in HEAD_OUTPUTS.values():
-                _angles(out, key, b)  # a wrong shape is named here
-            if "segmentation" in out and "vertebra_labels" not in out:  # a Keras model's softmax
-                out["vertebra_labels"] = _labels_from_outputs(out)
-            frame = (tuple(images.shape[1:3]) if inputs == "image"
-                     else tuple(out["vertebra_labels"].shape[1:3]) if "vertebra_labels" in out else None)
-            for i, rec in enumerate(batch):
-                k = start + i
-                pred = Prediction.from_outputs(out, i, letterbox=letterboxes[i])
-                if pred.intervals is not None:
-                    if bounds is None:
-                        bounds = np.full((n, 3, 2), np.nan)
-                    bounds[k] = pred.intervals
-                for name, angles in pred.heads.items():
-                    heads.setdefault(REPORT_HEADS[name], np.full((n, 3), np.nan))[k] = angles
-                if pred.consistency is not None:
-                    consistency[k] = pred.consistency
-                ends[k] = " ".join(f"{c.name}:{c.end_vertebrae}" for c in pred.curves)
-                t_ang = np.asarray(rec.angles, dtype=np.float64).reshape(-1)
-                if t_ang.shape != (3,) or not np.all(np.isfinite(t_ang)):
-                    raise ValueError(f"{rec.filename}: expected 3 finite true angles, got {rec.angles!r}")
-                true[k] = t_ang
-                lm = getattr(rec, "landmarks", None)
-                lm_ok = lm is not None and np.all(np.isfinite(np.asarray(lm, dtype=np.float64)))
-                if pred.attention is not None and lm_ok and frame is not None:
-                    att_share[k], att_area[k] = attention_in_spine(pred.attention, pred.letterbox.to_model(lm), frame)
-                if pred.labels is None:
-                    continue
-                has_seg = True
-                lab = pred.labels
-                model_size = tuple(int(s) for s in lab.shape)
-                r = pred.fitted_vertebrae(max_missing=max_missing, fit=seg_fit)
-                seg_pred[k], seg_found[k], seg_reason[k] = r.angles, r.n_found, r.reason
-                seg_interp[k] = " ".join(r.interpolated)
-                if lm_ok:
-                    true_lab = landmarks_to_label_map(pred.letterbox.to_model(lm), *lab.shape)
-                    dice[k] = vertebra_dice(lab, true_lab)
-            bar.update(b)
-
-    if "headline" not in heads:
+    for k, case in enumerate(cases):
+        for name, angles in case.heads.items():
+            heads.setdefault(name, np.full((n, 3), np.nan))[k] = angles
+    if REPORTED not in heads:
         raise ValueError(
             f"model outputs: expected 'cobb_angles' (the head named by model.head={head_name!r}); "
             f"none of {sorted(HEAD_OUTPUTS.values())} came back complete")
-    if "image" in heads and "segmentation" in heads:
-        consistency = np.where(np.isfinite(consistency), consistency,
-                               np.mean(np.abs(heads["image"] - heads["segmentation"]), axis=1))
-    if has_seg:
-        heads[SEG_ANGLES] = seg_pred
+    if any(c.fitted is not None for c in cases):
+        heads[FITTED] = np.stack([c.fitted.angles if c.fitted is not None else np.full(3, np.nan) for c in cases])
+    return heads
 
-    headline = head_metrics(heads["headline"], true)
+
+def _heads_disagreement(cases: list[_Case], heads: dict) -> np.ndarray:
+    """[N] mean |image head - segmentation head| deg (the model's output, else computed here)."""
+    given = np.array([c.heads_disagreement for c in cases], np.float64)
+    if "image" in heads and "segmentation" in heads:
+        given = np.where(np.isfinite(given), given, np.mean(np.abs(heads["image"] - heads["segmentation"]), axis=1))
+    return given
+
+
+def _nanmean(values) -> float | None:
+    values = np.asarray(values, np.float64)
+    return float(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+def _report(cases, heads, true, bounds, head_name, inputs, max_missing, fitted_corners) -> dict[str, Any]:
+    reported = head_metrics(heads[REPORTED], true)
+    shapes = [c.labels_shape for c in cases if c.labels_shape]
     report: dict[str, Any] = {
-        "n_images": n,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "n_images": len(cases),
         "head": head_name,
-        "smape": headline["smape"],
-        "mae_pt": headline["mae_pt"],
-        "mae_mt": headline["mae_mt"],
-        "mae_tl": headline["mae_tl"],
-        "dice_mean": float(np.nanmean(dice)) if np.isfinite(dice).any() else None,
+        "smape": reported["smape"],
+        "mae_pt": reported["mae_pt"],
+        "mae_mt": reported["mae_mt"],
+        "mae_tl": reported["mae_tl"],
+        "dice_mean": _nanmean([c.dice for c in cases]),
         "heads": {name: head_metrics(pred, true) for name, pred in heads.items()},
-        "severity": severity_metrics(heads["headline"], true),
-        "seg_angles_failed_fraction": float(np.mean(~np.all(np.isfinite(seg_pred), axis=1))) if has_seg else None,
-        "seg_angles_max_missing": max_missing,
-        "seg_angles_fit": seg_fit,
-        "attention_in_spine": float(np.nanmean(att_share)) if np.isfinite(att_share).any() else None,
-        "attention_area": float(np.nanmean(att_area)) if np.isfinite(att_area).any() else None,
-        "disagreement_mean": float(np.nanmean(consistency)) if np.isfinite(consistency).any() else None,
-        "model_size": list(model_size) if model_size else None,
+        "severity": severity_metrics(heads[REPORTED], true),
+        "fitted_failed_fraction": float(np.mean(~np.all(np.isfinite(heads[FITTED]), axis=1)))
+        if FITTED in heads else None,
+        "fitted_max_missing": max_missing,
+        "fitted_corners": fitted_corners,
+        "attention_in_spine": _nanmean([c.attention_share for c in cases]),
+        "attention_area": _nanmean([c.attention_area for c in cases]),
+        "heads_disagreement_mean": _nanmean(_heads_disagreement(cases, heads)),
+        "model_size": list(shapes[-1]) if shapes else None,
         "inputs": inputs,
     }
     if bounds is not None:
         report["intervals"] = interval_metrics(bounds[..., 0], bounds[..., 1], true)
-    if extra:
-        report.update(dict(extra))
+    return report
 
+
+def _rows(records, cases, heads, true, bounds) -> list[dict[str, Any]]:
+    """cases.csv: one row per image."""
     smapes = {name: per_image_smape(pred, true) for name, pred in heads.items()}
+    disagreement = _heads_disagreement(cases, heads)
     rows = []
-    for k, rec in enumerate(records):
+    for k, (rec, case) in enumerate(zip(records, cases)):
         row: dict[str, Any] = {"file": rec.filename}
-        for j, a in enumerate(ANGLE_NAMES):
-            row[f"true_{a.lower()}"] = true[k, j]
-        for name, pred in heads.items():
-            for j, a in enumerate(ANGLE_NAMES):
-                row[f"{name}_{a.lower()}"] = pred[k, j]
-        row["end_vertebrae"] = ends[k]
+        for prefix, values in (("true", true), *heads.items()):
+            row.update({f"{prefix}_{a.lower()}": values[k, j] for j, a in enumerate(ANGLE_NAMES)})
+        row["end_vertebrae"] = case.end_vertebrae
         if bounds is not None:
             for j, a in enumerate(ANGLE_NAMES):
                 row[f"lower_{a.lower()}"], row[f"upper_{a.lower()}"] = bounds[k, j]
-        row["disagreement"] = consistency[k]
-        row["attention_in_spine"] = att_share[k]
-        for name in heads:
-            row[f"smape_{name}"] = smapes[name][k]
-        if has_seg:
-            row["dice"] = dice[k]
-            row["seg_found"] = int(seg_found[k])
-            row["seg_interpolated"] = seg_interp[k]
-            row["seg_failure"] = seg_reason[k]
+        row["heads_disagreement"] = disagreement[k]
+        row["attention_in_spine"] = case.attention_share
+        row.update({f"smape_{name}": smapes[name][k] for name in heads})
+        if FITTED in heads:
+            fitted = case.fitted
+            row["dice"] = case.dice
+            row["fitted_found"] = -1 if fitted is None else int(fitted.n_found)
+            row["fitted_interpolated"] = "" if fitted is None else " ".join(fitted.interpolated)
+            row["fitted_failure"] = "" if fitted is None else fitted.reason
         rows.append(row)
-    write_cases_csv(rows, fileio.join(out_dir, "cases.csv"))
+    return rows
 
-    if make_plots:
-        title = f"head {head_name}: SMAPE {headline['smape']:.2f}%, n={headline['n']}" if headline["n"] else head_name
-        plots_lib.plot_pred_vs_true(heads["headline"], true, fileio.join(out_dir, "pred_vs_true.png"), title)
-        plots_lib.plot_bland_altman(heads["headline"], true, fileio.join(out_dir, "bland_altman.png"), title)
-        report["plots"] = ["pred_vs_true.png", "bland_altman.png"]
-        if bounds is not None:
-            plots_lib.plot_interval_width(bounds[..., 0], bounds[..., 1], heads["headline"], true,
-                                          fileio.join(out_dir, "interval_width.png"), title)
-            report["plots"].append("interval_width.png")
-    write_report(report, fileio.join(out_dir, "report.json"))
-    return report
+
+def _plots(reported, true, bounds, head_name, metrics, out_dir) -> list[str]:
+    """pred_vs_true.png, bland_altman.png (and interval_width.png) of the reported head; their names."""
+    title = f"head {head_name}: SMAPE {metrics['smape']:.2f}%, n={metrics['n']}" if metrics["n"] else head_name
+    plots_lib.plot_pred_vs_true(reported, true, fileio.join(out_dir, "pred_vs_true.png"), title)
+    plots_lib.plot_bland_altman(reported, true, fileio.join(out_dir, "bland_altman.png"), title)
+    names = ["pred_vs_true.png", "bland_altman.png"]
+    if bounds is not None:
+        plots_lib.plot_interval_width(bounds[..., 0], bounds[..., 1], reported, true,
+                                      fileio.join(out_dir, "interval_width.png"), title)
+        names.append("interval_width.png")
+    return names
 
 
 # --------------------------------------------------------------------------------------------------
@@ -285,7 +332,7 @@ def keras_predict_fn(model) -> PredictFn:
 
 
 def model_head_name(model_cfg) -> str:
-    """The headline head a ModelConfig names ("auto" resolved when the config can resolve it)."""
+    """The reported head a ModelConfig names ("auto" resolved when the config can resolve it)."""
     head = getattr(model_cfg, "resolved_head", None)
     if callable(head):
         head = head()
@@ -318,7 +365,7 @@ def resolve_saved_model_dir(path: str) -> str:
 
 
 def _exported_head(version_dir: str) -> str:
-    """The headline head of the config exported beside the SavedModel, else "cobb_angles (exported)"."""
+    """The reported head of the config exported beside the SavedModel, else "cobb_angles (exported)"."""
     from seg4reg_tf.training.config import load_config
 
     path = os.path.join(version_dir, CONFIG_RELPATH)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from typing import Any, Iterable, Mapping
 
@@ -79,25 +78,9 @@ def per_image_smape(pred, true) -> np.ndarray:
     return out
 
 
-def _clean(value):
-    """JSON-safe: NaN/inf -> None, numpy scalars/arrays -> Python."""
-    if isinstance(value, Mapping):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _clean(value.tolist())
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    return value
-
-
 def write_report(report: Mapping[str, Any], path: str) -> str:
     """Write `report` as indented JSON (NaN -> null), atomically, on any filesystem; returns the path."""
-    fileio.write_atomic(path, json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
+    fileio.write_atomic(path, fileio.json_text(report))
     return path
 
 
@@ -112,7 +95,7 @@ def write_cases_csv(rows: Iterable[Mapping[str, Any]], path: str) -> str:
         for row in rows:
             out = {}
             for k, v in row.items():
-                v = _clean(v)
+                v = fileio.json_safe(v)
                 out[k] = "" if v is None else (f"{v:.4f}" if isinstance(v, float) else v)
             writer.writerow(out)
     fileio.write_atomic(path, f.getvalue())

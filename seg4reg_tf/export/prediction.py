@@ -100,7 +100,7 @@ class Prediction:
         vertebrae: (68, 2) original px, the geometry head's vertebrae (4 corners each), or None.
         vertebra_visible: (17,) bool, the vertebrae the geometry head found (the others were inferred
             from their neighbours), or None.
-        consistency: mean |image head - segmentation head| degrees, or None.
+        heads_disagreement: mean |image head - segmentation head| degrees (output `consistency`), or None.
         letterbox: the model frame <-> original image mapping.
         labels: uint8 [H, W] vertebra labels in the model frame, or None.
         attention: float32 [h, w] attention grid, or None.
@@ -115,7 +115,7 @@ class Prediction:
     curves: tuple
     vertebrae: np.ndarray | None
     vertebra_visible: np.ndarray | None
-    consistency: float | None
+    heads_disagreement: float | None
     letterbox: Letterbox
     labels: np.ndarray | None
     attention: np.ndarray | None
@@ -154,11 +154,11 @@ class Prediction:
                 heads[name] = _row(out, key, index, (3,)).astype(np.float64)
         if "reported" not in heads:
             raise ValueError(f"outputs: expected 'cobb_angles' [B, 3] degrees, got keys {sorted(out)}")
-        consistency = None
-        if "consistency" in out:
-            consistency = float(np.asarray(out["consistency"]).reshape(-1)[index])
+        disagreement = None
+        if "consistency" in out:  # the SavedModel output's name (the serving contract keeps it)
+            disagreement = float(np.asarray(out["consistency"]).reshape(-1)[index])
         elif "image" in heads and "segmentation" in heads:
-            consistency = float(np.mean(np.abs(heads["image"] - heads["segmentation"])))
+            disagreement = float(np.mean(np.abs(heads["image"] - heads["segmentation"])))
 
         curves, vertebrae, visible, reported_head = (), None, None, "regression"
         if "vertebra_landmarks" in out:
@@ -192,7 +192,7 @@ class Prediction:
         if "measurable_reason" in out:
             reason = np.asarray(out["measurable_reason"]).reshape(-1)[index]
             reason = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
-        return cls(heads, reported_head, curves, vertebrae, visible, consistency, letterbox, labels, attention,
+        return cls(heads, reported_head, curves, vertebrae, visible, disagreement, letterbox, labels, attention,
                    score, reason or "", intervals)
 
 

@@ -240,7 +240,7 @@ def export_model(
         version: positive int; an existing `base_path/version` is never overwritten (FileExistsError).
         warmup_images: JPEG/PNG byte strings for the warmup requests (default: synthetic images).
         config: an `ExperimentConfig` to write as `assets.extra/config.yaml` (provenance; its
-            model.head names the headline head for `seg4reg evaluate --model`).
+            model.head names the reported head for `seg4reg evaluate --model`).
         member_configs: an ensemble's member configs, written as `assets.extra/ensemble/member_<i>.yaml`.
         weights_dtype: "float32", or "float16" to store the variables at half the size (`HalfPrecisionWeights`;
             the graph still computes in float32).
@@ -357,7 +357,7 @@ def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, hea
     version dir.
 
     Several runs export a `Seg4RegEnsemble` (the mean of their outputs); they must share the input contract
-    (the graph preprocesses once) and the headline head (`models.ensemble.check_members`). config.yaml is
+    (the graph preprocesses once) and the reported head (`models.ensemble.check_members`). config.yaml is
     the first run's; every member's is in assets.extra/ensemble/. Only finished, consistent runs are exported
     (`training.run.require_finished`; RunStateError, a ValueError, says what state a run is in);
     `allow_unfinished=True` exports an unfinished run's best checkpoint so far, with a warning; `intervals`

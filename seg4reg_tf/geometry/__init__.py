@@ -1,5 +1,5 @@
 """Geometry (NumPy, float64): the official Cobb angles, SMAPE, landmark <-> mask conversion, the letterbox,
-and the Cobb angles of a predicted segmentation (`seg_angles`)."""
+and the Cobb angles of the vertebrae fitted to a predicted segmentation (`seg_angles`)."""
 from seg4reg_tf.geometry.cobb import (
     ANGLE_NAMES,
     BRANCH_C,

@@ -1,4 +1,5 @@
-"""Cobb angles measured on a predicted vertebra segmentation (the geometric "third head").
+"""The fitted vertebrae: Cobb angles measured on a predicted vertebra segmentation (not the geometry head,
+which is a network head; docs/architecture.md, "Glossary").
 
 Pipeline per label map: keep the largest connected component of each vertebra label (predicted
 speckles are ignored) -> 4 corners per vertebra (TL, TR, BL, BR) -> fill a few missing vertebrae

@@ -9,7 +9,7 @@ from seg4reg_tf.models.seg4reg_plus import Seg4RegPlus, mean_outputs
 def check_members(members, names=None, *, same_head: bool = False) -> None:
     """The one comparison of ensemble members: >= 2 `Seg4RegPlus` without a geometry head, with one
     input contract (`preprocessing`, image size included), variant and attention map; with `same_head`
-    also one headline head (`model.head`). ValueError naming the member (`names[i]`, default
+    also one reported head (`model.head`). ValueError naming the member (`names[i]`, default
     "members[i]") and the field otherwise."""
     if len(members) < 2:
         raise ValueError(f"members: expected at least 2 models, got {len(members)}")

@@ -78,14 +78,14 @@ def test_predict_folder_jpeg_png16_dicom(predictor, spine, inputs, tmp_path, cap
     landmarks, _ = spine
     truth = cobb_angles_details(landmarks, 600)
     out = tmp_path / "out"
-    assert run_predict([inputs], out, predictor, threshold=5.0) == 0
+    assert run_predict([inputs], out, predictor, disagreement_threshold=5.0) == 0
     stems = ["mono1", "mono2", "spine", "spine16"]
     for stem in stems:
         result = json.loads((out / f"{stem}.json").read_text())
         assert set(result["angles"]) == {"PT", "MT", "TL"} and result["unit"] == "deg"
         assert set(result["heads"]) == {"cobb_angles", "cobb_angles_image", "cobb_angles_segmentation"}
         assert result["original_size"] == [600, 300]
-        geo = result["segmentation_geometry"]
+        geo = result["fitted_vertebrae"]
         assert geo["missing_vertebrae"] == []
         np.testing.assert_allclose([geo["angles"][k] for k in ("PT", "MT", "TL")], truth.angles, atol=2.5)
         # End vertebrae: the named ones of the true curve, up to a neighbour (near-equal tilts tie).
@@ -96,8 +96,8 @@ def test_predict_folder_jpeg_png16_dicom(predictor, spine, inputs, tmp_path, cap
             assert max(abs(g - t) for g, t in zip(got, truth.end_vertebrae[k])) <= 1, (
                 name, got, truth.end_vertebrae[k])
         assert isinstance(result["heads_disagree"], bool)
-        gd = result["geometry_disagreement"]
-        assert result["heads_disagree"] == (result["consistency"] > 5.0 or (gd is not None and gd > 20.0))
+        gd = result["fitted_disagreement"]
+        assert result["heads_disagree"] == (result["heads_disagreement"] > 5.0 or (gd is not None and gd > 20.0))
         overlay = cv2.imread(str(out / f"{stem}_overlay.png"))
         assert overlay is not None and overlay.shape[0] > 600 and overlay.shape[1] > 300
     spacing = json.loads((out / "mono1.json").read_text())["pixel_spacing_mm"]
@@ -142,26 +142,26 @@ def test_bad_files_reported_and_skipped(predictor, spine, inputs, tmp_path, caps
 
 
 def test_threshold_sets_heads_disagree(predictor, inputs, tmp_path):
-    run_predict([inputs / "spine.jpg"], tmp_path / "lo", predictor, threshold=0.0, geometry_threshold=1000.0)
-    run_predict([inputs / "spine.jpg"], tmp_path / "hi", predictor, threshold=1000.0, geometry_threshold=1000.0)
-    run_predict([inputs / "spine.jpg"], tmp_path / "geo", predictor, threshold=1000.0, geometry_threshold=0.0)
+    for out, disagreement, fitted in (("lo", 0.0, 1000.0), ("hi", 1000.0, 1000.0), ("geo", 1000.0, 0.0)):
+        run_predict([inputs / "spine.jpg"], tmp_path / out, predictor, disagreement_threshold=disagreement,
+                    fitted_threshold=fitted)
     lo = json.loads((tmp_path / "lo" / "spine.json").read_text())
     hi = json.loads((tmp_path / "hi" / "spine.json").read_text())
     geo = json.loads((tmp_path / "geo" / "spine.json").read_text())
-    assert lo["consistency"] > 0
+    assert lo["heads_disagreement"] > 0
     assert lo["heads_disagree"] is True and hi["heads_disagree"] is False
     # a caution, not a refusal: the model's verdict stands, and the JSON says why to look again
     assert lo["measurable"] == hi["measurable"] and hi["caution"] is None
     assert lo["caution"].startswith("the regression heads differ by") and "(> 0)" in lo["caution"]
-    # the fitted-vertebrae head counts too: its angles differ from the headline ones
-    expected = np.mean([abs(geo["segmentation_geometry"]["angles"][k] - geo["angles"][k]) for k in ("PT", "MT", "TL")])
-    assert geo["geometry_disagreement"] == pytest.approx(expected) and expected > 0
+    # the fitted-vertebrae head counts too: its angles differ from the reported ones
+    expected = np.mean([abs(geo["fitted_vertebrae"]["angles"][k] - geo["angles"][k]) for k in ("PT", "MT", "TL")])
+    assert geo["fitted_disagreement"] == pytest.approx(expected) and expected > 0
     assert geo["heads_disagree"] is True and "vertebrae fitted to the segmentation" in geo["caution"]
     assert not (tmp_path / "lo" / "summary.csv").exists()  # single file: no summary
     with pytest.raises(ValueError, match="threshold"):
-        run_predict([inputs / "spine.jpg"], tmp_path / "x", predictor, threshold=-1.0)
-    with pytest.raises(ValueError, match="geometry_threshold"):
-        run_predict([inputs / "spine.jpg"], tmp_path / "x", predictor, geometry_threshold=float("nan"))
+        run_predict([inputs / "spine.jpg"], tmp_path / "x", predictor, disagreement_threshold=-1.0)
+    with pytest.raises(ValueError, match="fitted_threshold"):
+        run_predict([inputs / "spine.jpg"], tmp_path / "x", predictor, fitted_threshold=float("nan"))
 
 
 def test_server_predictor_uses_client(monkeypatch, predictor, inputs, tmp_path):
@@ -188,9 +188,9 @@ def test_cli_predict(model_base, inputs, tmp_path):
     from seg4reg_tf.cli import main
 
     rc = main(["predict", str(inputs / "spine.jpg"), str(inputs / "mono1.dcm"), "--model", str(model_base),
-               "--out", str(tmp_path / "cli"), "--threshold", "3"])
+               "--out", str(tmp_path / "cli"), "--disagreement-threshold", "3"])
     assert rc == 0
-    assert json.loads((tmp_path / "cli" / "spine.json").read_text())["threshold"] == 3.0
+    assert json.loads((tmp_path / "cli" / "spine.json").read_text())["heads_disagreement_threshold"] == 3.0
     assert (tmp_path / "cli" / "summary.csv").exists()
     with pytest.raises(SystemExit):
         main(["predict", str(inputs / "spine.jpg"), "--out", str(tmp_path / "x")])  # needs --model or --server
@@ -201,7 +201,7 @@ def test_full_disk_stops_predict_naming_the_file_and_leaves_no_half_result(predi
     naming the file and the size, no traceback, and no image with an overlay but no JSON (or the reverse)."""
     disk = small_disk(300)  # an overlay + JSON is ~85 KiB here: three images fit, the fourth does not
     out = disk / "out"
-    assert run_predict([inputs], out, predictor, threshold=5.0, progress=False) == 1
+    assert run_predict([inputs], out, predictor, disagreement_threshold=5.0, progress=False) == 1
     err = capsys.readouterr().err
     assert "predict: no space left on device while writing" in err and str(out) in err and "MB needed" in err
     assert "Traceback" not in err

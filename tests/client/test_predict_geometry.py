@@ -51,7 +51,7 @@ def test_predict_and_evaluate_agree_on_the_reported_curves(geometry_model, tmp_p
         assert set(result["curves"]) == {"PT", "MT", "TL"}
         case = cases[rec.filename]
         for j, name in enumerate(("pt", "mt", "tl")):
-            assert float(case[f"headline_{name}"]) == pytest.approx(result["angles"][name.upper()], abs=1e-3)
+            assert float(case[f"reported_{name}"]) == pytest.approx(result["angles"][name.upper()], abs=1e-3)
         ends = " ".join(f"{k}:{c['end_vertebrae']}" for k, c in result["curves"].items())
         assert case["end_vertebrae"] == ends
         assert len(result["vertebrae"]["landmarks"]) == 68

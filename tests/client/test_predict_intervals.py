@@ -74,7 +74,7 @@ def test_predict_and_evaluate_carry_the_intervals(exported, tmp_path, capsys):  
         "PT": None, "MT": None, "TL": None}
     assert all(results[f"spine{i}"]["measurable"] for i in range(3))
     for name, result in results.items():
-        assert result["schema_version"] == 3
+        assert result["schema_version"] == 4
         assert summary_line(f"{name}.png", result) in printed  # one printed line per image
         for k, span in result["intervals"].items():
             assert (span is None) == (name == "blank")

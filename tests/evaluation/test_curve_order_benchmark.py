@@ -9,8 +9,8 @@ from tests.fixtures import load_benchmark
 
 def _row(name, true, geometry, segmentation):
     row = {"file": name}
-    headline = [(g + s) / 2 for g, s in zip(geometry, segmentation)]
-    for prefix, v in (("true", true), ("headline", headline), ("geometry", geometry), ("segmentation", segmentation)):
+    reported = [(g + s) / 2 for g, s in zip(geometry, segmentation)]
+    for prefix, v in (("true", true), ("reported", reported), ("geometry", geometry), ("segmentation", segmentation)):
         row.update({f"{prefix}_{a}": x for a, x in zip(("pt", "mt", "tl"), v)})
     return row
 

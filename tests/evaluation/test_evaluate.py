@@ -69,11 +69,11 @@ def test_perfect_predictions_give_zero_smape_and_full_dice(records, tmp_path):
     assert rep["n_images"] == 5 and rep["head"] == "image"
     assert rep["smape"] == 0.0 and rep["mae_pt"] == rep["mae_mt"] == rep["mae_tl"] == 0.0
     assert rep["dice_mean"] == pytest.approx(1.0)
-    assert set(rep["heads"]) == {"headline", "image", "segmentation", "seg_angles"}
-    assert rep["disagreement_mean"] == 0.0
+    assert set(rep["heads"]) == {"reported", "image", "segmentation", "fitted"}
+    assert rep["heads_disagreement_mean"] == 0.0
     on_disk = json.load(open(tmp_path / "report.json"))
     for key in ("n_images", "smape", "mae_pt", "mae_mt", "mae_tl", "dice_mean", "head", "heads",
-                "seg_angles_failed_fraction"):
+                "fitted_failed_fraction"):
         assert key in on_disk
     assert on_disk["smape"] == 0.0
 
@@ -88,19 +88,19 @@ def test_offset_gives_hand_computed_smape_and_cases(records, tmp_path):
     assert rep["heads"]["segmentation"]["mae_mt"] == pytest.approx(1.0)
     assert rep["heads"]["segmentation"]["smape"] == pytest.approx(
         _smape_by_hand([[a - 1.0 for a in t] for t in true], true), rel=1e-9)
-    assert rep["disagreement_mean"] == pytest.approx(4.0)
+    assert rep["heads_disagreement_mean"] == pytest.approx(4.0)
     # The seg-derived angles of an exact (but tiny, 128x64) label map: measured, not predicted.
-    seg = rep["heads"]["seg_angles"]
-    assert seg["n"] + round(rep["seg_angles_failed_fraction"] * 5) == 5
+    seg = rep["heads"]["fitted"]
+    assert seg["n"] + round(rep["fitted_failed_fraction"] * 5) == 5
     with open(tmp_path / "cases.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == [r.filename for r in records]
     assert float(rows[0]["true_pt"]) == pytest.approx(records[0].angles[0], abs=1e-4)
-    assert float(rows[0]["headline_pt"]) == pytest.approx(records[0].angles[0] + 3.0, abs=1e-4)
+    assert float(rows[0]["reported_pt"]) == pytest.approx(records[0].angles[0] + 3.0, abs=1e-4)
     assert float(rows[1]["segmentation_mt"]) == pytest.approx(records[1].angles[1] - 1.0, abs=1e-4)
-    assert float(rows[2]["disagreement"]) == pytest.approx(4.0)
+    assert float(rows[2]["heads_disagreement"]) == pytest.approx(4.0)
     per = [100 * 9.0 / (2 * sum(r.angles) + 9.0) for r in records]
-    assert [float(r["smape_headline"]) for r in rows] == pytest.approx(per, abs=1e-4)
+    assert [float(r["smape_reported"]) for r in rows] == pytest.approx(per, abs=1e-4)
     for name in ("pred_vs_true.png", "bland_altman.png"):
         data = (tmp_path / name).read_bytes()
         assert len(data) > 1000 and data[:8] == b"\x89PNG\r\n\x1a\n"
@@ -109,7 +109,7 @@ def test_offset_gives_hand_computed_smape_and_cases(records, tmp_path):
 def test_no_segmentation_gives_null_dice(records, tmp_path):
     rep = evaluate(Oracle(records, with_seg=False), records, CFG, str(tmp_path), head_name="image", make_plots=False)
     assert json.load(open(tmp_path / "report.json"))["dice_mean"] is None
-    assert rep["seg_angles_failed_fraction"] is None and "seg_angles" not in rep["heads"]
+    assert rep["fitted_failed_fraction"] is None and "fitted" not in rep["heads"]
     assert not (tmp_path / "pred_vs_true.png").exists()
 
 
@@ -121,7 +121,7 @@ def test_real_preprocess_and_bytes_front_end_agree(records, tmp_path):
     assert rep_img["dice_mean"] == pytest.approx(1.0)
     assert rep_bytes["dice_mean"] == pytest.approx(1.0)
     assert rep_img["smape"] == pytest.approx(rep_bytes["smape"])
-    assert rep_img["heads"]["seg_angles"]["n"] == rep_bytes["heads"]["seg_angles"]["n"]
+    assert rep_img["heads"]["fitted"]["n"] == rep_bytes["heads"]["fitted"]["n"]
 
 
 def test_bad_inputs_raise_clear_errors(records, tmp_path):
@@ -130,11 +130,11 @@ def test_bad_inputs_raise_clear_errors(records, tmp_path):
     with pytest.raises(ValueError, match="inputs"):
         evaluate(Oracle(records), records, CFG, str(tmp_path), head_name="image", inputs="tensor")
 
-    def no_headline(batch):
+    def no_reported(batch):
         return {"cobb_angles_image": np.zeros((len(batch), 3))}
 
     with pytest.raises(ValueError, match="cobb_angles"):
-        evaluate(no_headline, records[:2], CFG, str(tmp_path), head_name="image")
+        evaluate(no_reported, records[:2], CFG, str(tmp_path), head_name="image")
 
     def bad_shape(batch):
         return {"cobb_angles": np.zeros((len(batch), 2))}

@@ -24,10 +24,10 @@ def test_untrained_real_model_through_keras_front_end(tmp_path):
     rep = evaluate(keras_predict_fn(model), records, tiny_data_config(), str(tmp_path / "out"),
                    head_name=model_head_name(cfg), batch_size=2, make_plots=False)
     assert rep["head"] == "image" and rep["n_images"] == 3
-    assert {"headline", "image", "segmentation", "seg_angles"} <= set(rep["heads"])
+    assert {"reported", "image", "segmentation", "fitted"} <= set(rep["heads"])
     assert rep["model_size"] == list(SIZE)
-    # headline == the image head, since model.head is "image"
-    assert rep["heads"]["headline"]["smape"] == pytest.approx(rep["heads"]["image"]["smape"])
+    # reported == the image head, since model.head is "image"
+    assert rep["heads"]["reported"]["smape"] == pytest.approx(rep["heads"]["image"]["smape"])
     assert rep["dice_mean"] is not None and 0.0 <= rep["dice_mean"] <= 1.0
     assert json.loads((tmp_path / "out" / "report.json").read_text())["n_images"] == 3
 

@@ -16,9 +16,9 @@ def _cases(path, rows):
     return str(path)
 
 
-def _row(name, true, headline, geometry):
+def _row(name, true, reported, geometry):
     row = {"file": name}
-    for prefix, v in (("true", true), ("headline", headline), ("geometry", geometry)):
+    for prefix, v in (("true", true), ("reported", reported), ("geometry", geometry)):
         row.update({f"{prefix}_{a}": x for a, x in zip(("pt", "mt", "tl"), v)})
     return row
 
@@ -34,7 +34,7 @@ def test_b_better_on_every_film_is_a_win_and_unmatched_films_are_counted(tmp_pat
     out = capsys.readouterr().out
     assert "6 films in both (1 only in A, 0 only in B)" in out
     lines = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
-    assert "B better" in lines["headline"] and "tie" in lines["geometry"]
+    assert "B better" in lines["reported"] and "tie" in lines["geometry"]
     assert "| +0.00 [+0.00, +0.00]" in lines["geometry"]
 
 

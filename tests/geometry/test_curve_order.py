@@ -34,7 +34,7 @@ def _outputs(segmentation):
 @pytest.mark.parametrize("segmentation, differs", [(SWAPPED, True), (AGREEING, False)])
 def test_a_fused_answer_of_heads_that_swap_mt_and_tl_is_cautioned(segmentation, differs):
     item = InputImage("film.png", "film", b"", np.zeros((300, 140), np.uint8), None, "png")
-    result, _ = build_result(item, _outputs(segmentation), threshold=5.0, geometry_threshold=1e9)
+    result, _ = build_result(item, _outputs(segmentation), disagreement_threshold=5.0, fitted_threshold=1e9)
     assert result["reported_head"] == "fused"
     assert result["curve_order_differs"] is differs and result["heads_disagree"] is differs
     if differs:
@@ -44,5 +44,5 @@ def test_a_fused_answer_of_heads_that_swap_mt_and_tl_is_cautioned(segmentation, 
         assert result["caution"] is None
     # a geometry-head answer has no second head to be swapped against
     geometry_only = {**_outputs(segmentation), "cobb_angles": [GEOMETRY]}
-    result, _ = build_result(item, geometry_only, threshold=5.0, geometry_threshold=1e9)
+    result, _ = build_result(item, geometry_only, disagreement_threshold=5.0, fitted_threshold=1e9)
     assert result["reported_head"] == "geometry" and result["curve_order_differs"] is None
