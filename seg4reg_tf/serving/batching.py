@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from seg4reg_tf.serving.checks import is_int, is_number
+
 log = logging.getLogger("seg4reg_tf.serving")
 
 Tensors = dict[str, np.ndarray]
@@ -39,14 +41,12 @@ class BatchingConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ValueError(f"batching.enabled: expected a bool, got {self.enabled!r}")
-        if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int) \
-                or self.max_batch_size < 1:
+        if not is_int(self.max_batch_size) or self.max_batch_size < 1:
             raise ValueError(f"batching.max_batch_size: expected a positive int, got {self.max_batch_size!r}")
-        if isinstance(self.batch_timeout_ms, bool) or not isinstance(self.batch_timeout_ms, (int, float)) \
-                or not 0 <= self.batch_timeout_ms <= 60_000:
+        if not is_number(self.batch_timeout_ms) or not 0 <= self.batch_timeout_ms <= 60_000:
             raise ValueError(
                 f"batching.batch_timeout_ms: expected a number in [0, 60000], got {self.batch_timeout_ms!r}")
-        if isinstance(self.max_enqueued, bool) or not isinstance(self.max_enqueued, int) or self.max_enqueued < 1:
+        if not is_int(self.max_enqueued) or self.max_enqueued < 1:
             raise ValueError(f"batching.max_enqueued: expected a positive int, got {self.max_enqueued!r}")
         sizes = tuple(self.allowed_batch_sizes)
         if sizes and (any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)

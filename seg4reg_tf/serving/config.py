@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any
 
 from seg4reg_tf.serving.batching import BatchingConfig
+from seg4reg_tf.serving.checks import is_int, is_number
 from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import RequestLimits
 
@@ -68,23 +68,22 @@ class ServerConfig:
             self.served_models  # validates model_name, labels
         except ModelConfigError as err:
             raise ValueError(str(err)) from None
-        if not _is_int(self.port) or not 0 <= self.port <= 65535:
+        if not is_int(self.port) or not 0 <= self.port <= 65535:
             raise ValueError(f"port: expected an int in [0, 65535], got {self.port!r}")
-        if not _is_int(self.rest_port) or not -1 <= self.rest_port <= 65535:
+        if not is_int(self.rest_port) or not -1 <= self.rest_port <= 65535:
             raise ValueError(f"rest_port: expected an int in [-1, 65535], got {self.rest_port!r}")
         if not isinstance(self.host, str) or not self.host:
             raise ValueError(f"host: expected a host name or address, got {self.host!r}")
-        if not isinstance(self.poll_seconds, (int, float)) or isinstance(self.poll_seconds, bool) \
-                or not self.poll_seconds >= 0:
+        if not is_number(self.poll_seconds) or not self.poll_seconds >= 0:
             raise ValueError(f"poll_seconds: expected seconds >= 0 (0 = scan once), got {self.poll_seconds!r}")
         for key in ("rest_header_timeout_s", "rest_body_timeout_s"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            if not is_number(value) or not value > 0:
                 raise ValueError(f"{key}: expected a positive number of seconds, got {value!r}")
         for key in ("max_message_bytes", "grpc_max_workers", "max_concurrent_rpcs", "max_enqueued_batches",
                     "rest_api_timeout_ms", "rest_max_connections", "rest_threads"):
             value = getattr(self, key)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{key}: expected a positive int, got {value!r}")
         if not isinstance(self.enable_warmup, bool):
             raise ValueError(f"enable_warmup: expected a bool, got {self.enable_warmup!r}")
@@ -113,9 +112,5 @@ class ServerConfig:
         return BatchingConfig(enabled=self.enable_batching, max_batch_size=self.max_batch_size,
                               batch_timeout_ms=float(self.batch_timeout_ms),
                               max_enqueued=max(1, self.max_enqueued_batches * self.max_batch_size)
-                              if _is_int(self.max_batch_size) else 1,
+                              if is_int(self.max_batch_size) else 1,
                               allowed_batch_sizes=self.allowed_batch_sizes)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

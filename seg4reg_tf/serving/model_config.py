@@ -21,6 +21,7 @@ from typing import Iterable, Mapping
 from google.protobuf import text_format
 
 from seg4reg_tf import fileio
+from seg4reg_tf.serving.checks import is_int
 
 POLICIES = ("latest", "specific", "all")
 PLATFORMS = ("tensorflow",)
@@ -45,13 +46,13 @@ class VersionPolicy:
     def __post_init__(self) -> None:
         if self.kind not in POLICIES:
             raise ModelConfigError(f"model_version_policy: expected one of {list(POLICIES)}, got {self.kind!r}")
-        if self.kind == "latest" and (not _is_int(self.num_versions) or self.num_versions < 1):
+        if self.kind == "latest" and (not is_int(self.num_versions) or self.num_versions < 1):
             raise ModelConfigError(f"model_version_policy.latest.num_versions: expected an int >= 1, "
                                    f"got {self.num_versions!r}")
         if self.kind == "specific":
             if not self.versions:
                 raise ModelConfigError("model_version_policy.specific.versions: expected at least one version")
-            bad = [v for v in self.versions if not _is_int(v) or v < 0]
+            bad = [v for v in self.versions if not is_int(v) or v < 0]
             if bad:
                 raise ModelConfigError(f"model_version_policy.specific.versions: expected versions >= 0, got {bad}")
             object.__setattr__(self, "versions", tuple(sorted(set(self.versions))))
@@ -103,7 +104,7 @@ class ServedModel:
         if not isinstance(self.policy, VersionPolicy):
             raise ModelConfigError(f"policy: expected a VersionPolicy, got {self.policy!r}")
         for label, version in dict(self.labels).items():
-            if not isinstance(label, str) or not label or "/" in label or not _is_int(version) or version < 0:
+            if not isinstance(label, str) or not label or "/" in label or not is_int(version) or version < 0:
                 raise ModelConfigError(f"version_labels: expected label -> version >= 0, got {label!r}: {version!r}")
         object.__setattr__(self, "labels", types.MappingProxyType(dict(self.labels)))
 
@@ -168,7 +169,3 @@ def _policy(proto) -> VersionPolicy:
     if choice == "specific":
         return VersionPolicy.specific(proto.specific.versions)
     return VersionPolicy.every()
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

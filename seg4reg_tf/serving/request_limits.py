@@ -13,6 +13,7 @@ import dataclasses
 import io
 
 from seg4reg_tf.export.layout import EXAMPLE_IMAGE_KEY, image_format
+from seg4reg_tf.serving.checks import is_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +28,7 @@ class RequestLimits:
     def __post_init__(self) -> None:
         for key in ("max_images", "max_request_pixels", "max_chunk_pixels"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"{key}: expected a positive int, got {value!r}")
 
 
