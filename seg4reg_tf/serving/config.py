@@ -7,7 +7,12 @@ import os
 from seg4reg_tf.serving.batching import BatchingConfig
 from seg4reg_tf.serving.checks import is_int, is_number
 from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
-from seg4reg_tf.serving.request_limits import RequestLimits
+from seg4reg_tf.serving.request_limits import (
+    DEFAULT_MAX_CHUNK_PIXELS,
+    DEFAULT_MAX_IMAGES,
+    DEFAULT_MAX_REQUEST_PIXELS,
+    RequestLimits,
+)
 
 MAX_MESSAGE_BYTES = 256 << 20
 
@@ -36,9 +41,9 @@ class ServerConfig:
     grpc_max_workers: int = 32
     max_concurrent_rpcs: int = 256
     enable_warmup: bool = True  # replay assets.extra/tf_serving_warmup_requests before serving
-    max_images_per_request: int = 256  # items (images / examples) per Predict
-    max_request_pixels: int = 1_000_000_000  # decoded pixels per Predict (from the image headers)
-    max_chunk_pixels: int = 64_000_000  # a large request runs in chunks of <= max_batch_size and this
+    max_images_per_request: int = DEFAULT_MAX_IMAGES  # items (images / examples) per Predict
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS  # decoded pixels per Predict (from the image headers)
+    max_chunk_pixels: int = DEFAULT_MAX_CHUNK_PIXELS  # a large request runs in chunks of <= max_batch_size and this
     rest_header_timeout_s: float = 5.0  # REST: total deadline for request line + headers (and keep-alive idle)
     rest_body_timeout_s: float = 10.0  # REST: longest silence in a body; whole body within this + size / 256 KiB/s
     rest_api_timeout_ms: int = 30_000  # REST: answer deadline per request (TF Serving's --rest_api_timeout_in_ms)
@@ -93,7 +98,7 @@ class ServerConfig:
                              f"got {self.prometheus_path!r}")
         self.allowed_batch_sizes = tuple(self.allowed_batch_sizes)
         self.batching  # validates max_batch_size / batch_timeout_ms / allowed_batch_sizes
-        self.limits  # validates the request limits
+        self.limits  # validates the request limits (RequestLimits owns their check)
 
     @property
     def served_models(self) -> tuple[ServedModel, ...]:

@@ -15,15 +15,20 @@ import io
 from seg4reg_tf.export.layout import EXAMPLE_IMAGE_KEY, image_format
 from seg4reg_tf.serving.checks import is_int
 
+# the defaults of `RequestLimits`, `ServerConfig` and the `serve` flags (this module owns them and their check)
+DEFAULT_MAX_IMAGES = 256
+DEFAULT_MAX_REQUEST_PIXELS = 1_000_000_000
+DEFAULT_MAX_CHUNK_PIXELS = 64_000_000
+
 
 @dataclasses.dataclass(frozen=True)
 class RequestLimits:
     """`max_images` items per request, `max_request_pixels` decoded pixels per request,
     `max_chunk_pixels` decoded pixels per chunk run at once (one image may exceed it alone)."""
 
-    max_images: int = 256
-    max_request_pixels: int = 1_000_000_000
-    max_chunk_pixels: int = 64_000_000
+    max_images: int = DEFAULT_MAX_IMAGES
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    max_chunk_pixels: int = DEFAULT_MAX_CHUNK_PIXELS
 
     def __post_init__(self) -> None:
         for key in ("max_images", "max_request_pixels", "max_chunk_pixels"):

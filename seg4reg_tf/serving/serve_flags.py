@@ -23,6 +23,8 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
+from seg4reg_tf.serving.request_limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_PIXELS  # no numpy, no TF
+
 if TYPE_CHECKING:  # imported in config_from_args: `seg4reg --help` stays quick (serving.config imports numpy)
     from seg4reg_tf.serving.config import ServerConfig
 
@@ -83,11 +85,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     add("--rest_api_num_threads", type=int, metavar="N", help="REST worker threads (default 32)")
     add("--model_config_file_poll_wait_seconds", type=int, default=0, metavar="S",
         help="accepted for compatibility; the model config file is read once at start")
-    add("--max-images-per-request", dest="max_images_per_request", type=int, default=256,
-        help="items per Predict; more is INVALID_ARGUMENT (default 256)")
-    add("--max-request-pixels", dest="max_request_pixels", type=int, default=1_000_000_000,
-        help="decoded pixels per Predict, read from the image headers; more is INVALID_ARGUMENT (default 1e9). "
-             "Large requests run in chunks of --max-batch-size images so that other clients interleave")
+    add("--max-images-per-request", dest="max_images_per_request", type=int,
+        help=f"items per Predict; more is INVALID_ARGUMENT (default {DEFAULT_MAX_IMAGES})")
+    add("--max-request-pixels", dest="max_request_pixels", type=int,
+        help=f"decoded pixels per Predict, read from the image headers; more is INVALID_ARGUMENT (default "
+             f"{DEFAULT_MAX_REQUEST_PIXELS:,}). Large requests run in chunks of --max-batch-size images so that "
+             "other clients interleave")
 
 
 def _conflict(args, *flags: tuple[str, str]) -> None:
@@ -114,8 +117,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
               ("--batch-timeout-ms", "batch_timeout_ms"))
     if not args.model_config_file and not args.model_base_path:
         raise ValueError("give --model_base_path (one model) or --model_config_file (several)")
-    kw: dict = {"port": args.port, "host": args.host, "max_images_per_request": args.max_images_per_request,
-                "max_request_pixels": args.max_request_pixels}
+    kw: dict = {"port": args.port, "host": args.host}
+    for key in ("max_images_per_request", "max_request_pixels"):  # not given: ServerConfig's (RequestLimits') default
+        if getattr(args, key) is not None:
+            kw[key] = getattr(args, key)
     if args.model_config_file:
         kw["models"] = tuple(read_model_config_file(args.model_config_file))
         if args.model_config_file_poll_wait_seconds:

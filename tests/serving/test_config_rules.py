@@ -3,12 +3,32 @@
 value with the same words (no server is started here)."""
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from seg4reg_tf.serving.batching import BatchingConfig
+from seg4reg_tf.serving.cli import register
 from seg4reg_tf.serving.config import ServerConfig
 from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import RequestLimits
+from seg4reg_tf.serving.serve_flags import config_from_args
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser
+
+
+def serve_config(*argv: str) -> ServerConfig:
+    return config_from_args(_parser().parse_args(["serve", *argv]))
+
+
+def _error(make) -> str:
+    with pytest.raises(ValueError) as err:
+        make()
+    return str(err.value)
 
 
 # -- ints are ints, not bools, everywhere ------------------------------------------------------------
@@ -39,3 +59,28 @@ def test_a_bool_is_not_a_number_of_seconds_either(make, field):
     make(1.5)
     with pytest.raises(ValueError, match=field):
         make(True)
+
+
+# -- request limits: RequestLimits owns the defaults and the check -----------------------------------
+def test_request_limits_default_the_same_through_every_path():
+    assert ServerConfig(model_base_path="/m").limits == RequestLimits()
+    assert serve_config("--model_base_path=/m").limits == RequestLimits()
+    cfg = serve_config("--model_base_path=/m", "--max-images-per-request=3", "--max-request-pixels=1000")
+    assert cfg.limits == RequestLimits(max_images=3, max_request_pixels=1000)
+
+
+def test_the_serve_help_states_the_request_limits_defaults():
+    help_text = " ".join(_parser()._subparsers._group_actions[0].choices["serve"].format_help().split())
+    assert f"(default {RequestLimits().max_images})" in help_text
+    assert f"{RequestLimits().max_request_pixels:,}" in help_text
+
+
+@pytest.mark.parametrize("field,flag,key", [
+    ("max_images", "--max-images-per-request", "max_images_per_request"),
+    ("max_request_pixels", "--max-request-pixels", "max_request_pixels"),
+])
+@pytest.mark.parametrize("bad", [0, -5])
+def test_a_bad_request_limit_is_refused_alike_through_every_path(field, flag, key, bad):
+    expected = _error(lambda: RequestLimits(**{field: bad}))
+    assert _error(lambda: ServerConfig(model_base_path="/m", **{key: bad})) == expected
+    assert _error(lambda: serve_config("--model_base_path=/m", f"{flag}={bad}")) == expected
