@@ -15,16 +15,21 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from seg4reg_tf.serving.checks import is_int, is_number
 
+if TYPE_CHECKING:  # numpy is imported where batches are merged: the `serve` flags read the defaults below
+    import numpy as np  # and `seg4reg --help` stays quick
+
 log = logging.getLogger("seg4reg_tf.serving")
 
-Tensors = dict[str, np.ndarray]
+Tensors = dict[str, "np.ndarray"]
 RunFn = Callable[[Tensors], Tensors]
+
+# the batching defaults of `BatchingConfig`, `ServerConfig`, the prediction core's chunks and the `serve` flags
+DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_BATCH_TIMEOUT_MS = 5.0
 
 
 @dataclasses.dataclass
@@ -33,8 +38,8 @@ class BatchingConfig:
     `allowed_batch_sizes` (increasing, the last = max_batch_size; empty = any) sizes batches are padded to."""
 
     enabled: bool = True
-    max_batch_size: int = 8
-    batch_timeout_ms: float = 5.0
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    batch_timeout_ms: float = DEFAULT_BATCH_TIMEOUT_MS
     max_enqueued: int = 1024  # queued requests per scheduler before RESOURCE_EXHAUSTED
     allowed_batch_sizes: tuple[int, ...] = ()
 
@@ -219,6 +224,8 @@ class BatchScheduler:
                         task.future.set_exception(err)
 
     def _call(self, inputs: Tensors) -> Tensors:
+        import numpy as np
+
         items = batch_size_of(inputs) or 0
         padded = self.config.padded_size(items)
         if padded > items:  # repeat the first item up to the allowed size; its outputs are dropped
@@ -239,6 +246,8 @@ class BatchScheduler:
             task.future.set_exception(err)
 
     def _run_batch(self, batch: list[_Task]) -> None:
+        import numpy as np
+
         if len(batch) == 1:
             self._run_alone(batch[0])
             return

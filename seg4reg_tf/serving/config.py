@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from seg4reg_tf.serving.batching import BatchingConfig
+from seg4reg_tf.serving.batching import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_BATCH_SIZE, BatchingConfig
 from seg4reg_tf.serving.checks import is_int, is_number
 from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import (
@@ -31,8 +31,8 @@ class ServerConfig:
     port: int = 8500
     rest_port: int = 8501
     host: str = "127.0.0.1"
-    max_batch_size: int = 8
-    batch_timeout_ms: float = 5.0
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    batch_timeout_ms: float = DEFAULT_BATCH_TIMEOUT_MS
     enable_batching: bool = True
     allowed_batch_sizes: tuple[int, ...] = ()  # pad batches up to these sizes (the last = max_batch_size)
     max_enqueued_batches: int = 128  # queue limit per batcher: this many batches of max_batch_size requests

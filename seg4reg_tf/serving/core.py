@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from seg4reg_tf.export.layout import EXAMPLES_INPUT, MAY_BE_NAN
-from seg4reg_tf.serving.batching import batch_size_of
+from seg4reg_tf.serving.batching import DEFAULT_MAX_BATCH_SIZE, batch_size_of
 from seg4reg_tf.serving.errors import ServingError, invalid_argument
 from seg4reg_tf.serving.request_limits import RequestLimits, example_image_bytes, image_pixels, plan_chunks
 from seg4reg_tf.serving.signatures import SignatureInfo
@@ -19,7 +19,6 @@ from seg4reg_tf.serving.versions import LoadedVersion, Tensors
 log = logging.getLogger("seg4reg_tf.serving")
 
 MAX_BISECT_ITEMS = 64  # a failing batch up to this size is re-run per item to name the bad one
-DEFAULT_MAX_BATCH_SIZE = 8
 
 
 def predict_on_version(lv: LoadedVersion, signature_name: str, inputs: Tensors,

@@ -23,7 +23,9 @@ import argparse
 import logging
 from typing import TYPE_CHECKING
 
-from seg4reg_tf.serving.request_limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_PIXELS  # no numpy, no TF
+# the defaults' owners (imported without numpy or TensorFlow: `seg4reg --help` stays quick)
+from seg4reg_tf.serving.batching import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_BATCH_SIZE
+from seg4reg_tf.serving.request_limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_PIXELS
 
 if TYPE_CHECKING:  # imported in config_from_args: `seg4reg --help` stays quick (serving.config imports numpy)
     from seg4reg_tf.serving.config import ServerConfig
@@ -66,8 +68,10 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     add("--batching_parameters_file", metavar="FILE",
         help="TF Serving's BatchingParameters text proto (max_batch_size, batch_timeout_micros, "
              "max_enqueued_batches, allowed_batch_sizes)")
-    add("--max-batch-size", dest="max_batch_size", type=int, help="largest merged batch (default 8)")
-    add("--batch-timeout-ms", dest="batch_timeout_ms", type=float, help="batch fill wait, ms (default 5)")
+    add("--max-batch-size", dest="max_batch_size", type=int,
+        help=f"largest merged batch (default {DEFAULT_MAX_BATCH_SIZE})")
+    add("--batch-timeout-ms", dest="batch_timeout_ms", type=float,
+        help=f"batch fill wait, ms (default {DEFAULT_BATCH_TIMEOUT_MS:g})")
     add("--monitoring_config_file", metavar="FILE",
         help="TF Serving's MonitoringConfig text proto: prometheus_config { enable: true path: ... }")
     _bool_flag(p, "--enable_model_warmup", "enable_warmup",

@@ -4,15 +4,22 @@ value with the same words (no server is started here)."""
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 
+import numpy as np
 import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import meta_graph_pb2
 
 from seg4reg_tf.serving.batching import BatchingConfig
 from seg4reg_tf.serving.cli import register
 from seg4reg_tf.serving.config import ServerConfig
+from seg4reg_tf.serving.core import PredictionCore
 from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import RequestLimits
 from seg4reg_tf.serving.serve_flags import config_from_args
+from seg4reg_tf.serving.signatures import SignatureInfo
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,3 +91,52 @@ def test_a_bad_request_limit_is_refused_alike_through_every_path(field, flag, ke
     expected = _error(lambda: RequestLimits(**{field: bad}))
     assert _error(lambda: ServerConfig(model_base_path="/m", **{key: bad})) == expected
     assert _error(lambda: serve_config("--model_base_path=/m", f"{flag}={bad}")) == expected
+
+
+# -- batching: BatchingConfig owns max_batch_size and batch_timeout_ms ------------------------------
+class FakeVersion:
+    """A loaded version with one batchable signature `image` float32 [B, 2, 2, 1] -> `y` float32 [B]
+    (`outputs(x)` computes it); records the size of every run."""
+
+    name, version = "fake", 1
+
+    def __init__(self, outputs=None) -> None:
+        self.info = SignatureInfo("serving_default", meta_graph_pb2.SignatureDef(), {"image": tf.float32},
+                                  {"image": (None, 2, 2, 1)}, {"y": tf.float32})
+        self.outputs = outputs or (lambda x: {"y": x.reshape(len(x), -1)[:, 0]})
+        self.runs: list[int] = []
+
+    def signature(self, name: str) -> SignatureInfo:
+        return self.info
+
+    def run(self, signature: str, inputs, cancelled=None):
+        self.runs.append(len(inputs["image"]))
+        return self.outputs(inputs["image"])
+
+
+def test_batching_defaults_the_same_through_every_path():
+    batching = BatchingConfig()
+    for cfg in (ServerConfig(model_base_path="/m"), serve_config("--model_base_path=/m")):
+        assert (cfg.batching.max_batch_size, cfg.batching.batch_timeout_ms) == (batching.max_batch_size,
+                                                                               batching.batch_timeout_ms)
+
+
+def test_a_large_request_runs_in_chunks_of_the_batchers_default_size():
+    n = BatchingConfig().max_batch_size
+    lv = FakeVersion()
+    PredictionCore().predict(lv, "", {"image": np.zeros((2 * n + 1, 2, 2, 1), np.float32)})
+    assert lv.runs == [n, n, 1]
+
+
+def test_the_serve_help_states_the_batching_defaults():
+    help_text = " ".join(_parser()._subparsers._group_actions[0].choices["serve"].format_help().split())
+    assert f"largest merged batch (default {BatchingConfig().max_batch_size})" in help_text
+    assert f"batch fill wait, ms (default {BatchingConfig().batch_timeout_ms:g})" in help_text
+
+
+def test_the_serve_flags_read_the_defaults_without_numpy_or_tensorflow():
+    """serve_flags imports the defaults' owners at `seg4reg --help` time: they must stay light."""
+    code = ("import sys, seg4reg_tf.serving.serve_flags; "
+            "print(sorted(m for m in ('numpy', 'tensorflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
