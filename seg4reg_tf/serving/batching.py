@@ -32,6 +32,20 @@ DEFAULT_MAX_BATCH_SIZE = 8
 DEFAULT_BATCH_TIMEOUT_MS = 5.0
 
 
+def check_allowed_batch_sizes(sizes, max_batch_size: int) -> tuple[int, ...]:
+    """TF Serving's rule for `allowed_batch_sizes` (empty = any size): ints >= 1, increasing, the last equal
+    to `max_batch_size`; as a tuple. ValueError saying what is wrong; callers prefix the file or field."""
+    sizes = tuple(sizes)
+    if not sizes:
+        return sizes
+    if any(not is_int(s) or s < 1 for s in sizes) or list(sizes) != sorted(set(sizes)):
+        raise ValueError(f"expected increasing sizes >= 1, got {list(sizes)}")
+    if sizes[-1] != max_batch_size:
+        raise ValueError(f"the last entry ({sizes[-1]}) must equal max_batch_size ({max_batch_size}), "
+                         "as TF Serving requires")
+    return sizes
+
+
 @dataclasses.dataclass
 class BatchingConfig:
     """`max_batch_size` items per run; `batch_timeout_ms` longest wait (ms) for a batch to fill;
@@ -53,12 +67,10 @@ class BatchingConfig:
                 f"batching.batch_timeout_ms: expected a number in [0, 60000], got {self.batch_timeout_ms!r}")
         if not is_int(self.max_enqueued) or self.max_enqueued < 1:
             raise ValueError(f"batching.max_enqueued: expected a positive int, got {self.max_enqueued!r}")
-        sizes = tuple(self.allowed_batch_sizes)
-        if sizes and (any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)
-                      or list(sizes) != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
-            raise ValueError(f"batching.allowed_batch_sizes: expected increasing sizes >= 1 ending with "
-                             f"max_batch_size ({self.max_batch_size}), got {list(sizes)}")
-        self.allowed_batch_sizes = sizes
+        try:
+            self.allowed_batch_sizes = check_allowed_batch_sizes(self.allowed_batch_sizes, self.max_batch_size)
+        except ValueError as err:
+            raise ValueError(f"batching.allowed_batch_sizes: {err}") from None
 
     def padded_size(self, items: int) -> int:
         """The allowed batch size a run of `items` is padded to (`items` itself without allowed sizes)."""

@@ -15,6 +15,7 @@ import logging
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 
 from seg4reg_tf import fileio
+from seg4reg_tf.serving.batching import DEFAULT_MAX_BATCH_SIZE, check_allowed_batch_sizes
 from seg4reg_tf.serving.model_config import parse_error_text
 
 log = logging.getLogger("seg4reg_tf.serving")
@@ -122,13 +123,11 @@ def read_batching_parameters(path: str) -> BatchingParameters:
     timeout_us = positive("batch_timeout_micros", minimum=0)
     if timeout_us is not None and timeout_us > 60_000_000:
         raise ConfigFileError(f"{path}: batch_timeout_micros: expected at most 60000000 (60 s), got {timeout_us}")
-    sizes = tuple(int(s) for s in p.allowed_batch_sizes)
-    if sizes:
-        if any(s < 1 for s in sizes) or list(sizes) != sorted(set(sizes)):
-            raise ConfigFileError(f"{path}: allowed_batch_sizes: expected increasing sizes >= 1, got {list(sizes)}")
-        if sizes[-1] != (max_batch_size or 0):
-            raise ConfigFileError(f"{path}: allowed_batch_sizes: the last entry ({sizes[-1]}) must equal "
-                                  f"max_batch_size ({max_batch_size}), as TF Serving requires")
+    try:  # against the max_batch_size the server will use: the file's, else the default (as TF Serving)
+        sizes = check_allowed_batch_sizes((int(s) for s in p.allowed_batch_sizes),
+                                          DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size)
+    except ValueError as err:
+        raise ConfigFileError(f"{path}: allowed_batch_sizes: {err}") from None
     if p.pad_variable_length_inputs:
         raise ConfigFileError(f"{path}: pad_variable_length_inputs: true is not supported by seg4reg serve "
                               "(requests merge only when their non-batch dimensions agree)")

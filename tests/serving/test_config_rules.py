@@ -140,3 +140,42 @@ def test_the_serve_flags_read_the_defaults_without_numpy_or_tensorflow():
             "print(sorted(m for m in ('numpy', 'tensorflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout + out.stderr
+
+
+# -- allowed_batch_sizes: one rule for ServerConfig and the batching parameters file ---------------------
+def _batching_file(tmp_path, sizes, max_batch_size=None) -> str:
+    path = tmp_path / "batching.txt"
+    text = "" if max_batch_size is None else f"max_batch_size {{ value: {max_batch_size} }}\n"
+    path.write_text(text + "".join(f"allowed_batch_sizes: {s}\n" for s in sizes))
+    return str(path)
+
+
+@pytest.mark.parametrize("sizes,why", [
+    ((4, 2, 8), "expected increasing sizes >= 1, got [4, 2, 8]"),
+    ((2, 2, 8), "expected increasing sizes >= 1, got [2, 2, 8]"),
+    ((0, 8), "expected increasing sizes >= 1, got [0, 8]"),
+    ((-2, 8), "expected increasing sizes >= 1, got [-2, 8]"),
+    ((1, 4), "the last entry (4) must equal max_batch_size (8), as TF Serving requires"),
+    ((1, 16), "the last entry (16) must equal max_batch_size (8), as TF Serving requires"),
+])
+def test_bad_allowed_batch_sizes_are_refused_alike_through_both_paths(tmp_path, sizes, why):
+    in_config = _error(lambda: ServerConfig(model_base_path="/m", max_batch_size=8, allowed_batch_sizes=sizes))
+    assert in_config == f"batching.allowed_batch_sizes: {why}"
+    path = _batching_file(tmp_path, sizes, max_batch_size=8)
+    assert _error(lambda: serve_config("--model_base_path=/m", f"--batching_parameters_file={path}")) \
+        == f"{path}: allowed_batch_sizes: {why}"
+
+
+def test_allowed_batch_sizes_end_at_the_max_batch_size_the_server_uses(tmp_path):
+    """Without max_batch_size in the file the server uses the default, and the file is checked against it
+    (as TF Serving checks against its scheduler's default), as ServerConfig does."""
+    default = BatchingConfig().max_batch_size
+    sizes = (1, default)
+    cfg = serve_config("--model_base_path=/m", f"--batching_parameters_file={_batching_file(tmp_path, sizes)}")
+    assert cfg.batching.allowed_batch_sizes == sizes == ServerConfig(model_base_path="/m",
+                                                                     allowed_batch_sizes=sizes).allowed_batch_sizes
+    short = (1, default // 2)
+    why = f"the last entry ({default // 2}) must equal max_batch_size ({default}), as TF Serving requires"
+    assert _error(lambda: ServerConfig(model_base_path="/m", allowed_batch_sizes=short)).endswith(why)
+    path = _batching_file(tmp_path, short)
+    assert _error(lambda: serve_config("--model_base_path=/m", f"--batching_parameters_file={path}")).endswith(why)
