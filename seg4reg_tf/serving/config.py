@@ -6,6 +6,7 @@ import os
 
 from seg4reg_tf.serving.batching import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_BATCH_SIZE, BatchingConfig
 from seg4reg_tf.serving.checks import is_int, is_number
+from seg4reg_tf.serving.config_files import check_prometheus_path
 from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import (
     DEFAULT_MAX_CHUNK_PIXELS,
@@ -92,10 +93,11 @@ class ServerConfig:
                 raise ValueError(f"{key}: expected a positive int, got {value!r}")
         if not isinstance(self.enable_warmup, bool):
             raise ValueError(f"enable_warmup: expected a bool, got {self.enable_warmup!r}")
-        if not isinstance(self.prometheus_path, str) or (self.prometheus_path and (
-                not self.prometheus_path.startswith("/") or self.prometheus_path.startswith("/v1/"))):
-            raise ValueError(f"prometheus_path: expected '' (off) or an absolute path outside /v1/, "
-                             f"got {self.prometheus_path!r}")
+        if self.prometheus_path != "":  # "" = no metrics
+            try:
+                check_prometheus_path(self.prometheus_path)
+            except ValueError as err:
+                raise ValueError(f"prometheus_path ('' = no metrics): {err}") from None
         self.allowed_batch_sizes = tuple(self.allowed_batch_sizes)
         self.batching  # validates max_batch_size / batch_timeout_ms / allowed_batch_sizes
         self.limits  # validates the request limits (RequestLimits owns their check)

@@ -147,7 +147,18 @@ def read_monitoring_config(path: str) -> MonitoringConfig:
     m = _parse(path, "--monitoring_config_file", "tensorflow.serving.MonitoringConfig")
     prometheus = m.prometheus_config
     route = prometheus.path or DEFAULT_PROMETHEUS_PATH
-    if not route.startswith("/") or "?" in route or any(c.isspace() for c in route) or route.startswith("/v1/"):
-        raise ConfigFileError(f"{path}: prometheus_config.path: expected an absolute URL path outside /v1/ "
-                              f"(e.g. {DEFAULT_PROMETHEUS_PATH!r}), got {route!r}")
+    try:
+        check_prometheus_path(route)
+    except ValueError as err:
+        raise ConfigFileError(f"{path}: prometheus_config.path: {err}") from None
     return MonitoringConfig(prometheus_enabled=bool(prometheus.enable), prometheus_path=route)
+
+
+def check_prometheus_path(route) -> None:
+    """The rule for the REST path of the Prometheus page (the monitoring config file's and
+    `ServerConfig.prometheus_path`'s): an absolute URL path, no query, no spaces, outside TF Serving's /v1/.
+    ValueError saying what is wrong; callers prefix the file or field."""
+    if not isinstance(route, str) or not route.startswith("/") or "?" in route \
+            or any(c.isspace() for c in route) or route.startswith("/v1/"):
+        raise ValueError(f"expected an absolute URL path outside /v1/, without '?' or spaces "
+                         f"(e.g. {DEFAULT_PROMETHEUS_PATH!r}), got {route!r}")

@@ -179,3 +179,29 @@ def test_allowed_batch_sizes_end_at_the_max_batch_size_the_server_uses(tmp_path)
     assert _error(lambda: ServerConfig(model_base_path="/m", allowed_batch_sizes=short)).endswith(why)
     path = _batching_file(tmp_path, short)
     assert _error(lambda: serve_config("--model_base_path=/m", f"--batching_parameters_file={path}")).endswith(why)
+
+
+# -- the Prometheus path: one rule for ServerConfig and the monitoring config file -------------------
+def _monitoring_file(tmp_path, route) -> str:
+    path = tmp_path / "monitoring.config"
+    path.write_text(f"prometheus_config {{ enable: true path: {route!r} }}\n".replace("'", '"'))
+    return str(path)
+
+
+@pytest.mark.parametrize("route", ["metrics", "/v1/models/x", "/v1/", "/metrics?x=1", "/my metrics", "/m\tx"])
+def test_a_bad_prometheus_path_is_refused_alike_through_both_paths(tmp_path, route):
+    why = (f"expected an absolute URL path outside /v1/, without '?' or spaces (e.g. "
+           f"'/monitoring/prometheus/metrics'), got {route!r}")
+    assert _error(lambda: ServerConfig(model_base_path="/m", prometheus_path=route)) \
+        == f"prometheus_path ('' = no metrics): {why}"
+    path = _monitoring_file(tmp_path, route)
+    assert _error(lambda: serve_config("--model_base_path=/m", f"--monitoring_config_file={path}")) \
+        == f"{path}: prometheus_config.path: {why}"
+
+
+@pytest.mark.parametrize("route", ["/metrics", "/monitoring/prometheus/metrics", "/v1metrics"])
+def test_a_good_prometheus_path_is_taken_alike_through_both_paths(tmp_path, route):
+    assert ServerConfig(model_base_path="/m", prometheus_path=route).prometheus_path == route
+    path = _monitoring_file(tmp_path, route)
+    assert serve_config("--model_base_path=/m", f"--monitoring_config_file={path}").prometheus_path == route
+    assert ServerConfig(model_base_path="/m", prometheus_path="").prometheus_path == ""  # no metrics
