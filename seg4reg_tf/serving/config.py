@@ -4,10 +4,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
+from seg4reg_tf.export.layout import EXAMPLE_IMAGE_KEY, EXAMPLES_INPUT, MAY_BE_NAN
 from seg4reg_tf.serving.batching import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_BATCH_SIZE, BatchingConfig
 from seg4reg_tf.serving.checks import is_int, is_number
 from seg4reg_tf.serving.config_files import check_prometheus_path
-from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
+from seg4reg_tf.serving.model_config import ModelConfigError, ModelOptions, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import (
     DEFAULT_MAX_CHUNK_PIXELS,
     DEFAULT_MAX_IMAGES,
@@ -16,6 +17,10 @@ from seg4reg_tf.serving.request_limits import (
 )
 
 MAX_MESSAGE_BYTES = 256 << 20
+# what the server is told about the seg4reg model (`export.layout`'s names): the interval outputs' NaN means
+# "not measurable"; `predict_example`'s `examples` are tf.Examples holding the image in `image/encoded`
+SEG4REG_MODEL_OPTIONS = ModelOptions(nan_outputs=frozenset(MAY_BE_NAN),
+                                     example_image_keys={EXAMPLES_INPUT: EXAMPLE_IMAGE_KEY})
 
 
 @dataclasses.dataclass
@@ -51,6 +56,7 @@ class ServerConfig:
     rest_max_connections: int = 1024  # REST: open connections; a new one evicts the oldest idle or unfinished one
     rest_threads: int = 32  # REST: requests worked on at once (TF Serving's --rest_api_num_threads)
     prometheus_path: str = ""  # "" = no metrics; else the REST path of the Prometheus page
+    model_options: ModelOptions = SEG4REG_MODEL_OPTIONS  # of every model whose ServedModel.options is None
 
     def __post_init__(self) -> None:
         if isinstance(self.model_base_path, os.PathLike):
@@ -91,6 +97,8 @@ class ServerConfig:
             value = getattr(self, key)
             if not is_int(value) or value < 1:
                 raise ValueError(f"{key}: expected a positive int, got {value!r}")
+        if not isinstance(self.model_options, ModelOptions):
+            raise ValueError(f"model_options: expected ModelOptions, got {self.model_options!r}")
         if not isinstance(self.enable_warmup, bool):
             raise ValueError(f"enable_warmup: expected a bool, got {self.enable_warmup!r}")
         if self.prometheus_path != "":  # "" = no metrics
@@ -108,6 +116,10 @@ class ServerConfig:
         if self.models:
             return self.models
         return (ServedModel(self.model_name, self.model_base_path, self.version_policy, self.version_labels),)
+
+    def options_of(self, model: ServedModel) -> ModelOptions:
+        """The options `model` is served with: its own, else `model_options`."""
+        return self.model_options if model.options is None else model.options
 
     @property
     def limits(self) -> RequestLimits:

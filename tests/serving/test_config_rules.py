@@ -16,7 +16,7 @@ from seg4reg_tf.serving.batching import BatchingConfig
 from seg4reg_tf.serving.cli import register
 from seg4reg_tf.serving.config import ServerConfig
 from seg4reg_tf.serving.core import PredictionCore
-from seg4reg_tf.serving.model_config import ModelConfigError, ServedModel, VersionPolicy
+from seg4reg_tf.serving.model_config import ModelConfigError, ModelOptions, ServedModel, VersionPolicy
 from seg4reg_tf.serving.request_limits import RequestLimits
 from seg4reg_tf.serving.serve_flags import config_from_args
 from seg4reg_tf.serving.signatures import SignatureInfo
@@ -98,7 +98,7 @@ class FakeVersion:
     """A loaded version with one batchable signature `image` float32 [B, 2, 2, 1] -> `y` float32 [B]
     (`outputs(x)` computes it); records the size of every run."""
 
-    name, version = "fake", 1
+    name, version, options = "fake", 1, ModelOptions()
 
     def __init__(self, outputs=None) -> None:
         self.info = SignatureInfo("serving_default", meta_graph_pb2.SignatureDef(), {"image": tf.float32},
