@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from seg4reg_tf.serving.batching import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_BATCH_SIZE
 from seg4reg_tf.serving.request_limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_PIXELS
 
-if TYPE_CHECKING:  # imported in config_from_args: `seg4reg --help` stays quick (serving.config imports numpy)
+if TYPE_CHECKING:  # imported in config_from_args: `seg4reg --help` stays quick (serving.config imports protobuf)
     from seg4reg_tf.serving.config import ServerConfig
 
 log = logging.getLogger("seg4reg_tf.serving")
