@@ -15,14 +15,35 @@ import logging
 import threading
 import time
 from concurrent.futures import Future
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-import numpy as np
+from seg4reg_tf.serving.checks import is_int, is_number
+
+if TYPE_CHECKING:  # numpy is imported where batches are merged: the `serve` flags read the defaults below
+    import numpy as np  # and `seg4reg --help` stays quick
 
 log = logging.getLogger("seg4reg_tf.serving")
 
-Tensors = dict[str, np.ndarray]
+Tensors = dict[str, "np.ndarray"]
 RunFn = Callable[[Tensors], Tensors]
+
+# the batching defaults of `BatchingConfig`, `ServerConfig`, the prediction core's chunks and the `serve` flags
+DEFAULT_MAX_BATCH_SIZE = 8
+DEFAULT_BATCH_TIMEOUT_MS = 5.0
+
+
+def check_allowed_batch_sizes(sizes, max_batch_size: int) -> tuple[int, ...]:
+    """TF Serving's rule for `allowed_batch_sizes` (empty = any size): ints >= 1, increasing, the last equal
+    to `max_batch_size`; as a tuple. ValueError saying what is wrong; callers prefix the file or field."""
+    sizes = tuple(sizes)
+    if not sizes:
+        return sizes
+    if any(not is_int(s) or s < 1 for s in sizes) or list(sizes) != sorted(set(sizes)):
+        raise ValueError(f"expected increasing sizes >= 1, got {list(sizes)}")
+    if sizes[-1] != max_batch_size:
+        raise ValueError(f"the last entry ({sizes[-1]}) must equal max_batch_size ({max_batch_size}), "
+                         "as TF Serving requires")
+    return sizes
 
 
 @dataclasses.dataclass
@@ -31,29 +52,25 @@ class BatchingConfig:
     `allowed_batch_sizes` (increasing, the last = max_batch_size; empty = any) sizes batches are padded to."""
 
     enabled: bool = True
-    max_batch_size: int = 8
-    batch_timeout_ms: float = 5.0
+    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE
+    batch_timeout_ms: float = DEFAULT_BATCH_TIMEOUT_MS
     max_enqueued: int = 1024  # queued requests per scheduler before RESOURCE_EXHAUSTED
     allowed_batch_sizes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.enabled, bool):
             raise ValueError(f"batching.enabled: expected a bool, got {self.enabled!r}")
-        if isinstance(self.max_batch_size, bool) or not isinstance(self.max_batch_size, int) \
-                or self.max_batch_size < 1:
+        if not is_int(self.max_batch_size) or self.max_batch_size < 1:
             raise ValueError(f"batching.max_batch_size: expected a positive int, got {self.max_batch_size!r}")
-        if isinstance(self.batch_timeout_ms, bool) or not isinstance(self.batch_timeout_ms, (int, float)) \
-                or not 0 <= self.batch_timeout_ms <= 60_000:
+        if not is_number(self.batch_timeout_ms) or not 0 <= self.batch_timeout_ms <= 60_000:
             raise ValueError(
                 f"batching.batch_timeout_ms: expected a number in [0, 60000], got {self.batch_timeout_ms!r}")
-        if isinstance(self.max_enqueued, bool) or not isinstance(self.max_enqueued, int) or self.max_enqueued < 1:
+        if not is_int(self.max_enqueued) or self.max_enqueued < 1:
             raise ValueError(f"batching.max_enqueued: expected a positive int, got {self.max_enqueued!r}")
-        sizes = tuple(self.allowed_batch_sizes)
-        if sizes and (any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes)
-                      or list(sizes) != sorted(set(sizes)) or sizes[-1] != self.max_batch_size):
-            raise ValueError(f"batching.allowed_batch_sizes: expected increasing sizes >= 1 ending with "
-                             f"max_batch_size ({self.max_batch_size}), got {list(sizes)}")
-        self.allowed_batch_sizes = sizes
+        try:
+            self.allowed_batch_sizes = check_allowed_batch_sizes(self.allowed_batch_sizes, self.max_batch_size)
+        except ValueError as err:
+            raise ValueError(f"batching.allowed_batch_sizes: {err}") from None
 
     def padded_size(self, items: int) -> int:
         """The allowed batch size a run of `items` is padded to (`items` itself without allowed sizes)."""
@@ -219,6 +236,8 @@ class BatchScheduler:
                         task.future.set_exception(err)
 
     def _call(self, inputs: Tensors) -> Tensors:
+        import numpy as np
+
         items = batch_size_of(inputs) or 0
         padded = self.config.padded_size(items)
         if padded > items:  # repeat the first item up to the allowed size; its outputs are dropped
@@ -239,6 +258,8 @@ class BatchScheduler:
             task.future.set_exception(err)
 
     def _run_batch(self, batch: list[_Task]) -> None:
+        import numpy as np
+
         if len(batch) == 1:
             self._run_alone(batch[0])
             return

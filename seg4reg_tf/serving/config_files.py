@@ -15,6 +15,7 @@ import logging
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
 
 from seg4reg_tf import fileio
+from seg4reg_tf.serving.batching import DEFAULT_MAX_BATCH_SIZE, check_allowed_batch_sizes
 from seg4reg_tf.serving.model_config import parse_error_text
 
 log = logging.getLogger("seg4reg_tf.serving")
@@ -122,13 +123,11 @@ def read_batching_parameters(path: str) -> BatchingParameters:
     timeout_us = positive("batch_timeout_micros", minimum=0)
     if timeout_us is not None and timeout_us > 60_000_000:
         raise ConfigFileError(f"{path}: batch_timeout_micros: expected at most 60000000 (60 s), got {timeout_us}")
-    sizes = tuple(int(s) for s in p.allowed_batch_sizes)
-    if sizes:
-        if any(s < 1 for s in sizes) or list(sizes) != sorted(set(sizes)):
-            raise ConfigFileError(f"{path}: allowed_batch_sizes: expected increasing sizes >= 1, got {list(sizes)}")
-        if sizes[-1] != (max_batch_size or 0):
-            raise ConfigFileError(f"{path}: allowed_batch_sizes: the last entry ({sizes[-1]}) must equal "
-                                  f"max_batch_size ({max_batch_size}), as TF Serving requires")
+    try:  # against the max_batch_size the server will use: the file's, else the default (as TF Serving)
+        sizes = check_allowed_batch_sizes((int(s) for s in p.allowed_batch_sizes),
+                                          DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else max_batch_size)
+    except ValueError as err:
+        raise ConfigFileError(f"{path}: allowed_batch_sizes: {err}") from None
     if p.pad_variable_length_inputs:
         raise ConfigFileError(f"{path}: pad_variable_length_inputs: true is not supported by seg4reg serve "
                               "(requests merge only when their non-batch dimensions agree)")
@@ -148,7 +147,18 @@ def read_monitoring_config(path: str) -> MonitoringConfig:
     m = _parse(path, "--monitoring_config_file", "tensorflow.serving.MonitoringConfig")
     prometheus = m.prometheus_config
     route = prometheus.path or DEFAULT_PROMETHEUS_PATH
-    if not route.startswith("/") or "?" in route or any(c.isspace() for c in route) or route.startswith("/v1/"):
-        raise ConfigFileError(f"{path}: prometheus_config.path: expected an absolute URL path outside /v1/ "
-                              f"(e.g. {DEFAULT_PROMETHEUS_PATH!r}), got {route!r}")
+    try:
+        check_prometheus_path(route)
+    except ValueError as err:
+        raise ConfigFileError(f"{path}: prometheus_config.path: {err}") from None
     return MonitoringConfig(prometheus_enabled=bool(prometheus.enable), prometheus_path=route)
+
+
+def check_prometheus_path(route) -> None:
+    """The rule for the REST path of the Prometheus page (the monitoring config file's and
+    `ServerConfig.prometheus_path`'s): an absolute URL path, no query, no spaces, outside TF Serving's /v1/.
+    ValueError saying what is wrong; callers prefix the file or field."""
+    if not isinstance(route, str) or not route.startswith("/") or "?" in route \
+            or any(c.isspace() for c in route) or route.startswith("/v1/"):
+        raise ValueError(f"expected an absolute URL path outside /v1/, without '?' or spaces "
+                         f"(e.g. {DEFAULT_PROMETHEUS_PATH!r}), got {route!r}")

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from typing import Callable, Mapping
 
 import grpc
 import numpy as np
 import tensorflow as tf
 
-from seg4reg_tf.export.layout import EXAMPLES_INPUT, MAY_BE_NAN
-from seg4reg_tf.serving.batching import batch_size_of
+from seg4reg_tf.serving.batching import DEFAULT_MAX_BATCH_SIZE, batch_size_of
 from seg4reg_tf.serving.errors import ServingError, invalid_argument
 from seg4reg_tf.serving.request_limits import RequestLimits, example_image_bytes, image_pixels, plan_chunks
 from seg4reg_tf.serving.signatures import SignatureInfo
@@ -19,7 +18,6 @@ from seg4reg_tf.serving.versions import LoadedVersion, Tensors
 log = logging.getLogger("seg4reg_tf.serving")
 
 MAX_BISECT_ITEMS = 64  # a failing batch up to this size is re-run per item to name the bad one
-DEFAULT_MAX_BATCH_SIZE = 8
 
 
 def predict_on_version(lv: LoadedVersion, signature_name: str, inputs: Tensors,
@@ -31,7 +29,7 @@ def predict_on_version(lv: LoadedVersion, signature_name: str, inputs: Tensors,
     A batchable request is checked against `limits` (items, decoded pixels; INVALID_ARGUMENT
     naming the limit) and run in chunks (`request_limits.plan_chunks`) one after another, so other
     requests interleave; once `cancelled()` is true the remaining chunks are dropped (CANCELLED).
-    A non-finite output is INTERNAL (never returned)."""
+    A non-finite output is INTERNAL (never returned), bar the NaN of `lv.options.nan_outputs`."""
     limits = limits or RequestLimits()
     info = lv.signature(signature_name)
     if not inputs:
@@ -60,7 +58,8 @@ def predict_on_version(lv: LoadedVersion, signature_name: str, inputs: Tensors,
     if batched and batch_size_of(inputs) == 0:
         raise invalid_argument(f"empty batch: inputs {sorted(inputs)} have 0 items (shape [0, ...]); "
                                "send at least one")
-    chunks = plan_request(info, inputs, limits, max_batch_size) if batched else [(0, 0)]
+    chunks = plan_request(info, inputs, limits, max_batch_size, lv.options.example_image_keys) \
+        if batched else [(0, 0)]
     parts = []
     n = batch_size_of(inputs) or 0
     for start, stop in chunks:
@@ -81,7 +80,7 @@ def predict_on_version(lv: LoadedVersion, signature_name: str, inputs: Tensors,
     if wanted:
         outputs = {k: outputs[k] for k in wanted}
     for name, arr in outputs.items():
-        if name in MAY_BE_NAN:
+        if name in lv.options.nan_outputs:
             continue
         if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
             bad = np.argwhere(~np.isfinite(arr))[0].tolist()
@@ -93,9 +92,12 @@ def predict_on_version(lv: LoadedVersion, signature_name: str, inputs: Tensors,
     return outputs
 
 
-def plan_request(info: SignatureInfo, inputs: Tensors, limits: RequestLimits,
-                 max_batch_size: int) -> list[tuple[int, int]]:
-    """Check a batched request against `limits`; the (start, stop) chunks to run (see `predict_on_version`)."""
+def plan_request(info: SignatureInfo, inputs: Tensors, limits: RequestLimits, max_batch_size: int,
+                 example_image_keys: Mapping[str, str] | None = None) -> list[tuple[int, int]]:
+    """Check a batched request against `limits`; the (start, stop) chunks to run (see `predict_on_version`).
+    The string inputs named in `example_image_keys` are serialized tf.Examples holding the image in that
+    feature (`model_config.ModelOptions`): parsed here, INVALID_ARGUMENT when malformed."""
+    example_image_keys = example_image_keys or {}
     n = batch_size_of(inputs) or 0
     if n > limits.max_images:
         raise invalid_argument(f"request too large: {n} items in one Predict; the limit is {limits.max_images} "
@@ -105,9 +107,9 @@ def plan_request(info: SignatureInfo, inputs: Tensors, limits: RequestLimits,
         if arr.dtype.kind in "OSU" and arr.ndim == 1:
             for i, value in enumerate(arr):
                 data = value if isinstance(value, bytes) else bytes(value)
-                if name == EXAMPLES_INPUT:
+                if name in example_image_keys:
                     try:
-                        data = example_image_bytes(data, i)
+                        data = example_image_bytes(data, i, example_image_keys[name], name)
                     except ValueError as err:
                         raise invalid_argument(str(err)) from None
                 pixels[i] += image_pixels(data) or 0

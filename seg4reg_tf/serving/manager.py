@@ -42,7 +42,8 @@ class ModelManager:
         self._thread: threading.Thread | None = None
 
     def _load(self, model: ServedModel, version: int, path: str) -> LoadedVersion:
-        return LoadedVersion(model.name, version, path, self.config.batching, metrics=self._metrics)
+        return LoadedVersion(model.name, version, path, self.config.batching, metrics=self._metrics,
+                             options=self.config.options_of(model))
 
     def _warm_up(self, lv: LoadedVersion) -> int:
         t0, status = time.monotonic(), "OK"

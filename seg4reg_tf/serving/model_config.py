@@ -21,6 +21,7 @@ from typing import Iterable, Mapping
 from google.protobuf import text_format
 
 from seg4reg_tf import fileio
+from seg4reg_tf.serving.checks import is_int
 
 POLICIES = ("latest", "specific", "all")
 PLATFORMS = ("tensorflow",)
@@ -45,13 +46,13 @@ class VersionPolicy:
     def __post_init__(self) -> None:
         if self.kind not in POLICIES:
             raise ModelConfigError(f"model_version_policy: expected one of {list(POLICIES)}, got {self.kind!r}")
-        if self.kind == "latest" and (not _is_int(self.num_versions) or self.num_versions < 1):
+        if self.kind == "latest" and (not is_int(self.num_versions) or self.num_versions < 1):
             raise ModelConfigError(f"model_version_policy.latest.num_versions: expected an int >= 1, "
                                    f"got {self.num_versions!r}")
         if self.kind == "specific":
             if not self.versions:
                 raise ModelConfigError("model_version_policy.specific.versions: expected at least one version")
-            bad = [v for v in self.versions if not _is_int(v) or v < 0]
+            bad = [v for v in self.versions if not is_int(v) or v < 0]
             if bad:
                 raise ModelConfigError(f"model_version_policy.specific.versions: expected versions >= 0, got {bad}")
             object.__setattr__(self, "versions", tuple(sorted(set(self.versions))))
@@ -87,13 +88,44 @@ class VersionPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class ModelOptions:
+    """What a server cannot read from a model's SignatureDefs, per model (names of its signatures' inputs and
+    outputs, in whichever signature has them):
+
+    `nan_outputs`: outputs whose NaN is an answer (e.g. "no interval: not measurable"): sent as NaN over gRPC
+    and as null in REST JSON. Any other non-finite output is the server's fault: INTERNAL, nothing sent.
+    `example_image_keys`: {string input: tf.Example feature}: that input holds serialized tf.Examples whose
+    feature is one encoded image. They are parsed in Python first, so a malformed one is INVALID_ARGUMENT
+    naming the input and never reaches TensorFlow's parser (which logs the bytes), and the image's pixels
+    count against the request limits.
+
+    The default is neither; `seg4reg serve` supplies the seg4reg model's (`config.SEG4REG_MODEL_OPTIONS`).
+    """
+
+    nan_outputs: frozenset[str] = frozenset()
+    example_image_keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = self.nan_outputs
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ModelConfigError(f"nan_outputs: expected a set of output names, got {names!r}")
+        object.__setattr__(self, "nan_outputs", frozenset(names))
+        keys = dict(self.example_image_keys)
+        if not all(isinstance(k, str) and k and isinstance(v, str) and v for k, v in keys.items()):
+            raise ModelConfigError(f"example_image_keys: expected input name -> tf.Example feature name, got {keys!r}")
+        object.__setattr__(self, "example_image_keys", types.MappingProxyType(keys))
+
+
+@dataclasses.dataclass(frozen=True)
 class ServedModel:
-    """One served model: its `name`, `base_path` (numeric version directories), policy and version labels."""
+    """One served model: its `name`, `base_path` (numeric version directories), policy and version labels,
+    and its `options` (None: the server's, `ServerConfig.model_options`)."""
 
     name: str
     base_path: str
     policy: VersionPolicy = dataclasses.field(default_factory=VersionPolicy)
     labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    options: ModelOptions | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or "/" in self.name or ":" in self.name:
@@ -103,9 +135,11 @@ class ServedModel:
         if not isinstance(self.policy, VersionPolicy):
             raise ModelConfigError(f"policy: expected a VersionPolicy, got {self.policy!r}")
         for label, version in dict(self.labels).items():
-            if not isinstance(label, str) or not label or "/" in label or not _is_int(version) or version < 0:
+            if not isinstance(label, str) or not label or "/" in label or not is_int(version) or version < 0:
                 raise ModelConfigError(f"version_labels: expected label -> version >= 0, got {label!r}: {version!r}")
         object.__setattr__(self, "labels", types.MappingProxyType(dict(self.labels)))
+        if self.options is not None and not isinstance(self.options, ModelOptions):
+            raise ModelConfigError(f"options: expected ModelOptions or None, got {self.options!r}")
 
 
 def parse_model_config(text: str, source: str = "<model config>") -> list[ServedModel]:
@@ -168,7 +202,3 @@ def _policy(proto) -> VersionPolicy:
     if choice == "specific":
         return VersionPolicy.specific(proto.specific.versions)
     return VersionPolicy.every()
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)

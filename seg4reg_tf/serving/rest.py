@@ -150,7 +150,7 @@ class RestApi:
                                    f"request not answered within the REST timeout of {self.timeout_s * 1000:g} ms "
                                    "(--rest_api_timeout_in_ms); the remaining work was dropped") from None
             raise
-        return _json(200, format_predict_response(outputs, row_format))
+        return _json(200, format_predict_response(outputs, row_format, lv.options.nan_outputs))
 
 
 def _parse_json(raw: bytes) -> Any:

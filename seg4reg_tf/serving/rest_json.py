@@ -1,16 +1,16 @@
 """TF Serving's REST JSON <-> numpy: request bodies (row `instances` / columnar `inputs`, binary values as
 `{"b64": "..."}`) to arrays of the signature's dtypes, and outputs back (string outputs named `*_bytes` as
-`{"b64"}`, other strings as UTF-8 text). Client mistakes are ServingError INVALID_ARGUMENT (HTTP 400)."""
+`{"b64"}`, other strings as UTF-8 text; the NaN of the outputs in `nan_outputs` as null). Client mistakes are
+ServingError INVALID_ARGUMENT (HTTP 400)."""
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import Any, Collection
 
 import grpc
 import numpy as np
 import tensorflow as tf
 
-from seg4reg_tf.export.layout import MAY_BE_NAN
 from seg4reg_tf.serving.errors import ServingError
 from seg4reg_tf.serving.tensors import np_dtype
 
@@ -63,8 +63,9 @@ def _contains(value: Any, types: tuple) -> bool:
     return isinstance(value, types)
 
 
-def array_to_json(name: str, arr: np.ndarray) -> Any:
-    """ndarray -> JSON value; string outputs named `*_bytes` as {"b64"}, others as UTF-8 text."""
+def array_to_json(name: str, arr: np.ndarray, nan_outputs: Collection[str] = ()) -> Any:
+    """ndarray -> JSON value; string outputs named `*_bytes` as {"b64"}, others as UTF-8 text; a float output
+    named in `nan_outputs` (the model's `ModelOptions.nan_outputs`) with its NaN as null (JSON has no NaN)."""
     if arr.dtype == object or arr.dtype.kind == "S":
         as_b64 = name.endswith("_bytes")
 
@@ -75,7 +76,7 @@ def array_to_json(name: str, arr: np.ndarray) -> Any:
             return x.decode("utf-8", errors="replace")
 
         return np.vectorize(conv, otypes=[object])(arr).tolist() if arr.size else arr.tolist()
-    if name in MAY_BE_NAN and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if name in nan_outputs and arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         values = arr.astype(np.float64).astype(object)  # Python floats
         values[~np.isfinite(arr)] = None  # JSON has no NaN: null is "no value"
         return values.tolist()
@@ -124,18 +125,20 @@ def parse_predict_body(body: Any, input_dtypes: dict[str, tf.DType]) -> tuple[di
     return {k: json_to_array(v, input_dtypes[k], f"input {k!r}") for k, v in columns.items()}, has_rows
 
 
-def format_predict_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
+def format_predict_response(outputs: dict[str, np.ndarray], row_format: bool,
+                            nan_outputs: Collection[str] = ()) -> dict:
+    """TF Serving's Predict answer: `{"predictions": ...}` (row format) or `{"outputs": ...}` (columnar)."""
     if not row_format:
         if len(outputs) == 1:
             (name, arr), = outputs.items()
-            return {"outputs": array_to_json(name, arr)}
-        return {"outputs": {k: array_to_json(k, v) for k, v in outputs.items()}}
+            return {"outputs": array_to_json(name, arr, nan_outputs)}
+        return {"outputs": {k: array_to_json(k, v, nan_outputs) for k, v in outputs.items()}}
     sizes = {v.shape[0] if v.ndim else None for v in outputs.values()}
     if len(sizes) != 1 or None in sizes:
         raise _bad("row format needs every output to share the batch dimension; use columnar \"inputs\"")
     if len(outputs) == 1:
         (name, arr), = outputs.items()
-        return {"predictions": array_to_json(name, arr)}
+        return {"predictions": array_to_json(name, arr, nan_outputs)}
     n = sizes.pop()
-    as_json = {k: array_to_json(k, v) for k, v in outputs.items()}
+    as_json = {k: array_to_json(k, v, nan_outputs) for k, v in outputs.items()}
     return {"predictions": [{k: as_json[k][i] for k in outputs} for i in range(n)]}

@@ -1,6 +1,7 @@
 """The flags of `seg4reg serve`: TF Serving's spellings (`--model_base_path=/m`, `--port 8500`,
 `--enable_batching`, `--enable_batching=false`, ...) and the earlier dashed names, turned into a
-`ServerConfig` (reading the model config, batching parameters and monitoring config files).
+`ServerConfig` (reading the model config, batching parameters and monitoring config files). A dashed alias
+means what its TF Serving flag means; `--rest-port`, which once meant something else, warns on stderr.
 
 | TF Serving flag | dashed alias | meaning here |
 |---|---|---|
@@ -8,7 +9,7 @@
 | `--model_base_path` | `--model-base-path` | one model's base path (or `--model_config_file`) |
 | `--model_config_file` | | ModelServerConfig text proto: several models, version policies, labels |
 | `--port` | | gRPC port (0 = any free port) |
-| `--rest_api_port` | | REST port; 0 = no REST, as in TF Serving (`--rest-port`: 0 = any free port, -1 = off) |
+| `--rest_api_port` | `--rest-port` (deprecated) | REST port (default 8501); 0 = no REST, as in TF Serving |
 | `--enable_batching[=BOOL]` | `--no-batching` | server-side batching (on by default here) |
 | `--batching_parameters_file` | | BatchingParameters text proto (max_batch_size, batch_timeout_micros, ...) |
 | `--monitoring_config_file` | | MonitoringConfig text proto: Prometheus metrics on the REST port |
@@ -21,9 +22,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # imported in config_from_args: `seg4reg --help` stays quick (serving.config imports numpy)
+# the defaults' owners (imported without numpy or TensorFlow: `seg4reg --help` stays quick)
+from seg4reg_tf.serving.batching import DEFAULT_BATCH_TIMEOUT_MS, DEFAULT_MAX_BATCH_SIZE
+from seg4reg_tf.serving.request_limits import DEFAULT_MAX_IMAGES, DEFAULT_MAX_REQUEST_PIXELS
+
+if TYPE_CHECKING:  # imported in config_from_args: `seg4reg --help` stays quick (serving.config imports protobuf)
     from seg4reg_tf.serving.config import ServerConfig
 
 log = logging.getLogger("seg4reg_tf.serving")
@@ -55,17 +61,19 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     add("--model_config_file", metavar="FILE",
         help="TF Serving's ModelServerConfig text proto: several models, version policies, version labels")
     add("--port", type=int, default=8500, help="gRPC port (default 8500; 0 = any free port)")
-    add("--rest_api_port", type=int, metavar="PORT", help="REST port; 0 = no REST (TF Serving's meaning)")
+    add("--rest_api_port", type=int, metavar="PORT", help="REST port (default 8501); 0 = no REST, as in TF Serving")
     add("--rest-port", dest="rest_port", type=int, metavar="PORT",
-        help="REST port (default 8501; 0 = any free port, -1 = off)")
+        help="deprecated spelling of --rest_api_port, with its meaning (0 = no REST)")
     add("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 to expose)")
     _bool_flag(p, "--enable_batching", "enable_batching", "server-side batching (default true)")
     add("--no-batching", dest="no_batching", action="store_true", help="= --enable_batching=false")
     add("--batching_parameters_file", metavar="FILE",
         help="TF Serving's BatchingParameters text proto (max_batch_size, batch_timeout_micros, "
              "max_enqueued_batches, allowed_batch_sizes)")
-    add("--max-batch-size", dest="max_batch_size", type=int, help="largest merged batch (default 8)")
-    add("--batch-timeout-ms", dest="batch_timeout_ms", type=float, help="batch fill wait, ms (default 5)")
+    add("--max-batch-size", dest="max_batch_size", type=int,
+        help=f"largest merged batch (default {DEFAULT_MAX_BATCH_SIZE})")
+    add("--batch-timeout-ms", dest="batch_timeout_ms", type=float,
+        help=f"batch fill wait, ms (default {DEFAULT_BATCH_TIMEOUT_MS:g})")
     add("--monitoring_config_file", metavar="FILE",
         help="TF Serving's MonitoringConfig text proto: prometheus_config { enable: true path: ... }")
     _bool_flag(p, "--enable_model_warmup", "enable_warmup",
@@ -83,11 +91,12 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
     add("--rest_api_num_threads", type=int, metavar="N", help="REST worker threads (default 32)")
     add("--model_config_file_poll_wait_seconds", type=int, default=0, metavar="S",
         help="accepted for compatibility; the model config file is read once at start")
-    add("--max-images-per-request", dest="max_images_per_request", type=int, default=256,
-        help="items per Predict; more is INVALID_ARGUMENT (default 256)")
-    add("--max-request-pixels", dest="max_request_pixels", type=int, default=1_000_000_000,
-        help="decoded pixels per Predict, read from the image headers; more is INVALID_ARGUMENT (default 1e9). "
-             "Large requests run in chunks of --max-batch-size images so that other clients interleave")
+    add("--max-images-per-request", dest="max_images_per_request", type=int,
+        help=f"items per Predict; more is INVALID_ARGUMENT (default {DEFAULT_MAX_IMAGES})")
+    add("--max-request-pixels", dest="max_request_pixels", type=int,
+        help=f"decoded pixels per Predict, read from the image headers; more is INVALID_ARGUMENT (default "
+             f"{DEFAULT_MAX_REQUEST_PIXELS:,}). Large requests run in chunks of --max-batch-size images so that "
+             "other clients interleave")
 
 
 def _conflict(args, *flags: tuple[str, str]) -> None:
@@ -114,8 +123,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
               ("--batch-timeout-ms", "batch_timeout_ms"))
     if not args.model_config_file and not args.model_base_path:
         raise ValueError("give --model_base_path (one model) or --model_config_file (several)")
-    kw: dict = {"port": args.port, "host": args.host, "max_images_per_request": args.max_images_per_request,
-                "max_request_pixels": args.max_request_pixels}
+    kw: dict = {"port": args.port, "host": args.host}
+    for key in ("max_images_per_request", "max_request_pixels"):  # not given: ServerConfig's (RequestLimits') default
+        if getattr(args, key) is not None:
+            kw[key] = getattr(args, key)
     if args.model_config_file:
         kw["models"] = tuple(read_model_config_file(args.model_config_file))
         if args.model_config_file_poll_wait_seconds:
@@ -128,10 +139,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                 raise ValueError(f"--num-versions: expected N >= 0 (0 = all versions), got {args.num_versions}")
             kw["version_policy"] = VersionPolicy.latest(args.num_versions) if args.num_versions \
                 else VersionPolicy.every()
-    if args.rest_api_port is not None:
-        kw["rest_port"] = -1 if args.rest_api_port == 0 else args.rest_api_port  # TF Serving: 0 = no REST
-    elif args.rest_port is not None:
-        kw["rest_port"] = args.rest_port
+    rest_api_port = args.rest_api_port
+    if args.rest_port is not None:
+        now = "REST is off" if args.rest_port in (0, -1) else f"REST port {args.rest_port}"
+        print(f"seg4reg serve: warning: --rest-port is deprecated; use --rest_api_port (TF Serving's flag), whose "
+              f"meaning it now has: 0 = no REST, no longer any free port ({now})", file=sys.stderr)
+        rest_api_port = args.rest_port
+    if rest_api_port is not None:
+        kw["rest_port"] = -1 if rest_api_port == 0 else rest_api_port  # TF Serving: 0 = no REST
     kw["enable_batching"] = not args.no_batching and args.enable_batching is not False
     kw["enable_warmup"] = not args.no_warmup and args.enable_warmup is not False
     if args.batching_parameters_file:

@@ -18,6 +18,7 @@ from seg4reg_tf.serving.batching import (
 )
 from seg4reg_tf.serving.errors import GRPC_BY_NUMBER, ServingError, first_line, invalid_argument
 from seg4reg_tf.serving.metrics import ServingMetrics
+from seg4reg_tf.serving.model_config import ModelOptions
 from seg4reg_tf.serving.signatures import SignatureInfo, read_signature_defs, signature_info
 
 Tensors = dict[str, np.ndarray]
@@ -26,11 +27,13 @@ Tensors = dict[str, np.ndarray]
 class LoadedVersion:
     """One loaded SavedModel version: signatures, their callables and their batchers.
 
-    `metrics` (optional) observes every model run and batch (`ServingMetrics`)."""
+    `metrics` (optional) observes every model run and batch (`ServingMetrics`); `options`: what the
+    SignatureDefs do not say (outputs that may be NaN, tf.Example inputs; `model_config.ModelOptions`)."""
 
     def __init__(self, name: str, version: int, path: str, batching: BatchingConfig,
-                 metrics: ServingMetrics | None = None) -> None:
+                 metrics: ServingMetrics | None = None, options: ModelOptions | None = None) -> None:
         self.name, self.version, self.path = name, version, path
+        self.options = ModelOptions() if options is None else options
         self._batching = batching
         self._metrics = metrics
         defs = read_signature_defs(path)

@@ -81,10 +81,22 @@ def test_boolean_flags(flags, batching):
     assert serve_config("--model_base_path=/m", *flags).enable_batching is batching
 
 
-def test_rest_api_port_zero_means_no_rest_as_in_tf_serving():
+def test_rest_api_port_zero_means_no_rest_as_in_tf_serving(capsys):
     assert serve_config("--model_base_path=/m", "--rest_api_port=0").rest_port == -1
-    assert serve_config("--model_base_path=/m", "--rest-port=0").rest_port == 0  # the dashed flag: any free port
     assert serve_config("--model_base_path=/m").rest_port == 8501
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("port,rest_port", [("0", -1), ("-1", -1), ("9001", 9001)])
+def test_the_dashed_rest_port_is_a_deprecated_alias_with_tf_serving_s_meaning(capsys, port, rest_port):
+    """`--rest-port=0` once meant "any free port"; it now means what `--rest_api_port=0` means (no REST),
+    and every use of the dashed spelling warns on stderr naming TF Serving's."""
+    assert serve_config("--model_base_path=/m", f"--rest_api_port={port}").rest_port == rest_port
+    assert capsys.readouterr().err == ""
+    assert serve_config("--model_base_path=/m", "--rest-port", port).rest_port == rest_port
+    err = capsys.readouterr().err
+    assert "--rest-port is deprecated; use --rest_api_port" in err and "0 = no REST" in err
+    assert ("REST is off" if rest_port == -1 else f"REST port {rest_port}") in err
 
 
 def test_version_policy_flags_and_default():
