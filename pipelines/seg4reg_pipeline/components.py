@@ -227,7 +227,7 @@ def load_check(model_dir: str, serve_command: str, model_name: str, timeout_s: f
     else:
         os.symlink(os.path.abspath(model_dir), os.path.join(base, "1"))
     cmd = [serve_command, "serve", "--model-base-path", base, "--model-name", model_name, "--host", "127.0.0.1",
-           "--port", "0", "--rest-port", "-1", "--poll-seconds", "0.5"]
+           "--port", "0", "--rest_api_port", "0", "--poll-seconds", "0.5"]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
     lines: list[str] = []
     try:

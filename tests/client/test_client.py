@@ -121,7 +121,7 @@ def test_cli_serve_process_answers_and_stops_on_sigterm(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.Popen(
         [sys.executable, "-m", "seg4reg_tf.cli", "serve", "--model-base-path", base, "--port", str(port),
-         "--rest-port", str(rest_port), "--poll-seconds", "0.5", "--max-batch-size", "4"],
+         "--rest_api_port", str(rest_port), "--poll-seconds", "0.5", "--max-batch-size", "4"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_port(rest_port, proc)  # the ports open first; the version is LOADING, then AVAILABLE

@@ -88,7 +88,7 @@ def test_example_gen_uses_the_fixed_split(first_run):
 
 
 def _start_server(base: str):
-    proc = subprocess.Popen([MAIN_SEG4REG, "serve", "--model-base-path", base, "--port", "0", "--rest-port", "-1",
+    proc = subprocess.Popen([MAIN_SEG4REG, "serve", "--model-base-path", base, "--port", "0", "--rest_api_port", "0",
                              "--poll-seconds", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, PYTHONUNBUFFERED="1"))
     port, loaded, deadline, lines = None, False, time.monotonic() + 240, []
