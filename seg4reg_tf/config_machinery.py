@@ -16,6 +16,7 @@ import os
 import re
 import types
 import typing
+import warnings
 from typing import Any, Literal, Union
 
 import yaml
@@ -179,11 +180,29 @@ def from_dict(cls: type, data: dict | None, prefix: str = "") -> Any:
     hints = _hints(cls)
     kwargs = {}
     for name, value in data.items():
-        key = _join(prefix, str(name))
+        name = _current_name(cls, str(name), data, prefix)
+        key = _join(prefix, name)
         if name not in hints:
             raise _unknown(key, prefix, cls)
         kwargs[name] = _convert(hints[name], value, key)
     return _build(cls, kwargs, prefix)
+
+
+def former_names(cls: type) -> dict[str, str]:
+    """{former field name: current name} of a config class (its `FORMER_NAMES`, read for one release)."""
+    return dict(getattr(cls, "FORMER_NAMES", {}))
+
+
+def _current_name(cls: type, name: str, data: dict, prefix: str) -> str:
+    """`name`, or the current name of a former one (a DeprecationWarning; ConfigError when both are given)."""
+    new = former_names(cls).get(name)
+    if new is None:
+        return name
+    if new in data:
+        raise ConfigError(f"{_join(prefix, name)}: the former name of {_join(prefix, new)}; give only {new!r}")
+    warnings.warn(f"{_join(prefix, name)} is read as {_join(prefix, new)} (renamed; the former name is read until "
+                  "the next release)", DeprecationWarning, stacklevel=4)
+    return new
 
 
 def check_fields(cfg: Any, prefix: str = "") -> None:

@@ -266,6 +266,17 @@ def staged(final, *temporaries) -> Iterator[None]:
         raise
 
 
+class NoSpaceError(OSError):
+    """The device (or quota) filled up while writing; the message says what was being written, where, and
+    what to do (training and export both raise it, with nothing partial left as complete)."""
+
+    def __init__(self, message: str):
+        super().__init__(errno.ENOSPC, message)
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
 def is_out_of_space(err: BaseException) -> bool:
     """True for a full disk or quota: OSError ENOSPC / EDQUOT, TensorFlow's ResourceExhaustedError of a file
     write (e.g. SaveV2; not an out-of-memory one), or a TensorFlow error saying "No space left on device"."""

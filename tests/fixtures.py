@@ -34,7 +34,7 @@ TINY_EXPERIMENT = {
     "name": "tiny",
     "data": {"image_size": list(TINY_SIZE), "clahe": False, "batch_size": 4, "shuffle_buffer": 16,
              "augment": {"enabled": False}},
-    "model": {"variant": "seg4reg_plus", "encoder": "light", **TINY_MODEL, "warmup_epochs": 1},
+    "model": {"variant": "seg4reg_plus", "encoder": "light", **TINY_MODEL, "joint_warmup_epochs": 1},
     "train": {"epochs": 2, "optimizer": "adam", "learning_rate": 0.001, "schedule": "constant",
               "seed": SEED_SHIFT},
 }

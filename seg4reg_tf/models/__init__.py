@@ -5,7 +5,6 @@ from seg4reg_tf.models.config import ModelConfig
 from seg4reg_tf.models.ensemble import Seg4RegEnsemble
 from seg4reg_tf.models.gate import RoiGate
 from seg4reg_tf.models.geometry_head import GeometryHead
-from seg4reg_tf.models.joint_warmup import JointWarmup
 from seg4reg_tf.models.metrics import SMAPE, AngleMAE, PooledDice
 from seg4reg_tf.models.preprocessing import Preprocessing
 from seg4reg_tf.models.regression import RegressionNet
@@ -19,7 +18,7 @@ def build_model(cfg: ModelConfig, data=(512, 256)) -> Seg4RegPlus:
     `data`: the input contract the model carries (`Preprocessing`, or a `DataConfig`: the one the
     training data is preprocessed with), or an (H, W) pair: `Preprocessing(image_size=(H, W))` with
     the other settings at their defaults (CLAHE on, as `DataConfig`'s).
-    Add `JointWarmup(cfg.warmup_epochs)` to `fit` callbacks to get the warm-up; without it the joint
+    Add `training.JointWarmup(cfg.joint_warmup_epochs)` to `fit` callbacks to get the warm-up; without it the joint
     terms are on from the first step.
     """
     if isinstance(cfg, dict):
@@ -32,4 +31,4 @@ def build_model(cfg: ModelConfig, data=(512, 256)) -> Seg4RegPlus:
 
 
 __all__ = ["ModelConfig", "build_model", "Seg4RegPlus", "Seg4RegEnsemble", "RegressionNet", "SegmentationNet",
-           "RoiGate", "GeometryHead", "JointWarmup", "Preprocessing", "SMAPE", "AngleMAE", "PooledDice"]
+           "RoiGate", "GeometryHead", "Preprocessing", "SMAPE", "AngleMAE", "PooledDice"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
 from seg4reg_tf.config_machinery import check_fields, require
 from seg4reg_tf.config_machinery import from_dict as _from_dict
@@ -91,9 +91,12 @@ class ModelConfig:
 
     Loss (seg4reg_plus): w_seg_ce * CE + w_seg_dice * Dice + w_reg_image * L1(R(x)) + w_reg_mask *
     L1(R(m)) + joint * (w_reg_seg * L1(R(s_hat)) + lambda_att * L_att + lambda_tri * L_tri), where the
-    L1 terms are on angles / angle_scale and `joint` is 0 during the first `warmup_epochs` epochs
-    (set by the `JointWarmup` callback) and 1 afterwards.
+    L1 terms are on angles / angle_scale and `joint` is 0 during the first `joint_warmup_epochs` epochs
+    (set by the `training.JointWarmup` callback) and 1 afterwards (the learning rate's warm-up is
+    `train.warmup_epochs`).
     """
+
+    FORMER_NAMES: ClassVar[dict] = {"warmup_epochs": "joint_warmup_epochs"}  # config_machinery.from_dict
 
     variant: Literal["reg_only", "seg4reg", "seg4reg_plus"] = "seg4reg_plus"
     encoder: Literal["light", "densenet121", "densenet169", "efficientnet_lite0"] = "light"
@@ -113,7 +116,7 @@ class ModelConfig:
     gate_stop_gradient: bool = True
     attention_reg: bool = True
     triangle: bool = True
-    warmup_epochs: int = 2
+    joint_warmup_epochs: int = 2
     w_seg_ce: float = 1.0
     w_seg_dice: float = 1.0
     w_reg_image: float = 1.0
@@ -154,7 +157,7 @@ class ModelConfig:
               f"null or 3 angles in (0, angle_scale={self.angle_scale}) degrees")
         check("head", self.head == "auto" or self.head in _VARIANT_HEADS[self.variant],
               f"one of {_VARIANT_HEADS[self.variant]} (or 'auto') for variant {self.variant!r}")
-        check("warmup_epochs", self.warmup_epochs >= 0, "an int >= 0")
+        check("joint_warmup_epochs", self.joint_warmup_epochs >= 0, "an int >= 0")
         for key in ("w_seg_ce", "w_seg_dice", "w_reg_image", "w_reg_mask", "w_reg_seg", "lambda_att", "lambda_tri",
                     "dropout", "w_tilt", "w_centre", "w_angle"):
             check(key, math.isfinite(getattr(self, key)) and getattr(self, key) >= 0, "a finite number >= 0")

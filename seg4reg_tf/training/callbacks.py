@@ -121,8 +121,8 @@ def make_callbacks(run_dir: str, *, monitor: str, joint_warmup_epochs: int, glob
     model; every epoch when not `select_best`), AtomicModelCheckpoint(RUN/last.keras),
     AtomicCSVLogger(RUN/history.csv, append), TensorBoard(RUN/tensorboard), SafeBackupAndRestore(RUN/backup)
     last."""
-    from seg4reg_tf.models.joint_warmup import JointWarmup
     from seg4reg_tf.training.backup import SafeBackupAndRestore
+    from seg4reg_tf.training.joint_warmup import JointWarmup
 
     best = AtomicModelCheckpoint(fileio.join(run_dir, "model.keras"), monitor=monitor, mode="min",
                                  save_best_only=select_best, verbose=1 if select_best else 0)

@@ -81,7 +81,7 @@ def _train(args: argparse.Namespace) -> int:
     from seg4reg_tf.data.sources import DataSourceError
     from seg4reg_tf.training.config import ConfigError
     from seg4reg_tf.training.run import RunStateError
-    from seg4reg_tf.training.train import TrainSpaceError, train
+    from seg4reg_tf.training.train import train
 
     try:
         summary = train(cfg, data_root, run_dir, val_data=val_data, strategy_name=args.strategy)
@@ -89,7 +89,7 @@ def _train(args: argparse.Namespace) -> int:
             FileNotFoundError) as err:  # clear messages, no traceback
         print(f"seg4reg train: {err}", file=sys.stderr)
         return 2
-    except TrainSpaceError as err:  # a full disk: where and how much, no TensorFlow trace
+    except fileio.NoSpaceError as err:  # a full disk: where and how much, no TensorFlow trace
         print(f"seg4reg train: {err}", file=sys.stderr)
         return 1
     monitor = cfg.train.checkpoint_monitor

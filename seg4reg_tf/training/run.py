@@ -18,6 +18,7 @@ import keras
 import yaml
 
 from seg4reg_tf import fileio
+from seg4reg_tf.config_machinery import former_names
 from seg4reg_tf.training.config import ExperimentConfig, load_config, to_dict
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,21 @@ def config_fingerprint(cfg: ExperimentConfig, written: dict | None = None) -> st
     package later (with its default) does not make an older run's config look changed."""
     resolved = to_dict(cfg)
     if written is not None:
-        resolved = _keys_of(resolved, written)
+        resolved = _keys_of(resolved, written, cfg)
     return hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _keys_of(resolved: dict, written: dict) -> dict:
-    return {k: _keys_of(v, written[k]) if isinstance(v, dict) and isinstance(written[k], dict) else v
-            for k, v in resolved.items() if k in written}
+def _keys_of(resolved: dict, written: dict, cfg) -> dict:
+    """`resolved` (the config `cfg` as a dict) with only the keys `written` has, under the names it has them:
+    a run written before a field was renamed keeps its fingerprint (`config_machinery.former_names`)."""
+    former = {new: old for old, new in former_names(type(cfg)).items() if old in written and new not in written}
+    out = {}
+    for name, value in resolved.items():
+        key = former.get(name, name)
+        if key in written:
+            out[key] = (_keys_of(value, written[key], getattr(cfg, name, None))
+                        if isinstance(value, dict) and isinstance(written[key], dict) else value)
+    return out
 
 
 def config_differences(old: ExperimentConfig, new: ExperimentConfig, limit: int = 8) -> list[str]:

@@ -16,7 +16,6 @@ TensorFlow filesystem (gs://...; `seg4reg_tf.fileio`).
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
 import math
@@ -75,7 +74,7 @@ def compile_model(cfg: ExperimentConfig, steps_per_epoch: int) -> keras.Model:
     """`build_model(cfg.model, cfg.data)` (carrying the data config's preprocessing) under the
     `train.mixed_precision` policy, compiled with `make_optimizer(cfg.train, steps_per_epoch)` and
     `train.jit_compile` (call inside the strategy scope).
-    Add `JointWarmup(cfg.model.warmup_epochs)` to its fit callbacks. The global dtype policy is restored."""
+    Add `JointWarmup(cfg.model.joint_warmup_epochs)` to its fit callbacks. The global dtype policy is restored."""
     from seg4reg_tf.models import build_model
 
     previous = keras.config.dtype_policy()
@@ -216,12 +215,12 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
             val_steps = tc.val_steps or math.ceil(val_split.count / global_batch)
             result = fit_custom_loop(strategy, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
                                      steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
-                                     monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs,
+                                     monitor=monitor, joint_warmup_epochs=cfg.model.joint_warmup_epochs,
                                      select_best=select_best)
             initial_epoch, epochs_run, images = result["initial_epoch"], result["epochs_run"], result["images"]
         else:
             resumed_best = best_of_history(read_history(history_path), monitor)[0] if resuming else math.inf
-            callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.warmup_epochs,
+            callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.joint_warmup_epochs,
                                        global_batch=global_batch, resumed_best=resumed_best,
                                        select_best=select_best)
             history = model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
@@ -261,20 +260,9 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
     return summary
 
 
-class TrainSpaceError(OSError):
-    """The device (or quota) holding the run directory filled up; the run resumes from its last complete
-    backup once there is room. The message names the file (or the run directory) and the size needed."""
-
-    def __init__(self, message: str):
-        super().__init__(errno.ENOSPC, message)
-
-    def __str__(self) -> str:
-        return self.strerror
-
-
 @contextlib.contextmanager
 def _full_disk_named(run_dir: str, model):
-    """Re-raise a full disk inside the block as TrainSpaceError (no TensorFlow trace); `model()`: the model
+    """Re-raise a full disk inside the block as `fileio.NoSpaceError` (no TensorFlow trace); `model()`: the model
     so far, or None, whose variables (weights and optimizer state) a checkpoint holds."""
     try:
         yield
@@ -289,7 +277,7 @@ def _full_disk_named(run_dir: str, model):
             variables = list(m.weights) + (list(m.optimizer.variables) if m.optimizer is not None else [])
             mb = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables) / 2**20
             size = f" (at least {mb:.2f} MB needed: the model's weights and optimizer state)"
-        raise TrainSpaceError(f"no space left on device while writing {where}{size}; the disk or quota holding "
+        raise fileio.NoSpaceError(f"no space left on device while writing {where}{size}; the disk or quota holding "
                               f"{run_dir} is full. Free space and run the same command again: training resumes "
                               "after the last complete epoch") from None
 

@@ -25,14 +25,14 @@ HP_KEYS = {
     "schedule": "train.schedule",
     "lambda_att": "model.lambda_att (log-uniform; seg4reg_plus with attention_reg)",
     "lambda_tri": "model.lambda_tri (log-uniform; seg4reg_plus with triangle)",
-    "joint_warmup_epochs": "model.warmup_epochs (seg4reg_plus; < train.epochs)",
+    "joint_warmup_epochs": "model.joint_warmup_epochs (seg4reg_plus; < train.epochs)",
     "reg_width": "model.reg_width",
     "seg_width": "model.seg_width (variants with S)",
     "image_size": "data.image_size, as 'HxW'",
     "augment_strength": "data.augment rotation_deg, translate_frac and scale_range spread x strength",
 }
 _PATHS = {"learning_rate": "train.learning_rate", "schedule": "train.schedule", "lambda_att": "model.lambda_att",
-          "lambda_tri": "model.lambda_tri", "joint_warmup_epochs": "model.warmup_epochs",
+          "lambda_tri": "model.lambda_tri", "joint_warmup_epochs": "model.joint_warmup_epochs",
           "reg_width": "model.reg_width", "seg_width": "model.seg_width"}
 
 
@@ -212,13 +212,13 @@ class Seg4RegHyperModel(keras_tuner.HyperModel):
 
         `epochs` / `initial_epoch` (Hyperband's budget) default to train.epochs / 0. Returns the History.
         """
-        from seg4reg_tf.models.joint_warmup import JointWarmup
+        from seg4reg_tf.training.joint_warmup import JointWarmup
         from seg4reg_tf.training.train import build_datasets
 
         cfg = self.config_for(self.declare(hp))
         keras.utils.set_random_seed(cfg.train.seed)
         train_ds, val_ds = build_datasets(cfg, self.train_split, self.val_split, cfg.data.batch_size * self.replicas)
-        cbs = [JointWarmup(cfg.model.warmup_epochs)] + list(callbacks or ())
+        cbs = [JointWarmup(cfg.model.joint_warmup_epochs)] + list(callbacks or ())
         return model.fit(train_ds, epochs=epochs or cfg.train.epochs, initial_epoch=initial_epoch,
                          steps_per_epoch=cfg.train.steps_per_epoch, validation_data=val_ds, callbacks=cbs,
                          verbose=self.verbose if verbose is None else verbose, shuffle=False)

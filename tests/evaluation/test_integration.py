@@ -39,7 +39,7 @@ def test_end_to_end_tiny_run(tmp_path, capsys):
     write_synthetic_dataset(str(data), n_train=5, n_test=2, seed=0, height_range=(300, 360), progress=False)
     cfg = config_from_dict(tiny_experiment({
         "data": {"batch_size": 2, "cache": False},
-        "model": {"warmup_epochs": 0},
+        "model": {"joint_warmup_epochs": 0},
         "train": {"epochs": 1, "steps_per_epoch": 1, "val_steps": 1},
     }))
     run_dir = tmp_path / "run"

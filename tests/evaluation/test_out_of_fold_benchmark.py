@@ -49,7 +49,7 @@ def test_each_fold_trains_exports_and_appends_its_held_out_films_and_a_rerun_res
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_experiment({
         "data": {"batch_size": 2, "cache": False}, "model": {"geometry_head": True, "head": "fused",
-                                                             "warmup_epochs": 0},
+                                                             "joint_warmup_epochs": 0},
         "train": {"epochs": 1, "steps_per_epoch": 1}})))
     out, runs = tmp_path / "oof.csv", tmp_path / "runs"
     argv = ["--config", str(cfg), "--data", tiny_data, "--runs", str(runs), "--out", str(out)]

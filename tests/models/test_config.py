@@ -7,7 +7,7 @@ from seg4reg_tf.models.config import ModelConfig
     ("variant", "seg5reg"), ("encoder", "resnet"), ("reg_width", 0), ("reg_depth", 9), ("seg_width", -1),
     ("seg_depth", "4"), ("angle_scale", 0), ("angle_scale", float("nan")), ("head", "best"), ("cam", "gradcam++"),
     ("roi_gate", "yes"), ("gate_stop_gradient", 1), ("attention_reg", None), ("triangle", "no"),
-    ("warmup_epochs", -1), ("w_seg_ce", -1.0), ("w_seg_dice", "1"), ("w_reg_image", -2), ("w_reg_mask", -1),
+    ("joint_warmup_epochs", -1), ("w_seg_ce", -1.0), ("w_seg_dice", "1"), ("w_reg_image", -2), ("w_reg_mask", -1),
     ("w_reg_seg", float("inf")), ("lambda_att", -0.1), ("lambda_tri", -1), ("dropout", 1.0),
     ("encoder_weights", ""), ("angle_prior", (10, 20)), ("angle_prior", (10, 20, 200)), ("reg_norm", "layer"),
     ("seg_norm", "instance"), ("reg_width", 6), ("tta", "rotate"), ("tta", True),

@@ -12,7 +12,7 @@ H, W = TINY_SIZE
 @pytest.mark.numeric
 def test_tiny_model_overfits_four_images(record_property):
     set_seed(0)
-    model = build_model(tiny_model_config(reg_width=8, seg_width=8, warmup_epochs=0), (H, W))
+    model = build_model(tiny_model_config(reg_width=8, seg_width=8, joint_warmup_epochs=0), (H, W))
     model.compile(optimizer=keras.optimizers.Adam(1e-2))
     ds = box_spine_dataset(n=4, batch=4).repeat()
     val = box_spine_dataset(n=4, batch=2)

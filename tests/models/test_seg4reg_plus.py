@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from seg4reg_tf.models import JointWarmup, Seg4RegPlus, build_model
+from seg4reg_tf.models import Seg4RegPlus, build_model
+from seg4reg_tf.training.joint_warmup import JointWarmup
 from tests.fixtures import TINY_SIZE, box_spine_batch, box_spine_dataset, tiny_model_config
 
 H, W = TINY_SIZE
@@ -112,10 +113,11 @@ def test_gradient_paths_between_s_and_r():
 
 @pytest.mark.slow
 def test_warmup_switches_joint_terms_off_then_on():
-    cfg = tiny_model_config(warmup_epochs=1)
+    cfg = tiny_model_config(joint_warmup_epochs=1)
     model = build_model(cfg, (H, W))
     model.compile(optimizer=keras.optimizers.SGD(1e-4))
-    hist = model.fit(box_spine_dataset(n=2, batch=2), epochs=2, verbose=0, callbacks=[JointWarmup(cfg.warmup_epochs)])
+    hist = model.fit(box_spine_dataset(n=2, batch=2), epochs=2, verbose=0,
+                     callbacks=[JointWarmup(cfg.joint_warmup_epochs)])
     h = hist.history
     separate = [h["seg_loss"][e] + h["reg_image_loss"][e] + h["reg_mask_loss"][e] for e in range(2)]
     joint = [h["reg_seg_loss"][e] + cfg.lambda_att * h["att_loss"][e] + cfg.lambda_tri * h["tri_loss"][e]
@@ -138,7 +140,7 @@ def test_warmup_callback_follows_epoch_index_on_resume():
     model.compile(optimizer="sgd")
     model.fit(box_spine_dataset(n=2), epochs=4, initial_epoch=2, verbose=0, callbacks=[JointWarmup(4)])
     assert float(model.joint_weight) == 0.0  # epochs 2 and 3 are still warm-up
-    with pytest.raises(ValueError, match=r"model\.warmup_epochs"):
+    with pytest.raises(ValueError, match=r"model\.joint_warmup_epochs"):
         JointWarmup(-1)
 
 

@@ -43,7 +43,7 @@ def test_xla_gives_the_same_loss(tiny_cfg):
     losses = []
     for jit in (False, True):
         set_seed(0)
-        model = compile_model(tiny_cfg([f"train.jit_compile={str(jit).lower()}", "model.warmup_epochs=0"]), 2)
+        model = compile_model(tiny_cfg([f"train.jit_compile={str(jit).lower()}", "model.joint_warmup_epochs=0"]), 2)
         losses.append(model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)["loss"])
     assert losses[1] == pytest.approx(losses[0], rel=1e-4)
 

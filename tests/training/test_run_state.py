@@ -86,3 +86,33 @@ def test_a_field_added_later_keeps_an_older_run_finished(tmp_path):
     written["train"]["epochs"] += 1
     (run / "config.yaml").write_text(yaml.safe_dump(written))
     assert run_state(str(run)).status == "inconsistent"
+
+
+# A run's config.yaml written before model.warmup_epochs became model.joint_warmup_epochs, and the
+# config_sha256 the code of that time computed for it (training.run.config_fingerprint, 2026-12-08)
+FORMER_CONFIG = """\
+data: {augment: {enabled: false}, batch_size: 4, clahe: false, image_size: [64, 32], shuffle_buffer: 16}
+model: {encoder: light, reg_depth: 3, reg_width: 4, seg_depth: 2, seg_width: 4, variant: seg4reg_plus,
+  warmup_epochs: 3}
+name: tiny
+train: {epochs: 2, learning_rate: 0.001, optimizer: adam, schedule: constant, seed: 0}
+"""
+FORMER_SHA256 = "0b164b2b0bc91b99df97c62a7e06ab5daf9ba8d9f5c7170e7c371a7c73eee7bf"
+
+
+def test_a_run_written_under_a_former_key_name_keeps_its_fingerprint(tmp_path):
+    import yaml
+
+    from seg4reg_tf.training.config import load_config
+    from seg4reg_tf.training.run import config_fingerprint
+
+    path = tmp_path / "config.yaml"
+    path.write_text(FORMER_CONFIG)
+    with pytest.warns(DeprecationWarning, match=r"model\.warmup_epochs is read as model\.joint_warmup_epochs"):
+        cfg = load_config(str(path))
+    assert cfg.model.joint_warmup_epochs == 3 and cfg.train.warmup_epochs == 0  # the learning-rate ramp: its own
+    assert config_fingerprint(cfg, yaml.safe_load(FORMER_CONFIG)) == FORMER_SHA256
+    both = FORMER_CONFIG.replace("warmup_epochs: 3}", "warmup_epochs: 3, joint_warmup_epochs: 1}")
+    path.write_text(both)
+    with pytest.raises(ValueError, match=r"model\.warmup_epochs: the former name of model\.joint_warmup_epochs"):
+        load_config(str(path))

@@ -168,11 +168,11 @@ def test_full_disk_during_a_checkpoint_names_the_file_and_the_size(tmp_path, tin
     """Issue 29: a run directory on a disk that fills up during the first checkpoint gives a short error
     naming what was being written and how much a checkpoint needs, no TensorFlow trace (library and CLI)."""
     from seg4reg_tf.cli import main
-    from seg4reg_tf.training.train import TrainSpaceError
+    from seg4reg_tf.fileio import NoSpaceError
 
     cfg = tiny_cfg(["train.epochs=1"])
     run = small_disk(192) / "run"  # config and logs fit; the first checkpoint (model.keras, > 190 KiB) does not
-    with pytest.raises(TrainSpaceError) as info:
+    with pytest.raises(NoSpaceError) as info:
         train(cfg, tiny_data, str(run), verbose=0)
     msg = str(info.value)
     assert msg.startswith(f"no space left on device while writing {run / 'model.keras'} (at least "), msg

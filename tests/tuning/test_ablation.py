@@ -11,7 +11,7 @@ from tests.fixtures import load_benchmark
 
 TINY_SETS = ["data.image_size=[64,32]", "data.clahe=false", "data.batch_size=4", "data.shuffle_buffer=16",
              "model.reg_width=4", "model.reg_depth=3", "model.seg_width=4", "model.seg_depth=2",
-             "model.warmup_epochs=0"]
+             "model.joint_warmup_epochs=0"]
 
 
 def _ablation():

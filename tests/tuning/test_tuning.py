@@ -29,7 +29,7 @@ def test_values_become_typed_config_changes(tiny_data):
               "augment_strength": 1.5, "tuner/epochs": 3}
     cfg = hm.config_for(values)
     assert cfg.train.learning_rate == 3e-5 and cfg.train.schedule == "cosine"
-    assert cfg.model.lambda_att == 0.25 and cfg.model.lambda_tri == 1.5 and cfg.model.warmup_epochs == 2
+    assert cfg.model.lambda_att == 0.25 and cfg.model.lambda_tri == 1.5 and cfg.model.joint_warmup_epochs == 2
     assert cfg.model.reg_width == 8 and cfg.model.seg_width == 4
     assert cfg.data.image_size == (96, 48)
     a = cfg.data.augment  # base: rotation 4, translate 0.05, scale (0.9, 1.2); x 1.5

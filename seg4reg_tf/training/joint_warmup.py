@@ -15,17 +15,21 @@ class JointWarmup(keras.callbacks.Callback):
     def __init__(self, warmup_epochs: int):
         super().__init__()
         if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, int) or warmup_epochs < 0:
-            raise ValueError(f"model.warmup_epochs: expected an int >= 0, got {warmup_epochs!r}")
+            raise ValueError(f"model.joint_warmup_epochs: expected an int >= 0, got {warmup_epochs!r}")
         self.warmup_epochs = warmup_epochs
 
     @staticmethod
     def weight_for_epoch(epoch: int, warmup_epochs: int) -> float:
         return 0.0 if epoch < warmup_epochs else 1.0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        var = getattr(self.model, "joint_weight", None)
+    def set_phase(self, model, epoch: int) -> None:
+        """`model.joint_weight` for `epoch` (0-based); a model without one is left alone."""
+        var = getattr(model, "joint_weight", None)
         if var is not None:
             var.assign(self.weight_for_epoch(int(epoch), self.warmup_epochs))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.set_phase(self.model, epoch)
 
     def get_config(self):
         return {"warmup_epochs": self.warmup_epochs}
