@@ -61,8 +61,8 @@ def input_contract(model, preprocessing=None):
 
     Raises:
         ValueError naming `preprocessing` when the model carries none and none is given (a plain Keras
-        model, or a Seg4RegPlus saved before models carried it: `training.run.load_run` supplies its
-        run's), when both are given and differ, or when its image size is not the model's.
+        model, or a Seg4RegPlus saved without one: `training.run.load_run` supplies its run's), when both
+        are given and differ, or when its image size is not the model's.
     """
     from seg4reg_tf.models.preprocessing import Preprocessing
 
@@ -327,7 +327,7 @@ def export_model(
         step = f"the move into {final}"
         fileio.move_tree(staged, final, last=(SAVED_MODEL_FILE,))  # TF Serving loads a dir with saved_model.pb
     except Exception as err:
-        if fileio.is_out_of_space(err):  # a short answer instead of TF's trace (issue 21)
+        if fileio.is_out_of_space(err):  # a short answer naming the step instead of TF's trace
             raise ExportSpaceError(f"no space left on device while writing {step} of version {version} to {final} "
                                    f"(the disk or quota holding {base} is full); nothing was exported: the "
                                    "partial files were removed") from None
