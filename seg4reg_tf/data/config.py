@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 from seg4reg_tf.config_machinery import check_fields, check_image_size, require
+from seg4reg_tf.input_checks import clahe_rules
 
 
 @dataclasses.dataclass
@@ -91,10 +92,8 @@ class DataConfig:
     def __post_init__(self):
         check_fields(self, "data")
         check_image_size(self.image_size, "data.image_size")
-        require(self.clahe_clip >= 0, "data.clahe_clip", "a number >= 0", self.clahe_clip)
-        require(min(self.clahe_tiles) >= 1, "data.clahe_tiles", "positive ints", self.clahe_tiles)
-        require(not self.clahe or all(s >= 2 * t for s, t in zip(self.image_size, self.clahe_tiles)),
-                "data.clahe_tiles", f"tiles of at least 2 pixels for image_size {self.image_size}", self.clahe_tiles)
+        for rule in clahe_rules(self, "data"):
+            require(*rule)
         for key in ("batch_size", "shuffle_buffer"):
             require(getattr(self, key) >= 1, f"data.{key}", "a positive int", getattr(self, key))
         require(self.num_parallel_calls >= 1 or self.num_parallel_calls == -1, "data.num_parallel_calls",

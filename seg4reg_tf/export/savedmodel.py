@@ -61,8 +61,8 @@ def input_contract(model, preprocessing=None):
 
     Raises:
         ValueError naming `preprocessing` when the model carries none and none is given (a plain Keras
-        model, or a Seg4RegPlus saved before models carried it: `training.run.load_run` supplies its
-        run's), when both are given and differ, or when its image size is not the model's.
+        model, or a Seg4RegPlus saved without one: `training.run.load_run` supplies its run's), when both
+        are given and differ, or when its image size is not the model's.
     """
     from seg4reg_tf.models.preprocessing import Preprocessing
 
@@ -250,34 +250,56 @@ def export_model(
 
     The data sections of `config` and `member_configs` must describe the same preprocessing (ValueError).
     """
-    import keras
+    _check_target(base_path, version)
+    contract = input_contract(model, preprocessing)
+    _check_configs(contract, config, member_configs)
+    base, final, created_base = _version_dir(base_path, version)
+    if weights_dtype not in ("float32", "float16"):
+        raise ValueError(f"weights_dtype: expected 'float32' or 'float16', got {weights_dtype!r}")
+    if intervals is not None and not isinstance(intervals, angle_intervals.AngleIntervals):
+        intervals = angle_intervals.read(intervals)
+    half = HalfPrecisionWeights(model) if weights_dtype == "float16" else None
+    archive = _archive(_Graph(model, contract, half, intervals), half)
+    parts = _Parts(archive, warmup_images, intervals, config, member_configs or ())
+    _write_version(parts, base, version, final, created_base)
+    return final
 
-    from seg4reg_tf.models.preprocessing import Preprocessing
 
+def _check_target(base_path, version) -> None:
+    """Refuse a base path that is not a path (TypeError) and a version that is not a positive int (ValueError)."""
     if not isinstance(base_path, (str, os.PathLike)):
         raise TypeError(f"base_path: expected a directory path, got {type(base_path).__name__} (export_model takes "
                         "no data config: the model carries its preprocessing)")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise ValueError(f"version: expected a positive int, got {version!r}")
-    contract = input_contract(model, preprocessing)
+
+
+def _check_configs(contract, config, member_configs) -> None:
+    """Refuse a `config` or member config whose data section is not the model's preprocessing (ValueError)."""
+    from seg4reg_tf.models.preprocessing import Preprocessing
+
     for key, c in [("config", config)] + [(f"member_configs[{i}]", m) for i, m in enumerate(member_configs or ())]:
         if c is not None and Preprocessing.of(c.data) != contract:
             raise ValueError(f"{key}.data: does not describe the model's preprocessing "
                              f"({'; '.join(contract.differences(Preprocessing.of(c.data)))})")
-    h, w = contract.image_size
+
+
+def _version_dir(base_path, version: int) -> tuple[str, str, bool]:
+    """Create the base path if missing; (base, version dir, base created here); FileExistsError for a used version."""
     base = os.fspath(base_path)  # any TensorFlow filesystem (seg4reg_tf.fileio)
     created_base = not fileio.exists(base)
     fileio.makedirs(base)
     final = fileio.join(base, str(version))
     if fileio.exists(final):
         raise FileExistsError(f"{final}: version {version} already exists; refusing to overwrite")
+    return base, final, created_base
 
-    if weights_dtype not in ("float32", "float16"):
-        raise ValueError(f"weights_dtype: expected 'float32' or 'float16', got {weights_dtype!r}")
-    if intervals is not None and not isinstance(intervals, angle_intervals.AngleIntervals):
-        intervals = angle_intervals.read(intervals)
-    half = HalfPrecisionWeights(model) if weights_dtype == "float16" else None
-    graph = _Graph(model, contract, half, intervals)
+
+def _archive(graph: _Graph, half: HalfPrecisionWeights | None):
+    """The keras ExportArchive with the three signatures of `graph` (and the float16 weights, if any)."""
+    import keras
+
+    h, w = graph.size
 
     def serving_default(image_bytes):
         return graph.from_bytes(image_bytes)
@@ -302,32 +324,56 @@ def export_model(
     archive.add_endpoint(
         PREDICT_EXAMPLE, predict_example, input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)]
     )
+    return archive
 
-    tmp_root = fileio.mkdtemp(base, prefix=f".tmp-{version}-")
-    step = "the SavedModel (graph and variables)"
-    try:
-        staged = fileio.join(tmp_root, str(version))
-        archive.write_out(staged, verbose=False)
+
+class _Parts:
+    """What a version dir holds, each part written into the staged dir by its own method."""
+
+    def __init__(self, archive, warmup_images, intervals, config, member_configs):
+        self.archive, self.warmup_images, self.intervals = archive, warmup_images, intervals
+        self.config, self.member_configs = config, member_configs
+
+    def write_saved_model(self, staged: str) -> None:
+        """Write saved_model.pb and variables/."""
+        self.archive.write_out(staged, verbose=False)
+
+    def write_warmup(self, staged: str) -> None:
+        """Write the warm-up requests (`warmup_images`, default synthetic images)."""
         from seg4reg_tf.export.warmup_records import synthetic_images, write_warmup_requests
 
-        step = WARMUP_RELPATH
-        images = list(warmup_images) if warmup_images is not None else synthetic_images()
+        images = list(self.warmup_images) if self.warmup_images is not None else synthetic_images()
         write_warmup_requests(fileio.join(staged, WARMUP_RELPATH), images)
+
+    def write_configs(self, staged: str) -> None:
+        """Write intervals.json, config.yaml and the ensemble members' configs into assets.extra."""
         from seg4reg_tf.training.config import save_config
 
-        step = "the configs in assets.extra"
-        if intervals is not None:
-            fileio.write_atomic(fileio.join(staged, INTERVALS_RELPATH), intervals.to_json())
-        if config is not None:
-            save_config(config, fileio.join(staged, CONFIG_RELPATH))
-        for index, member in enumerate(member_configs or ()):
+        if self.intervals is not None:
+            fileio.write_atomic(fileio.join(staged, INTERVALS_RELPATH), self.intervals.to_json())
+        if self.config is not None:
+            save_config(self.config, fileio.join(staged, CONFIG_RELPATH))
+        for index, member in enumerate(self.member_configs):
             save_config(member, fileio.join(staged, MEMBER_CONFIG_RELPATH.format(index=index)))
+
+
+def _write_version(parts: _Parts, base: str, version: int, final: str, created_base: bool) -> None:
+    """Stage `parts` under `base` and move them to `final`; a failure leaves nothing (a full disk: ExportSpaceError)."""
+    tmp_root = fileio.mkdtemp(base, prefix=f".tmp-{version}-")
+    staged = fileio.join(tmp_root, str(version))
+    step = "the SavedModel (graph and variables)"
+    try:
+        parts.write_saved_model(staged)
+        step = WARMUP_RELPATH
+        parts.write_warmup(staged)
+        step = "the configs in assets.extra"
+        parts.write_configs(staged)
         if fileio.exists(final):
             raise FileExistsError(f"{final}: version {version} appeared while exporting; refusing to overwrite")
         step = f"the move into {final}"
         fileio.move_tree(staged, final, last=(SAVED_MODEL_FILE,))  # TF Serving loads a dir with saved_model.pb
     except Exception as err:
-        if fileio.is_out_of_space(err):  # a short answer instead of TF's trace (issue 21)
+        if fileio.is_out_of_space(err):  # a short answer naming the step instead of TF's trace
             raise ExportSpaceError(f"no space left on device while writing {step} of version {version} to {final} "
                                    f"(the disk or quota holding {base} is full); nothing was exported: the "
                                    "partial files were removed") from None
@@ -336,7 +382,6 @@ def export_model(
         fileio.rmtree(tmp_root, ignore_errors=True)
         if created_base and not fileio.exists(final) and not fileio.listdir(base):
             fileio.rmtree(base, ignore_errors=True)  # a base path this failed export created
-    return final
 
 
 class ExportSpaceError(OSError):

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any, Literal, Mapping
 
 from seg4reg_tf.config_machinery import ConfigError, check_fields, check_image_size, from_dict, require, to_dict
+from seg4reg_tf.input_checks import clahe_rules
 
 FIELDS = ("image_size", "clahe", "clahe_clip", "clahe_tiles")  # what it shares with `data.config.DataConfig`
 
@@ -37,11 +38,8 @@ class Preprocessing:
     def __post_init__(self):
         check_fields(self, "preprocessing")
         check_image_size(self.image_size, "preprocessing.image_size")
-        require(self.clahe_clip >= 0, "preprocessing.clahe_clip", "a number >= 0", self.clahe_clip)
-        require(min(self.clahe_tiles) >= 1, "preprocessing.clahe_tiles", "positive ints", self.clahe_tiles)
-        require(not self.clahe or all(s >= 2 * t for s, t in zip(self.image_size, self.clahe_tiles)),
-                "preprocessing.clahe_tiles", f"tiles of at least 2 pixels for image_size {self.image_size}",
-                self.clahe_tiles)
+        for rule in clahe_rules(self, "preprocessing"):
+            require(*rule)
 
     @classmethod
     def of(cls, source: Any) -> Preprocessing:

@@ -80,6 +80,21 @@ def test_one_image_size_check_everywhere(key, make):
             make(bad)
 
 
+@pytest.mark.parametrize("settings, message", [
+    ({"clahe_clip": -1.0}, "clahe_clip: expected a number >= 0, got -1.0"),
+    ({"clahe_tiles": (0, 8)}, "clahe_tiles: expected positive ints, got (0, 8)"),
+    ({"clahe": True, "clahe_tiles": (8, 32)}, "clahe_tiles: expected tiles of at least 2 pixels for image_size "
+                                              "(64, 32), got (8, 32)"),
+])
+def test_one_clahe_check_for_the_data_config_and_the_contract(settings, message):
+    """DataConfig and Preprocessing check their CLAHE settings with the same rules (`input_checks.clahe_rules`)."""
+    for prefix, make in (("data", DataConfig), ("preprocessing", Preprocessing)):
+        with pytest.raises(ConfigError, match="^" + re.escape(f"{prefix}.{message}") + "$"):
+            make(image_size=(64, 32), **settings)
+    Preprocessing(image_size=(64, 32), clahe=False, clahe_tiles=(8, 32))  # tiles too small matter only with CLAHE
+    DataConfig(image_size=(64, 32), clahe=False, clahe_tiles=(8, 32))
+
+
 def test_the_image_size_check_refuses_what_is_not_two_ints():
     for bad in ((64,), (64.0, 32), (True, 64), "64x32", 64):
         with pytest.raises(ConfigError, match=r"^image_size: expected \(height, width\) ints >= 16"):
