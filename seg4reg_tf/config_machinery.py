@@ -53,6 +53,17 @@ def check_image_size(value: Any, key: str = "image_size", *, stride: int = 1, wh
     return h, w
 
 
+def check_input_settings(settings: Any, prefix: str) -> None:
+    """The one check of a model input's settings beyond its size (`DataConfig`, `Preprocessing`): the CLAHE
+    clip limit and tiles (each tile at least 2 x 2 pixels of `image_size`). ConfigError naming `prefix.key`."""
+    check_image_size(settings.image_size, f"{prefix}.image_size")
+    size, tiles = settings.image_size, settings.clahe_tiles
+    require(settings.clahe_clip >= 0, f"{prefix}.clahe_clip", "a number >= 0", settings.clahe_clip)
+    require(min(tiles) >= 1, f"{prefix}.clahe_tiles", "positive ints", tiles)
+    require(not settings.clahe or all(s >= 2 * t for s, t in zip(size, tiles)), f"{prefix}.clahe_tiles",
+            f"tiles of at least 2 pixels for image_size {size}", tiles)
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from seg4reg_tf.config_machinery import check_fields, check_image_size, require
-from seg4reg_tf.input_checks import clahe_rules
+from seg4reg_tf.config_machinery import check_fields, check_input_settings, require
 
 
 @dataclasses.dataclass
@@ -91,9 +90,7 @@ class DataConfig:
 
     def __post_init__(self):
         check_fields(self, "data")
-        check_image_size(self.image_size, "data.image_size")
-        for rule in clahe_rules(self, "data"):
-            require(*rule)
+        check_input_settings(self, "data")
         for key in ("batch_size", "shuffle_buffer"):
             require(getattr(self, key) >= 1, f"data.{key}", "a positive int", getattr(self, key))
         require(self.num_parallel_calls >= 1 or self.num_parallel_calls == -1, "data.num_parallel_calls",

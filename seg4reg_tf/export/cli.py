@@ -51,7 +51,7 @@ def _export(args) -> int:
         path = export_run(args.run_dirs, args.out, args.version, tta=args.tta, head=args.head,
                           allow_unfinished=args.allow_unfinished, weights_dtype=args.weights,
                           intervals=args.intervals)
-    except (OSError, ValueError) as err:  # FileExistsError, FileNotFoundError, a full disk (ExportSpaceError), ...
+    except (OSError, ValueError) as err:  # FileExistsError, FileNotFoundError, a full disk (fileio.NoSpaceError), ...
         print(f"export: {err}", file=sys.stderr)
         return 1
     if args.allow_unfinished:

@@ -19,7 +19,6 @@ float32 [B, 3] deg (`export.intervals`; NaN when not measurable). `predict_image
 """
 from __future__ import annotations
 
-import errno
 import os
 from typing import Sequence
 
@@ -358,7 +357,8 @@ class _Parts:
 
 
 def _write_version(parts: _Parts, base: str, version: int, final: str, created_base: bool) -> None:
-    """Stage `parts` under `base` and move them to `final`; a failure leaves nothing (a full disk: ExportSpaceError)."""
+    """Stage `parts` under `base` and move them to `final`; a failure leaves nothing (a full disk:
+    `fileio.NoSpaceError`)."""
     tmp_root = fileio.mkdtemp(base, prefix=f".tmp-{version}-")
     staged = fileio.join(tmp_root, str(version))
     step = "the SavedModel (graph and variables)"
@@ -374,7 +374,7 @@ def _write_version(parts: _Parts, base: str, version: int, final: str, created_b
         fileio.move_tree(staged, final, last=(SAVED_MODEL_FILE,))  # TF Serving loads a dir with saved_model.pb
     except Exception as err:
         if fileio.is_out_of_space(err):  # a short answer naming the step instead of TF's trace
-            raise ExportSpaceError(f"no space left on device while writing {step} of version {version} to {final} "
+            raise fileio.NoSpaceError(f"no space left on device while writing {step} of version {version} to {final} "
                                    f"(the disk or quota holding {base} is full); nothing was exported: the "
                                    "partial files were removed") from None
         raise
@@ -382,17 +382,6 @@ def _write_version(parts: _Parts, base: str, version: int, final: str, created_b
         fileio.rmtree(tmp_root, ignore_errors=True)
         if created_base and not fileio.exists(final) and not fileio.listdir(base):
             fileio.rmtree(base, ignore_errors=True)  # a base path this failed export created
-
-
-class ExportSpaceError(OSError):
-    """The device (or quota) filled up while writing an export; nothing of the version is left behind.
-    The message names the step, the version directory and the base path."""
-
-    def __init__(self, message: str):
-        super().__init__(errno.ENOSPC, message)
-
-    def __str__(self) -> str:
-        return self.strerror
 
 
 def export_run(run_dirs, base_path, version: int, *, tta: str | None = None, head: str | None = None,

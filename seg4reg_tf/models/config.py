@@ -38,9 +38,8 @@ class ModelConfig:
     images excluded), i.e. training starts at the mean predictor; None gives a zero bias (90
     degrees at scale 180).
 
-    CPU-sized defaults (measured on the shared 2-core box, batch 8, default config, ~1.7M params:
-    R 1.18M, S 0.49M): about 15 img/s training at 256 x 128 and 4 img/s at 512 x 256; seg_width 16
-    (S 1.97M) roughly halves that. R is called three times per step (x, m, s_hat) with one set of
+    CPU-sized defaults (~1.7M params: R 1.18M, S 0.49M; throughput in BENCHMARKS.md, "Input pipeline" and
+    "Training throughput"). R is called three times per step (x, m, s_hat) with one set of
     weights; with BatchNorm in R (reg_norm="batch" or a DenseNet encoder) each call updates the moving
     statistics with a different input distribution, which is why the light encoder defaults to
     GroupNorm.

@@ -11,8 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, Mapping
 
-from seg4reg_tf.config_machinery import ConfigError, check_fields, check_image_size, from_dict, require, to_dict
-from seg4reg_tf.input_checks import clahe_rules
+from seg4reg_tf.config_machinery import ConfigError, check_fields, check_input_settings, from_dict, to_dict
 
 FIELDS = ("image_size", "clahe", "clahe_clip", "clahe_tiles")  # what it shares with `data.config.DataConfig`
 
@@ -37,9 +36,7 @@ class Preprocessing:
 
     def __post_init__(self):
         check_fields(self, "preprocessing")
-        check_image_size(self.image_size, "preprocessing.image_size")
-        for rule in clahe_rules(self, "preprocessing"):
-            require(*rule)
+        check_input_settings(self, "preprocessing")
 
     @classmethod
     def of(cls, source: Any) -> Preprocessing:

@@ -77,7 +77,7 @@ class Seg4RegPlus(keras.Model):
             rebuilding from a saved model).
         preprocessing: the input contract (`models.preprocessing.Preprocessing`, its dict, or a
             DataConfig): what `export_model` puts in front of the network. `build_model` always sets it;
-            None (a model saved before models carried it) leaves it to the caller of the export.
+            None (a model saved without one) leaves it to the caller of the export.
 
     Reference: Lin et al., "Seg4Reg+: Consistency Learning between Spine Segmentation and Cobb
     Angle Regression", MICCAI 2021 (arXiv 2208.12462). The equations are our reconstruction.

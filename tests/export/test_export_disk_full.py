@@ -82,13 +82,14 @@ def test_full_disk_is_reported_and_nothing_is_left(finished_run, tmp_path, monke
 
 
 def test_full_disk_keeps_the_versions_already_there(finished_run, tmp_path, monkeypatch):
-    from seg4reg_tf.export.savedmodel import ExportSpaceError, export_run
+    from seg4reg_tf.export.savedmodel import export_run
+    from seg4reg_tf.fileio import NoSpaceError
 
     base = tmp_path / "base"
     (base / "1").mkdir(parents=True)
     (base / "1" / "saved_model.pb").write_bytes(b"an earlier version")
     _fill_disk_in_savev2(monkeypatch)
-    with pytest.raises(ExportSpaceError) as info:
+    with pytest.raises(NoSpaceError) as info:
         export_run(finished_run, str(base), 2)
     assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
     assert sorted(os.listdir(base)) == ["1"]  # no partial 2/, no .tmp-2-* staging directory

@@ -87,7 +87,8 @@ def test_one_image_size_check_everywhere(key, make):
                                               "(64, 32), got (8, 32)"),
 ])
 def test_one_clahe_check_for_the_data_config_and_the_contract(settings, message):
-    """DataConfig and Preprocessing check their CLAHE settings with the same rules (`input_checks.clahe_rules`)."""
+    """DataConfig and Preprocessing check their CLAHE settings with the same rules
+    (`config_machinery.check_input_settings`)."""
     for prefix, make in (("data", DataConfig), ("preprocessing", Preprocessing)):
         with pytest.raises(ConfigError, match="^" + re.escape(f"{prefix}.{message}") + "$"):
             make(image_size=(64, 32), **settings)
