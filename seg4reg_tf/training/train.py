@@ -209,55 +209,65 @@ def train(cfg: ExperimentConfig, data, run_dir: str, *, val_data=None, strategy_
                 load_init_weights(model, tc.init_weights)
 
         t0 = time.perf_counter()
-        if multiworker:
-            from seg4reg_tf.training.multiworker import fit_custom_loop
-
-            val_steps = tc.val_steps or math.ceil(val_split.count / global_batch)
-            result = fit_custom_loop(strategy, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
-                                     steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
-                                     monitor=monitor, joint_warmup_epochs=cfg.model.joint_warmup_epochs,
-                                     select_best=select_best)
-            initial_epoch, epochs_run, images = result["initial_epoch"], result["epochs_run"], result["images"]
-        else:
-            resumed_best = best_of_history(read_history(history_path), monitor)[0] if resuming else math.inf
-            callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.joint_warmup_epochs,
-                                       global_batch=global_batch, resumed_best=resumed_best,
-                                       select_best=select_best)
-            history = model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch,
-                                validation_data=val_ds, callbacks=callbacks + list(extra_callbacks or ()),
-                                verbose=verbose, shuffle=False)
-            initial_epoch = history.epoch[0] if history.epoch else tc.epochs
-            epochs_run = len(history.epoch)
-            images = callbacks[0].total_images
-            train_seconds = callbacks[0].total_seconds
+        fitted = _fit(cfg, model, strategy if multiworker else None, train_ds, val_ds, run_dir,
+                      steps_per_epoch=steps_per_epoch, global_batch=global_batch, val_count=val_split.count,
+                      resuming=resuming, extra_callbacks=extra_callbacks, verbose=verbose)
         wall = time.perf_counter() - t0
-        if multiworker:
-            train_seconds = result["train_seconds"]
-
         summary = {"name": cfg.name, "strategy": name, "replicas": int(replicas), "global_batch": int(global_batch),
                    "n_train": train_split.count, "n_val": val_split.count, "train_data": train_split.origin,
                    "val_data": val_split.origin, "steps_per_epoch": int(steps_per_epoch),
-                   "epochs": tc.epochs, "initial_epoch": int(initial_epoch), "epochs_run": int(epochs_run),
-                   "wall_time_s": round(wall, 3), "images_per_s": round(images / max(train_seconds, 1e-9), 3),
+                   "epochs": tc.epochs, "initial_epoch": int(fitted["initial_epoch"]),
+                   "epochs_run": int(fitted["epochs_run"]), "wall_time_s": round(wall, 3),
+                   "images_per_s": round(fitted["images"] / max(fitted["train_seconds"], 1e-9), 3),
                    "model_keras": f"best {monitor}" if select_best else "last epoch (train.fit_on: all)"}
         if chief:
-            rows = read_history(history_path)
-            best, best_epoch = best_of_history(rows, monitor)
-            model_path = fileio.join(run_dir, "model.keras")
-            if not fileio.exists(model_path) and fileio.exists(fileio.join(run_dir, "last.keras")):
-                log.warning("%s was never logged; model.keras is the last model", monitor)
-                fileio.copy(fileio.join(run_dir, "last.keras"), fileio.incoming_path(model_path))
-                fileio.replace(fileio.incoming_path(model_path), model_path)
-            if cfg.model.upright_check:
-                summary["upright_check"] = fit_saved_upright_check(model_path, cfg.data, train_split, val_split)
-            # epochs count from 1 here, as the progress bar does (history.csv's `epoch` column is 0-based)
-            summary.update({f"best_{monitor}": best if math.isfinite(best) else None,
-                            "best_epoch": None if best_epoch is None else int(best_epoch) + 1,
-                            "epochs_in_history": len(rows), "final": rows[-1] if rows else {},
-                            "config_sha256": config_fingerprint(load_config(fileio.join(run_dir, "config.yaml")))})
-            # last, atomically: from here on the run counts as finished
-            fileio.write_atomic(fileio.join(run_dir, SUMMARY), json.dumps(summary, indent=2, default=float))
+            _finish_run(cfg, run_dir, summary, train_split, val_split)
     return summary
+
+
+def _fit(cfg: ExperimentConfig, model, multiworker, train_ds, val_ds, run_dir: str, *, steps_per_epoch: int,
+         global_batch: int, val_count: int, resuming: bool, extra_callbacks, verbose) -> dict:
+    """`model.fit` with the standard callbacks, or the custom loop under `multiworker` (its strategy; None:
+    fit); {"initial_epoch", "epochs_run", "images", "train_seconds"}."""
+    tc = cfg.train
+    monitor, select_best = tc.checkpoint_monitor, tc.fit_on == "train"
+    if multiworker is not None:
+        from seg4reg_tf.training.multiworker import fit_custom_loop
+
+        val_steps = tc.val_steps or math.ceil(val_count / global_batch)
+        return fit_custom_loop(multiworker, model, train_ds, val_ds, run_dir=run_dir, epochs=tc.epochs,
+                               steps_per_epoch=steps_per_epoch, val_steps=val_steps, global_batch=global_batch,
+                               monitor=monitor, joint_warmup_epochs=cfg.model.joint_warmup_epochs,
+                               select_best=select_best)
+    history_path = fileio.join(run_dir, "history.csv")
+    resumed_best = best_of_history(read_history(history_path), monitor)[0] if resuming else math.inf
+    callbacks = make_callbacks(run_dir, monitor=monitor, joint_warmup_epochs=cfg.model.joint_warmup_epochs,
+                               global_batch=global_batch, resumed_best=resumed_best, select_best=select_best)
+    history = model.fit(train_ds, epochs=tc.epochs, steps_per_epoch=tc.steps_per_epoch, validation_data=val_ds,
+                        callbacks=callbacks + list(extra_callbacks or ()), verbose=verbose, shuffle=False)
+    return {"initial_epoch": history.epoch[0] if history.epoch else tc.epochs, "epochs_run": len(history.epoch),
+            "images": callbacks[0].total_images, "train_seconds": callbacks[0].total_seconds}
+
+
+def _finish_run(cfg: ExperimentConfig, run_dir: str, summary: dict, train_split, val_split) -> None:
+    """The chief's last steps: model.keras in place, the upright check, the best epoch, and
+    train_summary.json written last (from then on the run counts as finished)."""
+    monitor = cfg.train.checkpoint_monitor
+    rows = read_history(fileio.join(run_dir, "history.csv"))
+    best, best_epoch = best_of_history(rows, monitor)
+    model_path = fileio.join(run_dir, "model.keras")
+    if not fileio.exists(model_path) and fileio.exists(fileio.join(run_dir, "last.keras")):
+        log.warning("%s was never logged; model.keras is the last model", monitor)
+        fileio.copy(fileio.join(run_dir, "last.keras"), fileio.incoming_path(model_path))
+        fileio.replace(fileio.incoming_path(model_path), model_path)
+    if cfg.model.upright_check:
+        summary["upright_check"] = fit_saved_upright_check(model_path, cfg.data, train_split, val_split)
+    # epochs count from 1 here, as the progress bar does (history.csv's `epoch` column is 0-based)
+    summary.update({f"best_{monitor}": best if math.isfinite(best) else None,
+                    "best_epoch": None if best_epoch is None else int(best_epoch) + 1,
+                    "epochs_in_history": len(rows), "final": rows[-1] if rows else {},
+                    "config_sha256": config_fingerprint(load_config(fileio.join(run_dir, "config.yaml")))})
+    fileio.write_atomic(fileio.join(run_dir, SUMMARY), json.dumps(summary, indent=2, default=float))
 
 
 @contextlib.contextmanager
