@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 def _serve(args: argparse.Namespace) -> int:
     from seg4reg_tf.serving.serve_flags import config_from_args
-    from seg4reg_tf.serving.server import ModelServer
+    from seg4reg_tf.serving.server import ModelLoadError, ModelServer
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -39,9 +39,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     server = ModelServer(config)
     try:
-        server.start(wait_for_models=False)  # ports first; versions report LOADING until AVAILABLE
-    except OSError as err:
-        log.error("%s", err)
+        server.start(load_first=True)  # as TF Serving: the models load and warm up, then the ports open
+    except (OSError, ModelLoadError) as err:
+        log.error("serve: %s", err)
         return 1
     stop = threading.Event()
 

@@ -19,10 +19,15 @@ before a version is AVAILABLE, the PredictLog records of its `assets.extra/tf_se
 request fails the load of that version: it is logged, reported by GetModelStatus as END with the error,
 never served, and retried once its files change; the server and other versions keep serving.
 
-The ports open first; `start()` then waits for the first scan of the base paths (`wait_for_models=False`
-returns at once: versions report START / LOADING until they are AVAILABLE, which is what a readiness
-probe checks). Clients must raise gRPC's 4 MiB default message limits: the server accepts and sends
-messages up to `ServerConfig.max_message_bytes` (256 MiB), e.g. `grpc.insecure_channel(target, options=[
+Start-up order: `seg4reg serve` starts as TF Serving does (`start(load_first=True)`): every model of the
+initial config is loaded and warmed up first, and the ports open once each has a version AVAILABLE; a model
+without one (no version directory, or every version failed to load) ends the start with `ModelLoadError`
+naming it and why. Later versions still go START / LOADING -> AVAILABLE while the server runs (what the
+readiness probe checks). Without `load_first` the ports open first and `start()` waits for the first scan of
+the base paths (`wait_for_models=False` returns at once).
+
+Clients must raise gRPC's 4 MiB default message limits: the server accepts and sends messages up to
+`ServerConfig.max_message_bytes` (256 MiB), e.g. `grpc.insecure_channel(target, options=[
 ("grpc.max_send_message_length", 256 << 20), ("grpc.max_receive_message_length", 256 << 20)])`.
 
 `ServerConfig` lives in `serving.config`; it is re-exported here (`from seg4reg_tf.serving.server
@@ -45,9 +50,14 @@ from seg4reg_tf.serving.metrics import ServingMetrics
 from seg4reg_tf.serving.rest import RestApi, RestServer
 from seg4reg_tf.serving.status import model_status
 
-__all__ = ["MAX_MESSAGE_BYTES", "ModelServer", "ServerConfig"]
+__all__ = ["MAX_MESSAGE_BYTES", "ModelLoadError", "ModelServer", "ServerConfig"]
 
 log = logging.getLogger("seg4reg_tf.serving")
+
+
+class ModelLoadError(RuntimeError):
+    """A model of the initial config has no version AVAILABLE after the first load; the message names each
+    such model, its base path and why (the versions' load errors, or no version found)."""
 
 
 class ModelServer:
@@ -71,8 +81,16 @@ class ModelServer:
     def _status(self, name: str, version: int | None = None, label: str | None = None):
         return model_status(self.manager.states, self.manager.label_version, name, version, label)
 
-    def start(self, wait_for_models: bool = True) -> "ModelServer":
-        """Bind gRPC and REST, then start loading; `wait_for_models`: return after the first scan."""
+    def start(self, wait_for_models: bool = True, load_first: bool = False) -> "ModelServer":
+        """Bind gRPC and REST, then start loading; `wait_for_models`: return after the first scan.
+        `load_first` (TF Serving's order): load and warm up every model first, bind after; ModelLoadError
+        (nothing bound, polling stopped) when a model has no version AVAILABLE."""
+        if load_first:
+            self.manager.start(wait=True)
+            missing = self._not_available()
+            if missing:
+                self.manager.stop()
+                raise ModelLoadError("; ".join(missing))
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -113,8 +131,21 @@ class ModelServer:
             if self.config.prometheus_path:
                 log.info("Prometheus metrics on http://%s:%d%s", self.config.host, self.rest_port,
                          self.config.prometheus_path)
-        self.manager.start(wait=wait_for_models)
+        if not load_first:
+            self.manager.start(wait=wait_for_models)
         return self
+
+    def _not_available(self) -> list[str]:
+        """Why each model without an AVAILABLE version has none (empty: every model is served)."""
+        missing = []
+        for model in self.config.served_models:
+            if self.manager.versions(model.name):
+                continue
+            failed = self.manager.failed(model.name)
+            why = ("; ".join(f"version {v} failed to load: {err}" for v, err in sorted(failed.items())) if failed
+                   else "no version directory (a number holding saved_model.pb) the version policy picks")
+            missing.append(f"model {model.name!r} (base path {model.base_path}) has no version AVAILABLE: {why}")
+        return missing
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop accepting requests, finish in-flight ones (up to `grace` s), unload models."""

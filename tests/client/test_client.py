@@ -124,7 +124,7 @@ def test_cli_serve_process_answers_and_stops_on_sigterm(tmp_path):
          "--rest_api_port", str(rest_port), "--poll-seconds", "0.5", "--max-batch-size", "4"],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_port(rest_port, proc)  # the ports open first; the version is LOADING, then AVAILABLE
+        _wait_port(rest_port, proc)  # as TF Serving: the ports open once the model is AVAILABLE
         _wait_available(PredictClient(f"127.0.0.1:{port}"), proc)
         out = PredictClient(f"127.0.0.1:{port}").predict({"image_bytes": [GOOD]})
         np.testing.assert_allclose(out["cobb_angles"], [[5, 10, 15]], rtol=1e-6)
