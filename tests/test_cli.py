@@ -185,3 +185,15 @@ def test_tensorflow_start_up_lines_are_hidden_unless_verbose(tmp_path):
     verbose = _python("-m", "seg4reg_tf.cli", "--verbose", *argv, timeout=300)
     assert verbose.returncode == 2 and "not a directory" in verbose.stderr
     assert [m for m in STARTUP_MARKERS if m in verbose.stderr], verbose.stderr  # TensorFlow did print them
+
+
+def test_predict_names_a_missing_input_before_tensorflow_loads(tmp_path):
+    import subprocess
+    import sys
+
+    argv = ["predict", str(tmp_path / "nope.jpg"), "--model", "m", "--out", str(tmp_path / "o")]
+    code = f"import sys; from seg4reg_tf.cli import main; rc = main({argv!r}); print(rc, 'tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["2", "False"], done.stderr[-2000:]
+    assert f"no such file or folder: {tmp_path / 'nope.jpg'}" in done.stderr
+    assert not (tmp_path / "o").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from seg4reg_tf.cli_options import DeprecatedSpelling
@@ -47,6 +48,10 @@ def _predict(args) -> int:
 
     if args.rest and not args.server:
         print("predict: --rest needs --server", file=sys.stderr)
+        return 2
+    missing = [p for p in args.inputs if not os.path.exists(p)]
+    if missing:  # before TensorFlow and the model load (seconds)
+        print(f"predict: no such file or folder: {', '.join(missing)}", file=sys.stderr)
         return 2
     try:
         if args.model:

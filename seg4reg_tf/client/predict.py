@@ -387,8 +387,8 @@ def run_predict(inputs: Sequence, out_dir, predictor, *,
                 raise ValueError(f"{path.name}: the overlay could not be encoded as PNG")
         except Exception as err:  # report by name, keep going
             msg = _error_message(err)
-            print(f"predict: skipped {path.name}: {msg}", file=sys.stderr)
-            failed.append(path.name)
+            tqdm.write(f"predict: skipped {path.name}: {msg}", file=sys.stderr)  # not under the progress bar
+            failed.append(f"{path.name}: {msg}")
             rows.append(_summary_row(path.name, None, msg))
             continue
         stem = _unique_stem(item.stem, used, path.suffix)
@@ -407,7 +407,8 @@ def run_predict(inputs: Sequence, out_dir, predictor, *,
         if not _write_all(out, {"summary.csv": buf.getvalue().encode()}):
             return 1
     if failed:
-        print(f"predict: {len(failed)} of {len(files)} file(s) failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"predict: {len(failed)} of {len(files)} file(s) failed:\n" + "\n".join(f"  {f}" for f in failed),
+              file=sys.stderr)
         return 1
     return 0
 

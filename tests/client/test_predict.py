@@ -135,6 +135,10 @@ def test_bad_files_reported_and_skipped(predictor, spine, inputs, tmp_path, caps
         assert name in err
         assert not (out / f"{Path(name).stem}.json").exists()
     assert "size out of range" in err
+    # the closing lines name each failed file with its reason, not only its name
+    closing = err[err.index("3 of 4 file(s) failed:"):].splitlines()[1:]
+    assert len(closing) == 3 and all(line.startswith("  ") and ": " in line for line in closing)
+    assert any(line.strip().startswith("tiny.png: ") and "size out of range" in line for line in closing)
     assert (out / "spine16.json").exists()
     rows = {r["file"]: r for r in csv.DictReader((out / "summary.csv").open())}
     assert rows["spine16.png"]["status"] == "ok"
