@@ -48,15 +48,34 @@ def _line_through(p: np.ndarray, q: np.ndarray, extend: float) -> tuple[tuple[in
 
 
 def _wrap(text: str, width: int, font: float, thick: int) -> list[str]:
-    """`text` split at its double spaces into lines at most `width` px wide (a longer piece stays whole)."""
-    lines, pieces = [], text.split("  ")
-    for piece in pieces:
-        candidate = f"{lines[-1]}  {piece}" if lines else piece
-        if lines and cv2.getTextSize(candidate, cv2.FONT_HERSHEY_SIMPLEX, font, thick)[0][0] <= width:
-            lines[-1] = candidate
-        else:
-            lines.append(piece)
-    return lines
+    """`text` in lines at most `width` px wide: split at its double spaces (the groups it is made of), a group
+    wider than a line at its spaces, a word wider than a line cut."""
+    def fits(t: str) -> bool:
+        return cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, font, thick)[0][0] <= width
+
+    def cut(word: str) -> list[str]:
+        chunks = []
+        while word and not fits(word):
+            k = max(1, max((n for n in range(1, len(word)) if fits(word[:n])), default=1))
+            chunks.append(word[:k])
+            word = word[k:]
+        return chunks + ([word] if word else [])
+
+    lines: list[str] = []
+    for piece in text.split("  "):
+        if lines and fits(f"{lines[-1]}  {piece}"):
+            lines[-1] = f"{lines[-1]}  {piece}"
+            continue
+        lines.append("")
+        for word in piece.split(" "):
+            for chunk in cut(word):
+                if lines[-1] and fits(f"{lines[-1]} {chunk}"):
+                    lines[-1] = f"{lines[-1]} {chunk}"
+                elif lines[-1]:
+                    lines.append(chunk)
+                else:
+                    lines[-1] = chunk
+    return [line for line in lines if line]
 
 
 def render_overlay(

@@ -236,11 +236,11 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray],
     title = [] if result["measurable"] else [f"NOT MEASURABLE: {reason}"]
     title.append("Cobb " + _angles_text(result) + " deg")
     if pred.curves:
-        title.append("end vertebrae: " + "  ".join(f"{c.role} {c.end_vertebrae}" for c in pred.curves)
+        title.append("end vertebrae: " + "  ".join(f"{c.role} {c.end_vertebrae}" for c in pred.curves if c.is_curve)
                      + (f"  (not found: {' '.join(pred.missing_vertebrae)})" if pred.missing_vertebrae else ""))
         if any(c.lines_angle is not None for c in pred.curves):  # fused: the answer is not the drawn lines'
             title.append("lines drawn: the geometry head's end plates, whose angles are  "
-                         + "  ".join(f"{c.role} {c.lines_angle:.1f}" for c in pred.curves))
+                         + "  ".join(f"{c.role} {c.lines_angle:.1f}" for c in pred.curves if c.is_curve))
     else:
         title.append(f"end vertebrae: not given by the reported ({pred.reported_head}) head")
     if result["caution"]:
@@ -271,17 +271,22 @@ def _caution(disagreement, disagreement_threshold, fitted_disagreement, fitted_t
 
 
 def _angles_text(result: dict) -> str:
-    """"main 47.3 (43.1-52.0)  upper 20.1 (...)  lower ..." when the curves have roles, else by AASCE column."""
+    """"main 47.3 (43.1-52.0)  upper 20.1 (...)  lower ..." when the curves have roles, else by AASCE column;
+    a curve the official algorithm found absent (role "none") reads "MT: no curve", not as an angle."""
     intervals = result.get("intervals") or {}
     curves = result.get("curves") or {}
-    return "  ".join(f"{(curves.get(k) or {}).get('role') or k} {angle_text(v, intervals.get(k))}"
-                     for k, v in result["angles"].items())
+
+    def one(name: str, angle: float) -> str:
+        role = (curves.get(name) or {}).get("role")
+        return f"{name}: no curve" if role == "none" else f"{role or name} {angle_text(angle, intervals.get(name))}"
+
+    return "  ".join(one(k, v) for k, v in result["angles"].items())
 
 
 def summary_line(name: str, result: dict) -> str:
     """One line of the table `predict` prints: angles with their intervals, end vertebrae, the verdict."""
     curves = result.get("curves") or {}
-    ends = " ".join(f"{c['role'] or k} {c['end_vertebrae']}" for k, c in curves.items()) or "-"
+    ends = " ".join(f"{c['role'] or k} {c['end_vertebrae']}" for k, c in curves.items() if c["role"] != "none") or "-"
     verdict = "measurable" if result["measurable"] else f"NOT measurable: {result['reason']}"
     caution = f"  CAUTION: {result['caution']}" if result.get("caution") else ""
     return f"{name}  {_angles_text(result)} deg  ends {ends}  {verdict}{caution}"
