@@ -7,7 +7,6 @@ DEMO := demo_out
 # `make demo IMAGE=xray.jpg` (JPEG, PNG or DICOM of a real AP spine X-ray) also measures it with the
 # shipped reference model (serving/models/seg4reg).
 IMAGE ?=
-export TF_CPP_MIN_LOG_LEVEL ?= 2
 # The TFX pipeline's side environment (pipelines/): Python 3.10 + tfx 1.16, pinned in pipelines/requirements.txt.
 TFX_VENV := .venv-tfx
 PYTHON_TFX ?= $(firstword $(shell for p in python3.10 $$(pyenv root 2>/dev/null)/versions/3.10*/bin/python3.10; do \

@@ -74,10 +74,12 @@ class _Finder(importlib.abc.MetaPathFinder):
 def install(verbose: bool = False) -> bool:
     """Quiet the first TensorFlow import of this process unless `wanted(verbose)` says no; True if installed.
 
-    Also sets TF_CPP_MIN_LOG_LEVEL=2 (later C++ info and warnings) when the user did not set it.
+    Also sets TF_CPP_MIN_LOG_LEVEL=3 when the user did not set it: later C++ lines too (info, warnings and the
+    errors TensorFlow logs without failing, such as oneDNN's "supports DT_INT32 only on platforms with AVX-512"
+    at the first call); a real failure still comes back as a Python error, which the commands print.
     """
     if not wanted(verbose) or "tensorflow" in sys.modules or any(isinstance(f, _Finder) for f in sys.meta_path):
         return False
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.meta_path.insert(0, _Finder())
     return True

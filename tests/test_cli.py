@@ -168,7 +168,7 @@ def test_the_quiet_import_hides_fd_2_writes_and_lets_python_errors_through(tmp_p
             " file=sys.stderr)")
     env = _env(PYTHONPATH=str(tmp_path))
     proc = _python("-c", code, env=env)
-    assert (proc.returncode, proc.stderr) == (0, "after 2 True\n")
+    assert (proc.returncode, proc.stderr) == (0, "after 3 True\n")
     proc = _python("-c", code, env={**env, "FAKE_TF_FAIL": "1"})
     assert proc.returncode == 1 and "ImportError: the fake tensorflow is broken" in proc.stderr, proc.stderr
     assert "I0000" not in proc.stderr and "cuInit" not in proc.stderr
@@ -197,3 +197,23 @@ def test_predict_names_a_missing_input_before_tensorflow_loads(tmp_path):
     assert done.stdout.split() == ["2", "False"], done.stderr[-2000:]
     assert f"no such file or folder: {tmp_path / 'nope.jpg'}" in done.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_a_plain_predict_prints_one_line_per_film_and_nothing_of_tensorflow(tmp_path):
+    """The shipped model on a synthetic film: stdout is the film's line, stderr holds no TensorFlow line
+    (the oneDNN note at the first call included); --verbose keeps them."""
+    import cv2
+    import numpy as np
+
+    from seg4reg_tf.data.synth import synth_example
+
+    image, _ = synth_example(np.random.default_rng(0), height_range=(900, 900))
+    cv2.imwrite(str(tmp_path / "film.png"), image)
+    argv = ["predict", str(tmp_path / "film.png"), "--model", "serving/models/seg4reg", "--out", str(tmp_path / "o")]
+    quiet = _python("-m", "seg4reg_tf.cli", *argv, timeout=300)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stdout.splitlines() and len(quiet.stdout.splitlines()) == 1 and quiet.stdout.startswith("film.png")
+    assert not [m for m in STARTUP_MARKERS + ("W0000",) if m in quiet.stderr], quiet.stderr
+    verbose = _python("-m", "seg4reg_tf.cli", "--verbose", *argv, timeout=300)
+    assert verbose.returncode == 0 and [m for m in STARTUP_MARKERS if m in verbose.stderr], verbose.stderr
