@@ -23,7 +23,8 @@ from seg4reg_tf.geometry import ANGLE_NAMES, VERTEBRA_NAMES
 from seg4reg_tf.geometry.curve_order import ORDER_TOLERANCE, curves_swapped
 
 JSON_SCHEMA_VERSION = 4  # docs/architecture.md, "predict JSON"
-# Keys of schema 3 and earlier -> the glossary's (docs/architecture.md); `read_result` reads both.
+# Keys of schema 3 and earlier -> the glossary's (docs/architecture.md); `read_result` reads both. Schema 4
+# also added `curves_top_to_bottom`.
 RENAMED_KEYS = {"segmentation_geometry": "fitted_vertebrae", "consistency": "heads_disagreement",
                 "threshold": "heads_disagreement_threshold", "geometry_disagreement": "fitted_disagreement",
                 "geometry_threshold": "fitted_disagreement_threshold"}
@@ -213,6 +214,8 @@ def build_result(item: InputImage, outputs: dict[str, np.ndarray],
             for n, (lo, hi) in zip(ANGLE_NAMES, pred.intervals)},
         "reported_head": pred.reported_head,
         "curves": {c.name: c.to_json() for c in pred.curves} or None,
+        "curves_top_to_bottom": [{"slot": c.name, **c.to_json()} for c in
+                                 sorted(pred.curves, key=lambda c: (c.upper, c.lower)) if c.is_curve] or None,
         "vertebrae": None if pred.vertebrae is None else {
             "landmarks": np.round(pred.vertebrae, 2).tolist(), "not_found": pred.missing_vertebrae},
         "heads": heads,

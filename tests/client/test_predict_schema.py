@@ -9,6 +9,7 @@ import pathlib
 import pytest
 
 from seg4reg_tf.client.predict import JSON_SCHEMA_VERSION, RENAMED_KEYS, LocalPredictor, read_result, run_predict
+from seg4reg_tf.geometry import VERTEBRA_NAMES
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 REAL = REPO / ".." / "shared" / "aasce" / "boostnet_labeldata" / "data" / "training"
@@ -48,6 +49,11 @@ def test_the_renamed_json_answers_as_schema_3_did(tmp_path):
         assert new["schema_version"] == JSON_SCHEMA_VERSION == old["schema_version"]
         assert set(RENAMED_KEYS.values()) <= set(new) and not set(RENAMED_KEYS) & set(new)
         new["vertebrae"]["landmarks"] = None  # not kept in the fixture
+        top_down = new.pop("curves_top_to_bottom")  # added in schema 4: the curves without AASCE's column order
+        present = [k for k, c in old["curves"].items() if c["end_vertebrae"] != "no curve"]
+        by_top = sorted(present, key=lambda k: [VERTEBRA_NAMES.index(old["curves"][k][e]) for e in ("upper", "lower")])
+        assert [c["slot"] for c in top_down] == by_top
+        assert all({**old["curves"][c["slot"]], "slot": c["slot"]} == c for c in top_down)
         _same(old, new, name, tol=0.01)  # degrees: the reference model answers to the same 0.01 deg
     assert "caution" in new and new["caution"].startswith("the vertebrae fitted to the segmentation")
 
