@@ -91,6 +91,18 @@ class ModelServer:
             if missing:
                 self.manager.stop()
                 raise ModelLoadError("; ".join(missing))
+        try:
+            self._bind()
+        except OSError:
+            if load_first:
+                self.manager.stop()  # nothing left running behind a start that failed
+            raise
+        if not load_first:
+            self.manager.start(wait=wait_for_models)
+        return self
+
+    def _bind(self) -> None:
+        """Bind and start gRPC and REST (OSError naming the address that cannot be bound)."""
         options = [("grpc.max_send_message_length", self.config.max_message_bytes),
                    ("grpc.max_receive_message_length", self.config.max_message_bytes),
                    ("grpc.so_reuseport", 0)]
@@ -131,9 +143,6 @@ class ModelServer:
             if self.config.prometheus_path:
                 log.info("Prometheus metrics on http://%s:%d%s", self.config.host, self.rest_port,
                          self.config.prometheus_path)
-        if not load_first:
-            self.manager.start(wait=wait_for_models)
-        return self
 
     def _not_available(self) -> list[str]:
         """Why each model without an AVAILABLE version has none (empty: every model is served)."""
