@@ -22,8 +22,6 @@ import tempfile
 import uuid
 from typing import Any, Iterator, Mapping
 
-import numpy as np
-
 _SCHEME = "://"
 
 
@@ -304,13 +302,10 @@ def json_safe(value: Any) -> Any:
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
-    if isinstance(value, np.ndarray):
+    if type(value).__module__ == "numpy" and hasattr(value, "tolist"):  # arrays and scalars; numpy stays unimported
         return json_safe(value.tolist())
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return v if math.isfinite(v) else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     return value
 
 

@@ -93,3 +93,15 @@ def test_is_out_of_space():
     assert not fileio.is_out_of_space(tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor"))
     assert not fileio.is_out_of_space(OSError(errno.EACCES, "denied"))
     assert not fileio.is_out_of_space(ValueError("no space left on device"))
+
+
+def test_json_text_is_strict_json_of_numpy_and_non_finite_values():
+    import json
+
+    import numpy as np
+
+    value = {"nan": np.float32("nan"), "arr": np.array([[1.5, np.inf]]), "int": np.int64(4), 2: (1.0, float("-inf")),
+             "flag": np.bool_(True), "text": "x"}
+    parsed = json.loads(fileio.json_text(value))
+    assert parsed == {"nan": None, "arr": [[1.5, None]], "int": 4, "2": [1.0, None], "flag": True, "text": "x"}
+    assert fileio.json_text(value).endswith("}\n")
