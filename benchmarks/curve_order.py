@@ -1,7 +1,7 @@
 """Which curve is which: how often the geometry and segmentation heads rank MT and TL the other way round,
 and what each way of fusing them scores, paired per film against the shipped slot-by-slot mean.
 
-    python benchmarks/curve_order.py benchmarks/results/out_of_fold.csv --data ../shared/aasce/boostnet_labeldata
+    python benchmarks/curve_order.py benchmarks/results/out_of_fold.csv --data AASCE_ROOT
 
 Rules: pair the curves by size (the segmentation head's MT and TL exchanged where the ranks differ), the
 same only where the exchange fits far better (its L1 distance under r times the slot-by-slot one), or the
