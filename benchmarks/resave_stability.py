@@ -58,13 +58,12 @@ WAYS = {
 
 
 def answers(fn, films: list[bytes], batch: int = 8) -> dict[str, np.ndarray]:
-    """{output: [N, ...]} of `serving_default` on the encoded films, `batch` at a time."""
-    import tensorflow as tf
-
+    """{output: [N, ...]} of the angle outputs of `fn` (`evaluation.evaluate.saved_model_predict_fn`: encoded
+    images -> numpy outputs) on the films, `batch` at a time."""
     parts = []
     for i in range(0, len(films), batch):
-        out = fn(image_bytes=tf.constant(films[i:i + batch]))
-        parts.append({k: v.numpy() for k, v in out.items() if k.startswith("cobb_angles")})
+        out = fn(films[i:i + batch])
+        parts.append({k: v for k, v in out.items() if k.startswith("cobb_angles")})
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -89,11 +88,11 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="the first N validation films only")
     args = p.parse_args(argv)
 
-    import tensorflow as tf
     from serving_latency import header
     from tqdm import tqdm
 
     from seg4reg_tf.data.sources import fixed_split
+    from seg4reg_tf.evaluation.evaluate import saved_model_predict_fn
 
     _, val = fixed_split(args.data)
     val = val[:args.limit] if args.limit else val
@@ -107,7 +106,7 @@ def main(argv=None) -> int:
     lines = header(args, "The same film saved another way", ", ".join(args.versions),
                    [f"{len(val)} validation films (fold 4) of {args.data}"])
     for version in args.versions:
-        fn = tf.saved_model.load(version).signatures["serving_default"]
+        fn, _ = saved_model_predict_fn(version)
         base = answers(fn, originals)
         lines += ["", f"{version}: largest change of a reported angle per film (deg), and over that angle's "
                   "interval half-width", "",

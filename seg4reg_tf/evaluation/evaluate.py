@@ -153,10 +153,11 @@ def evaluate(
     heads = _head_arrays(cases, head_name)
     true = np.stack([c.true for c in cases])
     bounds = np.stack([c.bounds for c in cases]) if cases[0].bounds is not None else None
-    report = _report(cases, heads, true, bounds, head_name, inputs, max_missing, fitted_corners)
+    disagreement = _heads_disagreement(cases, heads)
+    report = _report(cases, heads, true, bounds, disagreement, head_name, inputs, max_missing, fitted_corners)
     if extra:
         report.update(dict(extra))
-    write_cases_csv(_rows(records, cases, heads, true, bounds), fileio.join(out_dir, "cases.csv"))
+    write_cases_csv(_rows(records, cases, heads, true, bounds, disagreement), fileio.join(out_dir, "cases.csv"))
     if make_plots:
         report["plots"] = _plots(heads[REPORTED], true, bounds, head_name, report["heads"][REPORTED], out_dir)
     write_report(report, fileio.join(out_dir, "report.json"))
@@ -248,7 +249,8 @@ def _nanmean(values) -> float | None:
     return float(np.nanmean(values)) if np.isfinite(values).any() else None
 
 
-def _report(cases, heads, true, bounds, head_name, inputs, max_missing, fitted_corners) -> dict[str, Any]:
+def _report(cases, heads, true, bounds, disagreement, head_name, inputs, max_missing,
+            fitted_corners) -> dict[str, Any]:
     reported = head_metrics(heads[REPORTED], true)
     shapes = [c.labels_shape for c in cases if c.labels_shape]
     report: dict[str, Any] = {
@@ -268,7 +270,7 @@ def _report(cases, heads, true, bounds, head_name, inputs, max_missing, fitted_c
         "fitted_corners": fitted_corners,
         "attention_in_spine": _nanmean([c.attention_share for c in cases]),
         "attention_area": _nanmean([c.attention_area for c in cases]),
-        "heads_disagreement_mean": _nanmean(_heads_disagreement(cases, heads)),
+        "heads_disagreement_mean": _nanmean(disagreement),
         "model_size": list(shapes[-1]) if shapes else None,
         "inputs": inputs,
     }
@@ -277,10 +279,9 @@ def _report(cases, heads, true, bounds, head_name, inputs, max_missing, fitted_c
     return report
 
 
-def _rows(records, cases, heads, true, bounds) -> list[dict[str, Any]]:
+def _rows(records, cases, heads, true, bounds, disagreement) -> list[dict[str, Any]]:
     """cases.csv: one row per image."""
     smapes = {name: per_image_smape(pred, true) for name, pred in heads.items()}
-    disagreement = _heads_disagreement(cases, heads)
     rows = []
     for k, (rec, case) in enumerate(zip(records, cases)):
         row: dict[str, Any] = {"file": rec.filename}

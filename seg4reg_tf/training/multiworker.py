@@ -56,8 +56,9 @@ def fit_custom_loop(strategy: tf.distribute.Strategy, model: keras.Model, train_
     train_iter = iter(_distribute(strategy, train_ds))
     val_iter = iter(_distribute(strategy, val_ds))
     history, images, train_seconds = [], 0, 0.0
+    warmup = JointWarmup(joint_warmup_epochs)
     for epoch in range(initial_epoch, epochs):
-        JointWarmup(joint_warmup_epochs).set_phase(model, epoch)
+        warmup.set_phase(model, epoch)
         print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if chief else 0)
         start = time.perf_counter()

@@ -15,11 +15,10 @@ import grpc
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from seg4reg_tf.serving import core as core_mod
 from seg4reg_tf.serving.server import ModelLoadError, ModelServer, ServerConfig
 from tests.serving.served import OPTIONS, outputs, request
 from tests.serving.serving_testmodel import free_port, save_version
-from tests.serving.test_readiness import write_warmup
+from tests.serving.test_readiness import slow_warmup, write_warmup  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow  # starts servers
 
@@ -37,16 +36,8 @@ def _broken(base: str, version: int) -> None:
         f.write(b"not a SavedModel")
 
 
-def test_ports_stay_closed_until_the_warm_up_is_done(tmp_path, monkeypatch):
-    release, entered = threading.Event(), threading.Event()
-    original = core_mod.PredictionCore.predict
-
-    def held(self, *args, **kwargs):  # the warm-up's replayed predict waits for the test
-        entered.set()
-        assert release.wait(60), "the test never released the warm-up"
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(core_mod.PredictionCore, "predict", held)
+def test_ports_stay_closed_until_the_warm_up_is_done(tmp_path, slow_warmup):  # noqa: F811 - the fixture
+    release, entered = slow_warmup
     base = str(tmp_path / "models")
     write_warmup(save_version(base, 1, gain=1.0))
     port, rest_port = free_port(), free_port()
@@ -62,7 +53,6 @@ def test_ports_stay_closed_until_the_warm_up_is_done(tmp_path, monkeypatch):
         assert not started.is_alive() and _open(port) and _open(rest_port)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}",
                                                                                        options=OPTIONS))
-        monkeypatch.setattr(core_mod.PredictionCore, "predict", original)
         assert outputs(stub.Predict(request(), timeout=30))["cobb_angles"].shape == (1, 3)
     finally:
         release.set()
